@@ -1,0 +1,121 @@
+#define TORCH_ASSERT_ONLY_METHOD_OPERATORS
+#include <ATen/core/Tensor.h>
+#include <ATen/native/CorrelationUtils.h>
+#include <ATen/native/cpu/CorrelationKernel.h>
+
+#ifndef AT_PER_OPERATOR_HEADERS
+#include <ATen/Functions.h>
+#include <ATen/NativeFunctions.h>
+#else
+#include <ATen/ops/correlation_backward_native.h>
+#include <ATen/ops/correlation_native.h>
+#include <ATen/ops/empty.h>
+#endif
+
+// NOTE [ correlation Native Functions ]
+//
+// correlation(input1, input2, ...) is the cost volume of optical flow and
+// stereo networks (FlowNetC, PWC-Net, DispNetC, GwcNet):
+//
+//   out[n, g*D + a*Kx + b, oy, ox] = scale * sum_{c in group g} sum_{i, j}
+//       input1[n, c, y0 + i*dil_h,        x0 + j*dil_w]
+//     * input2[n, c, y0 + i*dil_h + dy_a, x0 + j*dil_w + dx_b]
+//
+// with y0 = oy*stride_h - pad_h, x0 = ox*stride_w - pad_w and zeros outside
+// the image. The geometry (displacement ranges, output size) is derived once
+// in correlation_params() (CorrelationUtils.h), which every backend calls.
+//
+// One entry point serves CPU and CUDA: it checks, allocates and calls the
+// device's kernel through a DispatchStub (cpu/CorrelationKernel.cpp,
+// cuda/Correlation.cu). Kernels take batched 4D tensors with arbitrary
+// strides; the unbatched (C, H, W) form is handled here with a view. The
+// backward is a gather over the outputs that touch each input element, so it
+// is deterministic on every backend.
+
+namespace at::native {
+
+DEFINE_DISPATCH(correlation_stub);
+DEFINE_DISPATCH(correlation_backward_stub);
+
+namespace {
+
+// Batched 4D view of a 3D or 4D tensor.
+TensorBase as_batched(const Tensor& t) {
+  return t.dim() == 4 ? t : t.unsqueeze(0);
+}
+
+// Gradients follow the layout of the tensor they belong to, as conv2d's do.
+Tensor empty_like_input(const Tensor& input) {
+  return at::empty(input.sizes(), input.options(), input.suggest_memory_format());
+}
+
+} // namespace
+
+Tensor correlation(
+    const Tensor& input1,
+    const Tensor& input2,
+    IntArrayRef max_displacement,
+    at::OptionalIntArrayRef min_displacement,
+    IntArrayRef kernel_size,
+    IntArrayRef stride,
+    IntArrayRef padding,
+    IntArrayRef dilation,
+    IntArrayRef displacement_stride,
+    int64_t groups,
+    double scale) {
+  const auto params = correlation_params(
+      input1, input2, max_displacement, min_displacement, kernel_size, stride,
+      padding, dilation, displacement_stride, groups, scale);
+  // The output follows input1's memory format (channels_last in,
+  // channels_last out), like conv2d.
+  auto output = at::empty(
+      correlation_output_sizes(input1, params), input1.options(),
+      input1.suggest_memory_format());
+  if (output.numel() != 0) {
+    correlation_stub(
+        input1.device().type(), as_batched(output), as_batched(input1),
+        as_batched(input2), params);
+  }
+  return output;
+}
+
+std::tuple<Tensor, Tensor> correlation_backward(
+    const Tensor& grad_output,
+    const Tensor& input1,
+    const Tensor& input2,
+    IntArrayRef max_displacement,
+    at::OptionalIntArrayRef min_displacement,
+    IntArrayRef kernel_size,
+    IntArrayRef stride,
+    IntArrayRef padding,
+    IntArrayRef dilation,
+    IntArrayRef displacement_stride,
+    int64_t groups,
+    double scale,
+    std::array<bool, 2> output_mask) {
+  const auto params = correlation_params(
+      input1, input2, max_displacement, min_displacement, kernel_size, stride,
+      padding, dilation, displacement_stride, groups, scale);
+  check_correlation_grad_output(grad_output, input1, params);
+
+  Tensor grad_input1 = output_mask[0] ? empty_like_input(input1) : Tensor();
+  Tensor grad_input2 = output_mask[1] ? empty_like_input(input2) : Tensor();
+  if (!output_mask[0] && !output_mask[1]) {
+    return std::make_tuple(grad_input1, grad_input2);
+  }
+  if (input1.numel() == 0) {
+    // Nothing to gather (N == 0 or C == 0); the gradients are empty or zero.
+    if (grad_input1.defined()) grad_input1.zero_();
+    if (grad_input2.defined()) grad_input2.zero_();
+    return std::make_tuple(grad_input1, grad_input2);
+  }
+  const TensorBase undefined;
+  correlation_backward_stub(
+      input1.device().type(),
+      grad_input1.defined() ? as_batched(grad_input1) : undefined,
+      grad_input2.defined() ? as_batched(grad_input2) : undefined,
+      as_batched(grad_output), as_batched(input1), as_batched(input2), params);
+  return std::make_tuple(grad_input1, grad_input2);
+}
+
+} // namespace at::native

@@ -1,0 +1,533 @@
+#define TORCH_ASSERT_NO_OPERATORS
+#include <ATen/native/cpu/CorrelationKernel.h>
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <ATen/TensorIterator.h>
+#include <ATen/core/TensorBase.h>
+#include <ATen/cpu/vec/vec.h>
+#include <ATen/native/CorrelationUtils.h>
+#include <c10/util/irange.h>
+
+#include <algorithm>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+// NOTE [ Correlation CPU Kernels ]
+//
+// All three kernels (forward, grad_input1, grad_input2) work on one image row
+// at a time and vectorize along the output row (ox), so every inner loop is a
+// run of contiguous vector loads and FMAs with no horizontal reductions:
+//
+//   forward:      acc[a*Kx+b][ox] += A[c][ox + ...] * B[c][ox + ... + b]
+//   grad_input1:  G1[c][ox + ...]  += go[a*Kx+b][ox] * B[c][ox + ... + b]
+//   grad_input2:  G2[c][ox + ... + b] += go[a*Kx+b][ox] * A[c][ox + ...]
+//
+// where A and B are rows of input1 and input2 (one channel group), copied
+// into a small per-thread scratch in the accumulation type. The copy does
+// three jobs at once: it converts half/bfloat16 to float, it reads any memory
+// layout (NCHW, channels_last, arbitrary strides) through strides, and it
+// writes zeros for columns outside the image, so the inner loops need no
+// bounds checks and no padded copy of a whole input is ever made.
+//
+// With an output stride s > 1, the pixels that output ox reads are
+// ox*s + const, which is not contiguous in ox. The scratch row therefore
+// stores the columns "phase split": column x (relative to the row's origin)
+// lives at phase (x % s), index (x / s), so x = ox*s + r is at phase r % s,
+// index ox + r / s -- contiguous in ox for every r.
+//
+// Rows are reused: output row oy reads input rows oy*s_h + i*dil_h + dy for
+// all kernel rows i and displacements dy, and neighbouring output rows read
+// mostly the same input rows. Each thread keeps a small LRU cache of
+// converted rows, so each input row is converted about once per thread.
+//
+// The backward is a gather: each thread owns whole rows of a gradient and
+// sums every term that reaches them, so no two threads write the same
+// element and the result does not depend on scheduling.
+
+namespace at::native {
+namespace {
+
+// Geometry of one scratch row: `channels` channels of `phases * length`
+// accumulation-type values; column x of the image (x >= origin) is at
+// phase (x - origin) % phases, index (x - origin) / phases.
+struct RowLayout {
+  int64_t origin = 0;
+  int64_t phases = 1;
+  int64_t length = 0;
+  int64_t channels = 0;
+
+  int64_t channel_stride() const { return phases * length; }
+  int64_t size() const { return channels * channel_stride(); }
+  // Offset of relative column r >= 0 (r = x - origin).
+  int64_t offset(int64_t r) const { return (r % phases) * length + r / phases; }
+};
+
+// Strided view of one (n, channel group) plane of a batched 4D tensor.
+template <typename scalar_t>
+struct Plane {
+  scalar_t* data;
+  int64_t stride_c, stride_h, stride_w;
+};
+
+// Inputs are only read (const_data_ptr never materializes a lazy copy);
+// outputs are written.
+template <typename T>
+Plane<T> plane_of(const TensorBase& t, int64_t n, int64_t c0) {
+  T* base = nullptr;
+  if constexpr (std::is_const_v<T>) {
+    base = static_cast<T*>(t.const_data_ptr());
+  } else {
+    base = static_cast<T*>(t.mutable_data_ptr());
+  }
+  return {base + n * t.stride(0) + c0 * t.stride(1), t.stride(1), t.stride(2), t.stride(3)};
+}
+
+// Copies row y of `plane` (channels [0, layout.channels)) into `dst` in the
+// phase-split layout, converting to opmath_t, with zeros outside [0, width).
+template <typename scalar_t, typename opmath_t>
+void load_row(
+    const Plane<const scalar_t>& plane, int64_t y, int64_t width,
+    const RowLayout& layout, opmath_t* dst) {
+  for (const auto c : c10::irange(layout.channels)) {
+    const scalar_t* src = plane.data + c * plane.stride_c + y * plane.stride_h;
+    for (const auto p : c10::irange(layout.phases)) {
+      opmath_t* out = dst + c * layout.channel_stride() + p * layout.length;
+      // Column x = origin + p + t * phases for t in [0, length).
+      const int64_t x0 = layout.origin + p;
+      const int64_t step = layout.phases;
+      // First and one-past-last t with 0 <= x < width.
+      const int64_t t_begin = x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
+      const int64_t t_end = x0 >= width
+          ? t_begin
+          : std::max(t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
+      std::fill(out, out + t_begin, opmath_t(0));
+      const scalar_t* s = src + (x0 + t_begin * step) * plane.stride_w;
+      const int64_t s_step = step * plane.stride_w;
+      for (int64_t t = t_begin; t < t_end; ++t, s += s_step) {
+        out[t] = static_cast<opmath_t>(*s);
+      }
+      std::fill(out + t_end, out + layout.length, opmath_t(0));
+    }
+  }
+}
+
+// A per-thread LRU cache of converted rows of one input. Rows are keyed by
+// (plane, y); capacity is the number of distinct rows one work item reads,
+// so the rows of the current item are never evicted while in use.
+template <typename scalar_t, typename opmath_t>
+class RowCache {
+ public:
+  RowCache(const TensorBase& input, int64_t channels_per_group, int64_t height,
+           int64_t width, RowLayout layout, int64_t capacity)
+      : input_(input), channels_per_group_(channels_per_group), height_(height),
+        width_(width), layout_(layout), keys_(capacity, -1), last_use_(capacity, 0),
+        storage_(capacity * layout.size()) {}
+
+  // Row y of plane (n, g); y must be inside the image.
+  const opmath_t* get(int64_t n, int64_t g, int64_t groups, int64_t y) {
+    const int64_t key = ((n * groups) + g) * height_ + y;
+    ++clock_;
+    int64_t victim = 0;
+    for (const auto s : c10::irange(static_cast<int64_t>(keys_.size()))) {
+      if (keys_[s] == key) {
+        last_use_[s] = clock_;
+        return storage_.data() + s * layout_.size();
+      }
+      if (last_use_[s] < last_use_[victim]) {
+        victim = s;
+      }
+    }
+    opmath_t* row = storage_.data() + victim * layout_.size();
+    const Plane<const scalar_t> plane = plane_of<const scalar_t>(input_, n, g * channels_per_group_);
+    load_row<scalar_t, opmath_t>(plane, y, width_, layout_, row);
+    keys_[victim] = key;
+    last_use_[victim] = clock_;
+    return row;
+  }
+
+ private:
+  const TensorBase& input_;
+  int64_t channels_per_group_, height_, width_;
+  RowLayout layout_;
+  std::vector<int64_t> keys_;
+  std::vector<int64_t> last_use_;
+  std::vector<opmath_t> storage_;
+  int64_t clock_ = 0;
+};
+
+// Largest number of displacements whose accumulators (or weights) stay in
+// registers across the channel loop.
+constexpr int kMaxBlock = 8;
+
+// forward: acc[k][t] += sum_c a[c][t] * b[k][c][t] for t in [0, width), k < NB.
+template <typename opmath_t, int NB>
+void forward_block(
+    opmath_t* const* acc, const opmath_t* a, const opmath_t* const* b,
+    int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t width) {
+  using Vec = vec::Vectorized<opmath_t>;
+  for (int64_t t = 0; t < width; t += Vec::size()) {
+    Vec sums[NB];
+    for (int k = 0; k < NB; ++k) sums[k] = Vec::loadu(acc[k] + t);
+    for (int64_t c = 0; c < channels; ++c) {
+      const Vec av = Vec::loadu(a + c * a_cstride + t);
+      for (int k = 0; k < NB; ++k) {
+        sums[k] = vec::fmadd(av, Vec::loadu(b[k] + c * b_cstride + t), sums[k]);
+      }
+    }
+    for (int k = 0; k < NB; ++k) sums[k].store(acc[k] + t);
+  }
+}
+
+// grad_input1: g[c][t] += sum_k w[k][t] * b[k][c][t].
+template <typename opmath_t, int NB>
+void gather_block(
+    opmath_t* g, const opmath_t* const* w, const opmath_t* const* b,
+    int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width) {
+  using Vec = vec::Vectorized<opmath_t>;
+  for (int64_t t = 0; t < width; t += Vec::size()) {
+    Vec weights[NB];
+    for (int k = 0; k < NB; ++k) weights[k] = Vec::loadu(w[k] + t);
+    for (int64_t c = 0; c < channels; ++c) {
+      Vec sum = Vec::loadu(g + c * g_cstride + t);
+      for (int k = 0; k < NB; ++k) {
+        sum = vec::fmadd(weights[k], Vec::loadu(b[k] + c * b_cstride + t), sum);
+      }
+      sum.store(g + c * g_cstride + t);
+    }
+  }
+}
+
+// grad_input2: g[k][c][t] += w[k][t] * a[c][t]. The NB destinations may
+// overlap (they are shifted views of one row), so each update goes through
+// memory in order.
+template <typename opmath_t, int NB>
+void scatter_block(
+    opmath_t* const* g, const opmath_t* const* w, const opmath_t* a,
+    int64_t channels, int64_t g_cstride, int64_t a_cstride, int64_t width) {
+  using Vec = vec::Vectorized<opmath_t>;
+  for (int64_t t = 0; t < width; t += Vec::size()) {
+    Vec weights[NB];
+    for (int k = 0; k < NB; ++k) weights[k] = Vec::loadu(w[k] + t);
+    for (int64_t c = 0; c < channels; ++c) {
+      const Vec av = Vec::loadu(a + c * a_cstride + t);
+      for (int k = 0; k < NB; ++k) {
+        opmath_t* dst = g[k] + c * g_cstride + t;
+        vec::fmadd(weights[k], av, Vec::loadu(dst)).store(dst);
+      }
+    }
+  }
+}
+
+// Calls BLOCK<nb> for a runtime nb in [1, kMaxBlock].
+#define CORRELATION_DISPATCH_BLOCK(nb, BLOCK, ...)                 \
+  switch (nb) {                                                    \
+    case 1: BLOCK<opmath_t, 1>(__VA_ARGS__); break;                \
+    case 2: BLOCK<opmath_t, 2>(__VA_ARGS__); break;                \
+    case 3: BLOCK<opmath_t, 3>(__VA_ARGS__); break;                \
+    case 4: BLOCK<opmath_t, 4>(__VA_ARGS__); break;                \
+    case 5: BLOCK<opmath_t, 5>(__VA_ARGS__); break;                \
+    case 6: BLOCK<opmath_t, 6>(__VA_ARGS__); break;                \
+    case 7: BLOCK<opmath_t, 7>(__VA_ARGS__); break;                \
+    default: BLOCK<opmath_t, kMaxBlock>(__VA_ARGS__); break;       \
+  }
+
+// Row geometry shared by the three kernels.
+template <typename opmath_t>
+struct RowGeometry {
+  const CorrelationParams& p;
+  int64_t width_padded;  // out_w rounded up to whole vectors
+  RowLayout in1;         // rows of input1 (and of grad_input1)
+  RowLayout in2;         // rows of input2 (and of grad_input2)
+
+  explicit RowGeometry(const CorrelationParams& params) : p(params) {
+    const int64_t vec_size = vec::Vectorized<opmath_t>::size();
+    width_padded = (p.out_w + vec_size - 1) / vec_size * vec_size;
+    const int64_t s = p.stride_w;
+    const int64_t kernel_span = (p.kernel_w - 1) * p.dilation_w;
+    const int64_t disp_span = (p.disp_count_w - 1) * p.disp_step_w;
+    // input1 column of output ox, kernel column j: ox*s - pad + j*dil.
+    in1.origin = -p.pad_w;
+    in1.phases = s;
+    in1.channels = p.channels_per_group();
+    // Long enough for every vector the kernels touch, and for every image
+    // column (grad_input1 is read back over the whole row).
+    in1.length = std::max(width_padded + kernel_span / s, (p.width - 1 + p.pad_w) / s) + 1;
+    // input2 column: ox*s - pad + j*dil + dx_min + b*disp_step.
+    in2.origin = -p.pad_w + p.disp_min_w;
+    in2.phases = s;
+    in2.channels = p.channels_per_group();
+    in2.length = std::max(
+        width_padded + (kernel_span + disp_span) / s,
+        (p.width - 1 - in2.origin) / s) + 1;
+  }
+
+  // Relative column (within in1's row) of kernel column j.
+  int64_t in1_column(int64_t j) const { return j * p.dilation_w; }
+  // Relative column (within in2's row) of kernel column j, displacement b.
+  int64_t in2_column(int64_t j, int64_t b) const {
+    return j * p.dilation_w + b * p.disp_step_w;
+  }
+  int64_t dy(int64_t a) const { return p.disp_min_h + a * p.disp_step_h; }
+  int64_t grain(int64_t work_per_item) const {
+    return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_item));
+  }
+};
+
+template <typename scalar_t>
+void correlation_forward_typed(
+    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const CorrelationParams& p) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const RowGeometry<opmath_t> geo(p);
+  const int64_t D = p.displacements();
+  const int64_t Kx = p.disp_count_w;
+  const int64_t work_per_row =
+      p.kernel_h * p.kernel_w * D * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
+
+  at::parallel_for(0, p.batch * p.groups * p.out_h, geo.grain(work_per_row),
+                   [&](int64_t begin, int64_t end) {
+    RowCache<scalar_t, opmath_t> rows1(
+        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.kernel_h);
+    RowCache<scalar_t, opmath_t> rows2(
+        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.kernel_h * p.disp_count_h);
+    std::vector<opmath_t> acc(D * geo.width_padded);
+    opmath_t* acc_rows[kMaxBlock];
+    const opmath_t* b_rows[kMaxBlock];
+
+    for (const auto item : c10::irange(begin, end)) {
+      const int64_t oy = item % p.out_h;
+      const int64_t g = (item / p.out_h) % p.groups;
+      const int64_t n = item / (p.out_h * p.groups);
+      std::fill(acc.begin(), acc.end(), opmath_t(0));
+
+      for (const auto i : c10::irange(p.kernel_h)) {
+        const int64_t y1 = oy * p.stride_h - p.pad_h + i * p.dilation_h;
+        if (y1 < 0 || y1 >= p.height) continue;
+        const opmath_t* row1 = rows1.get(n, g, p.groups, y1);
+        for (const auto a : c10::irange(p.disp_count_h)) {
+          const int64_t y2 = y1 + geo.dy(a);
+          if (y2 < 0 || y2 >= p.height) continue;
+          const opmath_t* row2 = rows2.get(n, g, p.groups, y2);
+          for (const auto j : c10::irange(p.kernel_w)) {
+            const opmath_t* a_row = row1 + geo.in1.offset(geo.in1_column(j));
+            for (int64_t b0 = 0; b0 < Kx; b0 += kMaxBlock) {
+              const int nb = static_cast<int>(std::min<int64_t>(kMaxBlock, Kx - b0));
+              for (const auto k : c10::irange(nb)) {
+                acc_rows[k] = acc.data() + (a * Kx + b0 + k) * geo.width_padded;
+                b_rows[k] = row2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+              }
+              CORRELATION_DISPATCH_BLOCK(nb, forward_block, acc_rows, a_row, b_rows,
+                  p.channels_per_group(), geo.in1.channel_stride(),
+                  geo.in2.channel_stride(), p.out_w);
+            }
+          }
+        }
+      }
+
+      // Write out[n, g*D + d, oy, :] through the output's strides.
+      scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
+          g * D * output.stride(1) + oy * output.stride(2);
+      const opmath_t scale = static_cast<opmath_t>(p.scale);
+      for (const auto d : c10::irange(D)) {
+        const opmath_t* src = acc.data() + d * geo.width_padded;
+        scalar_t* dst = out + d * output.stride(1);
+        for (const auto ox : c10::irange(p.out_w)) {
+          dst[ox * output.stride(3)] = static_cast<scalar_t>(src[ox] * scale);
+        }
+      }
+    }
+  });
+}
+
+// Copies grad_output[n, g*D + a*Kx + b, oy, :] for all b into `dst`
+// ([Kx][width_padded], zero beyond out_w).
+template <typename scalar_t, typename opmath_t>
+void load_grad_output_row(
+    const TensorBase& grad_output, const RowGeometry<opmath_t>& geo,
+    int64_t n, int64_t g, int64_t a, int64_t oy, opmath_t* dst) {
+  const CorrelationParams& p = geo.p;
+  const int64_t Kx = p.disp_count_w;
+  const scalar_t* src = grad_output.const_data_ptr<scalar_t>() + n * grad_output.stride(0) +
+      (g * p.displacements() + a * Kx) * grad_output.stride(1) + oy * grad_output.stride(2);
+  for (const auto b : c10::irange(Kx)) {
+    const scalar_t* s = src + b * grad_output.stride(1);
+    opmath_t* d = dst + b * geo.width_padded;
+    for (const auto ox : c10::irange(p.out_w)) {
+      d[ox] = static_cast<opmath_t>(s[ox * grad_output.stride(3)]);
+    }
+    std::fill(d + p.out_w, d + geo.width_padded, opmath_t(0));
+  }
+}
+
+// Writes scale * row (phase-split `layout`) into grad[n, g*Cg + c, y, :].
+template <typename scalar_t, typename opmath_t>
+void store_grad_row(
+    const TensorBase& grad, const RowLayout& layout, const CorrelationParams& p,
+    int64_t n, int64_t g, int64_t y, const opmath_t* row) {
+  const Plane<scalar_t> plane = plane_of<scalar_t>(grad, n, g * layout.channels);
+  const opmath_t scale = static_cast<opmath_t>(p.scale);
+  for (const auto c : c10::irange(layout.channels)) {
+    scalar_t* dst = plane.data + c * plane.stride_c + y * plane.stride_h;
+    const opmath_t* src = row + c * layout.channel_stride();
+    for (const auto x : c10::irange(p.width)) {
+      const int64_t r = x - layout.origin;
+      // Columns left of the origin (or past the row) receive no terms.
+      const bool inside = r >= 0 && r / layout.phases < layout.length;
+      dst[x * plane.stride_w] =
+          static_cast<scalar_t>(inside ? src[layout.offset(r)] * scale : opmath_t(0));
+    }
+  }
+}
+
+// Output row reached by kernel row i from input1 row y1, or -1 if none.
+inline int64_t output_row_of(const CorrelationParams& p, int64_t y1, int64_t i) {
+  const int64_t num = y1 + p.pad_h - i * p.dilation_h;
+  if (num < 0 || num % p.stride_h != 0) return -1;
+  const int64_t oy = num / p.stride_h;
+  return oy < p.out_h ? oy : -1;
+}
+
+template <typename scalar_t>
+void correlation_grad_input1_typed(
+    const TensorBase& grad_input1, const TensorBase& grad_output,
+    const TensorBase& input2, const CorrelationParams& p) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const RowGeometry<opmath_t> geo(p);
+  const int64_t Kx = p.disp_count_w;
+  const int64_t work_per_row =
+      p.kernel_h * p.kernel_w * p.displacements() * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
+
+  // One item = one row y1 of one (n, group) plane of grad_input1.
+  at::parallel_for(0, p.batch * p.groups * p.height, geo.grain(work_per_row),
+                   [&](int64_t begin, int64_t end) {
+    RowCache<scalar_t, opmath_t> rows2(
+        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.disp_count_h);
+    std::vector<opmath_t> grad_row(geo.in1.size());
+    std::vector<opmath_t> go(Kx * geo.width_padded);
+    const opmath_t* w_rows[kMaxBlock];
+    const opmath_t* b_rows[kMaxBlock];
+
+    for (const auto item : c10::irange(begin, end)) {
+      const int64_t y1 = item % p.height;
+      const int64_t g = (item / p.height) % p.groups;
+      const int64_t n = item / (p.height * p.groups);
+      std::fill(grad_row.begin(), grad_row.end(), opmath_t(0));
+
+      for (const auto i : c10::irange(p.kernel_h)) {
+        const int64_t oy = output_row_of(p, y1, i);
+        if (oy < 0) continue;
+        for (const auto a : c10::irange(p.disp_count_h)) {
+          const int64_t y2 = y1 + geo.dy(a);
+          if (y2 < 0 || y2 >= p.height) continue;
+          const opmath_t* row2 = rows2.get(n, g, p.groups, y2);
+          load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, a, oy, go.data());
+          for (const auto j : c10::irange(p.kernel_w)) {
+            opmath_t* g_row = grad_row.data() + geo.in1.offset(geo.in1_column(j));
+            for (int64_t b0 = 0; b0 < Kx; b0 += kMaxBlock) {
+              const int nb = static_cast<int>(std::min<int64_t>(kMaxBlock, Kx - b0));
+              for (const auto k : c10::irange(nb)) {
+                w_rows[k] = go.data() + (b0 + k) * geo.width_padded;
+                b_rows[k] = row2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+              }
+              CORRELATION_DISPATCH_BLOCK(nb, gather_block, g_row, w_rows, b_rows,
+                  p.channels_per_group(), geo.in1.channel_stride(),
+                  geo.in2.channel_stride(), p.out_w);
+            }
+          }
+        }
+      }
+      store_grad_row<scalar_t, opmath_t>(grad_input1, geo.in1, p, n, g, y1, grad_row.data());
+    }
+  });
+}
+
+template <typename scalar_t>
+void correlation_grad_input2_typed(
+    const TensorBase& grad_input2, const TensorBase& grad_output,
+    const TensorBase& input1, const CorrelationParams& p) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const RowGeometry<opmath_t> geo(p);
+  const int64_t Kx = p.disp_count_w;
+  const int64_t work_per_row =
+      p.kernel_h * p.kernel_w * p.displacements() * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
+
+  // One item = one row y2 of one (n, group) plane of grad_input2.
+  at::parallel_for(0, p.batch * p.groups * p.height, geo.grain(work_per_row),
+                   [&](int64_t begin, int64_t end) {
+    RowCache<scalar_t, opmath_t> rows1(
+        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.disp_count_h);
+    std::vector<opmath_t> grad_row(geo.in2.size());
+    std::vector<opmath_t> go(Kx * geo.width_padded);
+    opmath_t* g_rows[kMaxBlock];
+    const opmath_t* w_rows[kMaxBlock];
+
+    for (const auto item : c10::irange(begin, end)) {
+      const int64_t y2 = item % p.height;
+      const int64_t g = (item / p.height) % p.groups;
+      const int64_t n = item / (p.height * p.groups);
+      std::fill(grad_row.begin(), grad_row.end(), opmath_t(0));
+
+      for (const auto a : c10::irange(p.disp_count_h)) {
+        const int64_t y1 = y2 - geo.dy(a);
+        if (y1 < 0 || y1 >= p.height) continue;
+        const opmath_t* row1 = nullptr;
+        for (const auto i : c10::irange(p.kernel_h)) {
+          const int64_t oy = output_row_of(p, y1, i);
+          if (oy < 0) continue;
+          if (row1 == nullptr) row1 = rows1.get(n, g, p.groups, y1);
+          load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, a, oy, go.data());
+          for (const auto j : c10::irange(p.kernel_w)) {
+            const opmath_t* a_row = row1 + geo.in1.offset(geo.in1_column(j));
+            for (int64_t b0 = 0; b0 < Kx; b0 += kMaxBlock) {
+              const int nb = static_cast<int>(std::min<int64_t>(kMaxBlock, Kx - b0));
+              for (const auto k : c10::irange(nb)) {
+                g_rows[k] = grad_row.data() + geo.in2.offset(geo.in2_column(j, b0 + k));
+                w_rows[k] = go.data() + (b0 + k) * geo.width_padded;
+              }
+              CORRELATION_DISPATCH_BLOCK(nb, scatter_block, g_rows, w_rows, a_row,
+                  p.channels_per_group(), geo.in2.channel_stride(),
+                  geo.in1.channel_stride(), p.out_w);
+            }
+          }
+        }
+      }
+      store_grad_row<scalar_t, opmath_t>(grad_input2, geo.in2, p, n, g, y2, grad_row.data());
+    }
+  });
+}
+
+#undef CORRELATION_DISPATCH_BLOCK
+
+void correlation_kernel(
+    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const CorrelationParams& params) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(kHalf, kBFloat16, input1.scalar_type(), "correlation_cpu", [&] {
+    correlation_forward_typed<scalar_t>(output, input1, input2, params);
+  });
+}
+
+void correlation_backward_kernel(
+    const TensorBase& grad_input1, const TensorBase& grad_input2,
+    const TensorBase& grad_output, const TensorBase& input1,
+    const TensorBase& input2, const CorrelationParams& params) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(kHalf, kBFloat16, input1.scalar_type(), "correlation_backward_cpu", [&] {
+    if (grad_input1.defined()) {
+      correlation_grad_input1_typed<scalar_t>(grad_input1, grad_output, input2, params);
+    }
+    if (grad_input2.defined()) {
+      correlation_grad_input2_typed<scalar_t>(grad_input2, grad_output, input1, params);
+    }
+  });
+}
+
+} // namespace
+
+// Registered for every CPU capability, AVX512 included: the kernels are FMA
+// loops over contiguous scratch rows, which gain from the wider vectors.
+ALSO_REGISTER_AVX512_DISPATCH(correlation_stub, &correlation_kernel)
+ALSO_REGISTER_AVX512_DISPATCH(correlation_backward_stub, &correlation_backward_kernel)
+
+} // namespace at::native

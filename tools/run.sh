@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One entry point for a fresh machine: sets up a virtual environment with
+# torch and the test requirements, builds and installs torch_correlation
+# into it (pip install --no-build-isolation .), then runs
+#   tools/run.sh demo   -- the main job: cost volume of an image pair with
+#                          known motion, and the check that argmax recovers it
+#   tools/run.sh test   -- the test suite
+# Environment: VENV (default .venv), TORCH_SPEC (default torch==2.14.1),
+# TORCH_CORRELATION_CUDA (auto|on|off; auto compiles the CUDA sources when
+# torch has CUDA and nvcc is found), MAX_JOBS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+what="${1:-demo}"
+shift || true
+
+VENV="${VENV:-.venv}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.14.1}"
+if [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ]; then
+  export CUDA_HOME=/usr/local/cuda
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+PY="$VENV/bin/python"
+stamp="$VENV/.requirements-installed"
+if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
+  "$PY" -m pip install -q --upgrade pip
+  "$PY" -m pip install -q "$TORCH_SPEC"
+  "$PY" -m pip install -q -r requirements.txt
+  touch "$stamp"
+fi
+
+# ccache makes rebuilds cheap when it is there; the build works without it.
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+start=$(date +%s)
+"$PY" -m pip install -q --no-build-isolation --no-deps . 
+echo "[run.sh] build + install took $(( $(date +%s) - start )) s"
+
+case "$what" in
+  demo)
+    "$PY" tools/demo.py "$@"
+    ;;
+  test)
+    # Run from test/ so that the installed package (not the source tree) is
+    # what the tests import.
+    (cd test && "../$PY" -m pytest -q -p no:cacheprovider "$@" .)
+    ;;
+  *)
+    echo "usage: tools/run.sh {demo|test} [args...]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,48 @@
+"""Preview of ``torch.nn.functional.correlation`` on stock PyTorch.
+
+Importing this package loads the compiled extension, which registers
+``aten::correlation`` and ``aten::correlation_backward`` (schemas, CPU/CUDA
+kernels, autograd, tracing) from the code that torch's own codegen generated
+for ``native_functions_patch.yaml`` and ``derivatives_patch.yaml``. It then
+puts the Python API where the upstream patch puts it:
+``torch.nn.functional.correlation`` (and ``torch._C._nn.correlation``, its
+generated binding).
+"""
+
+import torch
+import torch.nn.functional
+
+from . import _C
+from .functional import correlation
+
+__all__ = ["correlation"]
+
+
+def _install() -> None:
+    # The generated binding lives in _C._nn; torch keeps these in torch._C._nn.
+    for name in dir(_C._nn):
+        if not name.startswith("_") and not hasattr(torch._C._nn, name):
+            setattr(torch._C._nn, name, getattr(_C._nn, name))
+    if not hasattr(torch.nn.functional, "correlation"):
+        torch.nn.functional.correlation = correlation
+
+
+_install()
+
+# --- PyTorch 2 stack and transforms (issue 5) --------------------------------
+# Meta kernels (FakeTensor, torch.compile, export), the core ATen
+# decomposition (export's run_decompositions, ONNX), vmap batching rules and
+# nn.Correlation. The Autocast kernels are C++ (csrc/autocast_correlation.cpp)
+# and come with _C.
+from . import _decomp, _meta, _vmap  # noqa: E402
+from .modules import Correlation  # noqa: E402
+
+_meta.activate()
+_decomp.activate()
+_vmap.activate()
+if not hasattr(torch.nn, "Correlation"):
+    torch.nn.Correlation = Correlation
+    torch.nn.modules.Correlation = Correlation
+# TorchScript maps torch._C._nn functions to aten:: operators through a table
+# it builds once, on first use; an entry made after that needs registering.
+torch.jit._builtins._register_builtin(torch._C._nn.correlation, "aten::correlation")

@@ -1,0 +1,170 @@
+"""``torch.nn.functional.correlation``.
+
+The function between the ``[correlation begin]`` and ``[correlation end]``
+markers is the exact text that ``tools/apply_patch.py`` inserts into
+``torch/nn/functional.py``; it only uses names that module already has
+(``Tensor``, ``Optional``, ``Union``, ``has_torch_function_variadic``,
+``handle_torch_function``, ``torch``). The preview package imports it from
+here, so both run the same source.
+"""
+
+from typing import Optional, Union
+
+import torch
+from torch import Tensor
+from torch.overrides import handle_torch_function, has_torch_function_variadic
+
+__all__ = ["correlation"]
+
+
+# [correlation begin]
+def correlation(
+    input1: Tensor,
+    input2: Tensor,
+    max_displacement: Union[int, tuple[int, int]],
+    *,
+    min_displacement: Optional[Union[int, tuple[int, int]]] = None,
+    kernel_size: Union[int, tuple[int, int]] = 1,
+    stride: Union[int, tuple[int, int]] = 1,
+    padding: Union[int, tuple[int, int]] = 0,
+    dilation: Union[int, tuple[int, int]] = 1,
+    displacement_stride: Union[int, tuple[int, int]] = 1,
+    groups: int = 1,
+    scale: float = 1.0,
+) -> Tensor:
+    r"""Computes the local correlation (cost volume) of two feature maps.
+
+    This is the correlation layer of optical-flow and stereo networks (FlowNetC,
+    PWC-Net, DispNetC, GwcNet, the local lookup of RAFT): for every output
+    location and every displacement :math:`(d_y, d_x)` in a window, the dot
+    product over channels (and over a small kernel window) of :attr:`input1` at
+    that location with :attr:`input2` at the displaced location.
+
+    With :math:`y_0 = o_y \cdot \text{stride}_h - \text{padding}_h` and
+    :math:`x_0 = o_x \cdot \text{stride}_w - \text{padding}_w`, the output is
+
+    .. math::
+        \text{out}[n, g D + a K_x + b, o_y, o_x] = \text{scale} \sum_{c \in G_g}
+        \sum_{i=0}^{k_h - 1} \sum_{j=0}^{k_w - 1}
+        \text{input1}[n, c, y_0 + i \delta_h, x_0 + j \delta_w] \cdot
+        \text{input2}[n, c, y_0 + i \delta_h + d_y^{(a)}, x_0 + j \delta_w + d_x^{(b)}]
+
+    where :math:`\delta` is :attr:`dilation`, :math:`G_g` the channels
+    :math:`[g C / \text{groups}, (g + 1) C / \text{groups})` of group :math:`g`,
+    and both inputs read as zero outside the image.
+
+    The displacements along each axis are
+
+    * if :attr:`min_displacement` is ``None``: the symmetric range
+      :math:`\{k s : |k s| \le \text{max\_displacement}\}` with
+      :math:`s` = :attr:`displacement_stride` (always contains 0);
+    * otherwise :math:`\{\text{min}, \text{min} + s, \text{min} + 2s, \dots\}` up to
+      and including at most :attr:`max_displacement` (one-sided ranges, e.g. for
+      stereo).
+
+    :math:`K_y` and :math:`K_x` are the numbers of displacements per axis and
+    :math:`D = K_y K_x`; output channel :math:`g D + a K_x + b` holds group
+    :math:`g`, the :math:`a`-th vertical and the :math:`b`-th horizontal
+    displacement (horizontal fastest).
+
+    Shape:
+        - input1, input2: :math:`(N, C, H_{in}, W_{in})` or :math:`(C, H_{in}, W_{in})`,
+          same shape, dtype and device.
+        - Output: :math:`(N, \text{groups} \cdot D, H_{out}, W_{out})` or
+          :math:`(\text{groups} \cdot D, H_{out}, W_{out})`, where
+
+          .. math::
+              H_{out} = \left\lfloor\frac{H_{in} + 2 \times \text{padding}_h -
+              \text{dilation}_h \times (\text{kernel\_size}_h - 1) - 1}
+              {\text{stride}_h}\right\rfloor + 1
+
+          and likewise :math:`W_{out}` (the formula of :func:`conv2d`).
+
+    The output follows the memory format of :attr:`input1` (``channels_last``
+    in, ``channels_last`` out). float16 and bfloat16 inputs accumulate in
+    float32. Both the forward and the backward are deterministic on every
+    device (the backward gathers; it uses no atomic additions).
+
+    Recipes for common models (``C`` is the number of channels):
+
+    * PWC-Net: ``correlation(f1, f2, 4, scale=1 / C)``.
+    * FlowNetC: ``correlation(f1, f2, 20, displacement_stride=2, scale=1 / C)``.
+    * Caffe's correlation layer (``kernel_size=k, max_displacement=m, pad=p,
+      stride_1, stride_2``, requires ``p >= m``): ``correlation(f1, f2, m,
+      kernel_size=k, stride=stride_1, padding=p - m, displacement_stride=stride_2,
+      scale=1 / (k * k * C))``.
+    * spatial-correlation-sampler and mmcv's ``Correlation`` (``patch_size=P,
+      dilation_patch=s``): ``correlation(f1, f2, (P // 2) * s,
+      displacement_stride=s).view(N, P, P, H, W)``.
+    * GwcNet group-wise volume with ``D`` disparities and ``G`` groups:
+      ``correlation(left, right, (0, 0), min_displacement=(0, 1 - D), groups=G,
+      scale=G / C)``; channel ``g * D + b`` holds disparity ``D - 1 - b``.
+    * DispNetC 1-D correlation over ``D`` disparities:
+      ``correlation(left, right, (0, 0), min_displacement=(0, 1 - D), scale=1 / C)``.
+
+    Args:
+        input1 (Tensor): first feature map, :math:`(N, C, H, W)` or :math:`(C, H, W)`.
+        input2 (Tensor): second feature map, same shape, dtype and device as
+            :attr:`input1`.
+        max_displacement (int or tuple): largest displacement ``(dy, dx)``.
+        min_displacement (int or tuple, optional): smallest displacement; ``None``
+            gives the symmetric range. Default: ``None``
+        kernel_size (int or tuple): size of the window summed per displacement.
+            Default: 1
+        stride (int or tuple): stride of the output grid over :attr:`input1`.
+            Default: 1
+        padding (int or tuple): implicit zero padding of :attr:`input1` on both
+            sides. Default: 0
+        dilation (int or tuple): spacing of the kernel window. Default: 1
+        displacement_stride (int or tuple): spacing of the displacements.
+            Default: 1
+        groups (int): number of channel groups, each giving its own ``D``
+            output channels; must divide ``C``. Default: 1
+        scale (float): factor applied to every sum (e.g. ``1 / C``). Default: 1.0
+
+    Returns:
+        Tensor: the cost volume, :math:`(N, \text{groups} \cdot D, H_{out}, W_{out})`.
+
+    Examples::
+
+        >>> f1 = torch.randn(2, 32, 24, 32)
+        >>> f2 = torch.roll(f1, shifts=(1, -2), dims=(2, 3))  # f2[y, x] = f1[y - 1, x + 2]
+        >>> cost = F.correlation(f1, f2, 4, scale=1 / 32)
+        >>> cost.shape
+        torch.Size([2, 81, 24, 32])
+        >>> best = cost[:, :, 8:16, 8:24].mean((0, 2, 3)).argmax().item()
+        >>> divmod(best, 9)  # (dy + 4, dx + 4) of the true motion (1, -2)
+        (5, 2)
+    """
+    if has_torch_function_variadic(input1, input2):
+        return handle_torch_function(
+            correlation,
+            (input1, input2),
+            input1,
+            input2,
+            max_displacement,
+            min_displacement=min_displacement,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=padding,
+            dilation=dilation,
+            displacement_stride=displacement_stride,
+            groups=groups,
+            scale=scale,
+        )
+    return torch._C._nn.correlation(
+        input1,
+        input2,
+        max_displacement,
+        min_displacement=min_displacement,
+        kernel_size=kernel_size,
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        displacement_stride=displacement_stride,
+        groups=groups,
+        scale=scale,
+    )
+
+
+# [correlation end]
