@@ -94,8 +94,10 @@ def correlation(
       kernel_size=k, stride=stride_1, padding=p - m, displacement_stride=stride_2,
       scale=1 / (k * k * C))``.
     * spatial-correlation-sampler and mmcv's ``Correlation`` (``patch_size=P,
-      dilation_patch=s``): ``correlation(f1, f2, (P // 2) * s,
-      displacement_stride=s).view(N, P, P, H, W)``.
+      dilation_patch=s``, ``P`` odd): ``correlation(f1, f2, (P // 2) * s,
+      displacement_stride=s).view(N, P, P, H, W)``; for even ``P`` use
+      ``min_displacement=-((s * (P - 1)) // 2)`` and
+      ``max_displacement=min_displacement + (P - 1) * s``.
     * GwcNet group-wise volume with ``D`` disparities and ``G`` groups:
       ``correlation(left, right, (0, 0), min_displacement=(0, 1 - D), groups=G,
       scale=G / C)``; channel ``g * D + b`` holds disparity ``D - 1 - b``.

@@ -18,12 +18,13 @@
 // NOTE [ Correlation CPU Kernels ]
 //
 // All three kernels (forward, grad_input1, grad_input2) work on one image row
-// at a time and vectorize along the output row (ox), so every inner loop is a
-// run of contiguous vector loads and FMAs with no horizontal reductions:
+// at a time and vectorize along the row, so every inner loop is a run of
+// contiguous vector loads and FMAs with no horizontal reductions, and the
+// values reused across the channel loop stay in registers:
 //
-//   forward:      acc[a*Kx+b][ox] += A[c][ox + ...] * B[c][ox + ... + b]
-//   grad_input1:  G1[c][ox + ...]  += go[a*Kx+b][ox] * B[c][ox + ... + b]
-//   grad_input2:  G2[c][ox + ... + b] += go[a*Kx+b][ox] * A[c][ox + ...]
+//   forward:      acc[a*Kx+b][ox] += sum_c A[c][ox + ...] * B[c][ox + ... + b]
+//   grad_input1:  G1[c][ox + ...] += sum_b go[a*Kx+b][ox] * B[c][ox + ... + b]
+//   grad_input2:  G2[c][t] += sum_(j,b) go[a*Kx+b][t - shift] * A[c][t - shift + ...]
 //
 // where A and B are rows of input1 and input2 (one channel group), copied
 // into a small per-thread scratch in the accumulation type. The copy does
@@ -181,7 +182,8 @@ void forward_block(
   }
 }
 
-// grad_input1: g[c][t] += sum_k w[k][t] * b[k][c][t].
+// backward: g[c][t] += sum_k w[k][t] * b[k][c][t]: the weights (rows of
+// grad_output) stay in registers across the channel loop.
 template <typename opmath_t, int NB>
 void gather_block(
     opmath_t* g, const opmath_t* const* w, const opmath_t* const* b,
@@ -200,24 +202,17 @@ void gather_block(
   }
 }
 
-// grad_input2: g[k][c][t] += w[k][t] * a[c][t]. The NB destinations may
-// overlap (they are shifted views of one row), so each update goes through
-// memory in order.
-template <typename opmath_t, int NB>
-void scatter_block(
-    opmath_t* const* g, const opmath_t* const* w, const opmath_t* a,
-    int64_t channels, int64_t g_cstride, int64_t a_cstride, int64_t width) {
-  using Vec = vec::Vectorized<opmath_t>;
-  for (int64_t t = 0; t < width; t += Vec::size()) {
-    Vec weights[NB];
-    for (int k = 0; k < NB; ++k) weights[k] = Vec::loadu(w[k] + t);
-    for (int64_t c = 0; c < channels; ++c) {
-      const Vec av = Vec::loadu(a + c * a_cstride + t);
-      for (int k = 0; k < NB; ++k) {
-        opmath_t* dst = g[k] + c * g_cstride + t;
-        vec::fmadd(weights[k], av, Vec::loadu(dst)).store(dst);
-      }
-    }
+// Splits [0, count) into the fewest blocks of at most kMaxBlock, of nearly
+// equal size (9 -> 5 + 4 rather than 8 + 1: a block of one would load as
+// much as it computes), and calls fn(begin, size) for each.
+template <typename Fn>
+void for_each_block(int64_t count, const Fn& fn) {
+  const int64_t blocks = (count + kMaxBlock - 1) / kMaxBlock;
+  int64_t begin = 0;
+  for (const auto blk : c10::irange(blocks)) {
+    const int64_t size = (count - begin) / (blocks - blk);
+    fn(begin, static_cast<int>(size));
+    begin += size;
   }
 }
 
@@ -235,38 +230,53 @@ void scatter_block(
   }
 
 // Row geometry shared by the three kernels.
+//
+// Output column ox reads input1 column ox*s - pad + j*dil (kernel column j)
+// and input2 column ox*s - pad + j*dil + dx_min + b*disp_step. In input2's
+// phase-split row that is relative column ox*s + r with
+// r = j*dil + b*disp_step, i.e. phase r % s, index ox + r / s.
+//
+// grad_input2 gathers, for a fixed destination index t of input2's row, the
+// terms of every (j, b) of that phase: output column ox = t - r / s. Reading
+// grad_output and input1 at t - r / s needs up to `shift_max` zero columns
+// in front of them, so input1's rows start shift_max phase-columns early.
 template <typename opmath_t>
 struct RowGeometry {
   const CorrelationParams& p;
   int64_t width_padded;  // out_w rounded up to whole vectors
+  int64_t shift_max;     // largest r / s over all (j, b)
+  int64_t width2;        // destination width of grad_input2's gather (whole vectors)
+  int64_t go_stride;     // row stride of the grad_output scratch
   RowLayout in1;         // rows of input1 (and of grad_input1)
   RowLayout in2;         // rows of input2 (and of grad_input2)
 
   explicit RowGeometry(const CorrelationParams& params) : p(params) {
     const int64_t vec_size = vec::Vectorized<opmath_t>::size();
-    width_padded = (p.out_w + vec_size - 1) / vec_size * vec_size;
+    const auto round_up = [vec_size](int64_t v) { return (v + vec_size - 1) / vec_size * vec_size; };
     const int64_t s = p.stride_w;
     const int64_t kernel_span = (p.kernel_w - 1) * p.dilation_w;
     const int64_t disp_span = (p.disp_count_w - 1) * p.disp_step_w;
-    // input1 column of output ox, kernel column j: ox*s - pad + j*dil.
-    in1.origin = -p.pad_w;
+    width_padded = round_up(p.out_w);
+    shift_max = (kernel_span + disp_span) / s;
+    width2 = round_up(p.out_w + shift_max);
+    go_stride = shift_max + width2;
+
+    in1.origin = -p.pad_w - shift_max * s;
     in1.phases = s;
     in1.channels = p.channels_per_group();
-    // Long enough for every vector the kernels touch, and for every image
-    // column (grad_input1 is read back over the whole row).
-    in1.length = std::max(width_padded + kernel_span / s, (p.width - 1 + p.pad_w) / s) + 1;
-    // input2 column: ox*s - pad + j*dil + dx_min + b*disp_step.
+    // Every vector the kernels read (index up to shift_max + kernel_span / s
+    // + width2), and every image column (grad_input1 is read back whole).
+    in1.length = std::max(shift_max + kernel_span / s + width2, (p.width - 1 - in1.origin) / s) + 1;
+
     in2.origin = -p.pad_w + p.disp_min_w;
     in2.phases = s;
     in2.channels = p.channels_per_group();
-    in2.length = std::max(
-        width_padded + (kernel_span + disp_span) / s,
-        (p.width - 1 - in2.origin) / s) + 1;
+    in2.length = std::max(std::max(width2, shift_max + width_padded), (p.width - 1 - in2.origin) / s) + 1;
   }
 
-  // Relative column (within in1's row) of kernel column j.
-  int64_t in1_column(int64_t j) const { return j * p.dilation_w; }
-  // Relative column (within in2's row) of kernel column j, displacement b.
+  // Relative column (within in1's row) of output 0, kernel column j.
+  int64_t in1_column(int64_t j) const { return j * p.dilation_w + shift_max * p.stride_w; }
+  // Relative column (within in2's row) of output 0, kernel column j, displacement b.
   int64_t in2_column(int64_t j, int64_t b) const {
     return j * p.dilation_w + b * p.disp_step_w;
   }
@@ -313,8 +323,7 @@ void correlation_forward_typed(
           const opmath_t* row2 = rows2.get(n, g, p.groups, y2);
           for (const auto j : c10::irange(p.kernel_w)) {
             const opmath_t* a_row = row1 + geo.in1.offset(geo.in1_column(j));
-            for (int64_t b0 = 0; b0 < Kx; b0 += kMaxBlock) {
-              const int nb = static_cast<int>(std::min<int64_t>(kMaxBlock, Kx - b0));
+            for_each_block(Kx, [&](int64_t b0, int nb) {
               for (const auto k : c10::irange(nb)) {
                 acc_rows[k] = acc.data() + (a * Kx + b0 + k) * geo.width_padded;
                 b_rows[k] = row2 + geo.in2.offset(geo.in2_column(j, b0 + k));
@@ -322,7 +331,7 @@ void correlation_forward_typed(
               CORRELATION_DISPATCH_BLOCK(nb, forward_block, acc_rows, a_row, b_rows,
                   p.channels_per_group(), geo.in1.channel_stride(),
                   geo.in2.channel_stride(), p.out_w);
-            }
+            });
           }
         }
       }
@@ -342,8 +351,9 @@ void correlation_forward_typed(
   });
 }
 
-// Copies grad_output[n, g*D + a*Kx + b, oy, :] for all b into `dst`
-// ([Kx][width_padded], zero beyond out_w).
+// Copies grad_output[n, g*D + a*Kx + b, oy, :] for all b into `dst`:
+// row b at dst + b * go_stride, output column ox at index shift_max + ox,
+// zeros around it (see RowGeometry).
 template <typename scalar_t, typename opmath_t>
 void load_grad_output_row(
     const TensorBase& grad_output, const RowGeometry<opmath_t>& geo,
@@ -354,11 +364,13 @@ void load_grad_output_row(
       (g * p.displacements() + a * Kx) * grad_output.stride(1) + oy * grad_output.stride(2);
   for (const auto b : c10::irange(Kx)) {
     const scalar_t* s = src + b * grad_output.stride(1);
-    opmath_t* d = dst + b * geo.width_padded;
+    opmath_t* d = dst + b * geo.go_stride;
+    std::fill(d, d + geo.shift_max, opmath_t(0));
+    d += geo.shift_max;
     for (const auto ox : c10::irange(p.out_w)) {
       d[ox] = static_cast<opmath_t>(s[ox * grad_output.stride(3)]);
     }
-    std::fill(d + p.out_w, d + geo.width_padded, opmath_t(0));
+    std::fill(d + p.out_w, d + geo.width2, opmath_t(0));
   }
 }
 
@@ -400,13 +412,14 @@ void correlation_grad_input1_typed(
   const int64_t work_per_row =
       p.kernel_h * p.kernel_w * p.displacements() * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
 
-  // One item = one row y1 of one (n, group) plane of grad_input1.
+  // One item = one row y1 of one (n, group) plane of grad_input1:
+  //   G1[c][ox*s + j*dil] += sum_b go[a*Kx+b][oy][ox] * B[c][ox*s + j*dil + b*step]
   at::parallel_for(0, p.batch * p.groups * p.height, geo.grain(work_per_row),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows2(
         input2, p.channels_per_group(), p.height, p.width, geo.in2, p.disp_count_h);
     std::vector<opmath_t> grad_row(geo.in1.size());
-    std::vector<opmath_t> go(Kx * geo.width_padded);
+    std::vector<opmath_t> go(Kx * geo.go_stride);
     const opmath_t* w_rows[kMaxBlock];
     const opmath_t* b_rows[kMaxBlock];
 
@@ -426,16 +439,15 @@ void correlation_grad_input1_typed(
           load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, a, oy, go.data());
           for (const auto j : c10::irange(p.kernel_w)) {
             opmath_t* g_row = grad_row.data() + geo.in1.offset(geo.in1_column(j));
-            for (int64_t b0 = 0; b0 < Kx; b0 += kMaxBlock) {
-              const int nb = static_cast<int>(std::min<int64_t>(kMaxBlock, Kx - b0));
+            for_each_block(Kx, [&](int64_t b0, int nb) {
               for (const auto k : c10::irange(nb)) {
-                w_rows[k] = go.data() + (b0 + k) * geo.width_padded;
+                w_rows[k] = go.data() + (b0 + k) * geo.go_stride + geo.shift_max;
                 b_rows[k] = row2 + geo.in2.offset(geo.in2_column(j, b0 + k));
               }
               CORRELATION_DISPATCH_BLOCK(nb, gather_block, g_row, w_rows, b_rows,
                   p.channels_per_group(), geo.in1.channel_stride(),
                   geo.in2.channel_stride(), p.out_w);
-            }
+            });
           }
         }
       }
@@ -451,18 +463,34 @@ void correlation_grad_input2_typed(
   using opmath_t = at::opmath_type<scalar_t>;
   const RowGeometry<opmath_t> geo(p);
   const int64_t Kx = p.disp_count_w;
+  const int64_t s = p.stride_w;
   const int64_t work_per_row =
       p.kernel_h * p.kernel_w * p.displacements() * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
 
-  // One item = one row y2 of one (n, group) plane of grad_input2.
+  // The (j, b) terms grouped by the phase of input2's row they land in; a
+  // term with r = j*dil + b*step reaches index t from output column
+  // t - r / s (see RowGeometry).
+  struct Term {
+    int64_t j, b, shift;
+  };
+  std::vector<std::vector<Term>> terms_by_phase(s);
+  for (const auto j : c10::irange(p.kernel_w)) {
+    for (const auto b : c10::irange(Kx)) {
+      const int64_t r = geo.in2_column(j, b);
+      terms_by_phase[r % s].push_back({j, b, r / s});
+    }
+  }
+
+  // One item = one row y2 of one (n, group) plane of grad_input2:
+  //   G2[c][t] += sum_{j, b} go[a*Kx+b][oy][t - shift] * A[c][... + t - shift]
   at::parallel_for(0, p.batch * p.groups * p.height, geo.grain(work_per_row),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
         input1, p.channels_per_group(), p.height, p.width, geo.in1, p.disp_count_h);
     std::vector<opmath_t> grad_row(geo.in2.size());
-    std::vector<opmath_t> go(Kx * geo.width_padded);
-    opmath_t* g_rows[kMaxBlock];
+    std::vector<opmath_t> go(Kx * geo.go_stride);
     const opmath_t* w_rows[kMaxBlock];
+    const opmath_t* a_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
       const int64_t y2 = item % p.height;
@@ -479,18 +507,19 @@ void correlation_grad_input2_typed(
           if (oy < 0) continue;
           if (row1 == nullptr) row1 = rows1.get(n, g, p.groups, y1);
           load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, a, oy, go.data());
-          for (const auto j : c10::irange(p.kernel_w)) {
-            const opmath_t* a_row = row1 + geo.in1.offset(geo.in1_column(j));
-            for (int64_t b0 = 0; b0 < Kx; b0 += kMaxBlock) {
-              const int nb = static_cast<int>(std::min<int64_t>(kMaxBlock, Kx - b0));
+          for (const auto phase : c10::irange(s)) {
+            const auto& terms = terms_by_phase[phase];
+            opmath_t* g_row = grad_row.data() + phase * geo.in2.length;
+            for_each_block(static_cast<int64_t>(terms.size()), [&](int64_t k0, int nb) {
               for (const auto k : c10::irange(nb)) {
-                g_rows[k] = grad_row.data() + geo.in2.offset(geo.in2_column(j, b0 + k));
-                w_rows[k] = go.data() + (b0 + k) * geo.width_padded;
+                const Term& term = terms[k0 + k];
+                w_rows[k] = go.data() + term.b * geo.go_stride + geo.shift_max - term.shift;
+                a_rows[k] = row1 + geo.in1.offset(geo.in1_column(term.j)) - term.shift;
               }
-              CORRELATION_DISPATCH_BLOCK(nb, scatter_block, g_rows, w_rows, a_row,
+              CORRELATION_DISPATCH_BLOCK(nb, gather_block, g_row, w_rows, a_rows,
                   p.channels_per_group(), geo.in2.channel_stride(),
-                  geo.in1.channel_stride(), p.out_w);
-            }
+                  geo.in1.channel_stride(), geo.width2);
+            });
           }
         }
       }
