@@ -92,25 +92,48 @@ template <typename scalar_t, typename opmath_t>
 void load_row(
     const Plane<const scalar_t>& plane, int64_t y, int64_t width,
     const RowLayout& layout, opmath_t* dst) {
-  for (const auto c : c10::irange(layout.channels)) {
-    const scalar_t* src = plane.data + c * plane.stride_c + y * plane.stride_h;
-    for (const auto p : c10::irange(layout.phases)) {
-      opmath_t* out = dst + c * layout.channel_stride() + p * layout.length;
-      // Column x = origin + p + t * phases for t in [0, length).
-      const int64_t x0 = layout.origin + p;
-      const int64_t step = layout.phases;
-      // First and one-past-last t with 0 <= x < width.
-      const int64_t t_begin = x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
-      const int64_t t_end = x0 >= width
-          ? t_begin
-          : std::max(t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
+  const int64_t step = layout.phases;
+  const int64_t cs = layout.channel_stride();
+  // Channel-major reads (NCHW) walk each channel's row; channel-minor
+  // reads (channels_last) walk the channels of each pixel, so that the
+  // source is read contiguously either way.
+  const bool channels_inner = plane.stride_c < plane.stride_w;
+  const scalar_t* src_row = plane.data + y * plane.stride_h;
+  for (const auto p : c10::irange(step)) {
+    // Column x = origin + p + t * step for t in [0, length).
+    const int64_t x0 = layout.origin + p;
+    // First and one-past-last t with 0 <= x < width.
+    const int64_t t_begin = x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
+    const int64_t t_end = x0 >= width
+        ? t_begin
+        : std::max(t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
+    for (const auto c : c10::irange(layout.channels)) {
+      opmath_t* out = dst + c * cs + p * layout.length;
       std::fill(out, out + t_begin, opmath_t(0));
-      const scalar_t* s = src + (x0 + t_begin * step) * plane.stride_w;
-      const int64_t s_step = step * plane.stride_w;
-      for (int64_t t = t_begin; t < t_end; ++t, s += s_step) {
-        out[t] = static_cast<opmath_t>(*s);
-      }
       std::fill(out + t_end, out + layout.length, opmath_t(0));
+    }
+    const int64_t x_step = step * plane.stride_w;
+    const scalar_t* first = src_row + (x0 + t_begin * step) * plane.stride_w;
+    opmath_t* out = dst + p * layout.length;
+    if (channels_inner) {
+      for (int64_t t = t_begin; t < t_end; ++t) {
+        const scalar_t* s = first + (t - t_begin) * x_step;
+        for (const auto c : c10::irange(layout.channels)) {
+          out[c * cs + t] = static_cast<opmath_t>(s[c * plane.stride_c]);
+        }
+      }
+    } else if (x_step == 1) {
+      for (const auto c : c10::irange(layout.channels)) {
+        vec::convert(first + c * plane.stride_c, out + c * cs + t_begin, t_end - t_begin);
+      }
+    } else {
+      for (const auto c : c10::irange(layout.channels)) {
+        const scalar_t* s = first + c * plane.stride_c;
+        opmath_t* o = out + c * cs;
+        for (int64_t t = t_begin; t < t_end; ++t, s += x_step) {
+          o[t] = static_cast<opmath_t>(*s);
+        }
+      }
     }
   }
 }
@@ -336,15 +359,32 @@ void correlation_forward_typed(
         }
       }
 
-      // Write out[n, g*D + d, oy, :] through the output's strides.
+      // Write out[n, g*D + d, oy, :] through the output's strides, walking
+      // whichever of d and ox is contiguous in the output.
       scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
           g * D * output.stride(1) + oy * output.stride(2);
       const opmath_t scale = static_cast<opmath_t>(p.scale);
-      for (const auto d : c10::irange(D)) {
-        const opmath_t* src = acc.data() + d * geo.width_padded;
-        scalar_t* dst = out + d * output.stride(1);
+      const int64_t sd = output.stride(1);
+      const int64_t sx = output.stride(3);
+      if (sd < sx) {
         for (const auto ox : c10::irange(p.out_w)) {
-          dst[ox * output.stride(3)] = static_cast<scalar_t>(src[ox] * scale);
+          for (const auto d : c10::irange(D)) {
+            out[ox * sx + d * sd] = static_cast<scalar_t>(acc[d * geo.width_padded + ox] * scale);
+          }
+        }
+      } else {
+        for (const auto d : c10::irange(D)) {
+          const opmath_t* src = acc.data() + d * geo.width_padded;
+          scalar_t* dst = out + d * sd;
+          if (sx == 1) {
+            for (const auto ox : c10::irange(p.out_w)) {
+              dst[ox] = static_cast<scalar_t>(src[ox] * scale);
+            }
+          } else {
+            for (const auto ox : c10::irange(p.out_w)) {
+              dst[ox * sx] = static_cast<scalar_t>(src[ox] * scale);
+            }
+          }
         }
       }
     }
