@@ -1,0 +1,855 @@
+"""Tests of tools/apply_patch.py on small synthetic PyTorch roots.
+
+Each test builds a miniature PyTorch checkout (only the files and anchors the
+patch touches) and a miniature source tree (this repository's patch inputs),
+so the tests are fast and independent of the compiled extension and of the
+real sources. ``tools/check_patch.py`` runs the same tool on the real sources
+and the files of the installed wheel.
+"""
+
+import ast
+import hashlib
+import inspect
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools"))
+import apply_patch as ap  # noqa: E402
+
+
+def dedent(text: str) -> str:
+    return textwrap.dedent(text).lstrip("\n")
+
+
+PYTORCH_FILES = {
+    "aten/src/ATen/native/native_functions.yaml": """
+        - func: grid_sampler_3d(Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners) -> Tensor
+          dispatch:
+            CPU: grid_sampler_3d_cpu
+          autogen: grid_sampler_3d.out
+
+        # `grid_sampler_3d_backward` takes in `output_mask`.
+        - func: grid_sampler_3d_backward(Tensor grad_output, Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners, bool[2] output_mask) -> (Tensor, Tensor)
+          dispatch:
+            CPU: grid_sampler_3d_backward_cpu
+          autogen: grid_sampler_3d_backward.out
+
+        - func: hann_window(int window_length) -> Tensor
+        """,
+    "aten/src/ATen/native/Activation.cpp": "// upstream file\n",
+    "tools/autograd/derivatives.yaml": """
+        - name: grid_sampler_3d_backward(Tensor grad_output, Tensor input, Tensor grid, int interpolation_mode, int padding_mode, bool align_corners, bool[2] output_mask) -> (Tensor, Tensor)
+          grad_output, input, grid: grid_sampler_3d_double_backward(grads[0], grads[1], grad_output, input, grid, interpolation_mode, padding_mode, align_corners, grad_input_mask)
+
+        # See NOTE [ grid_sample CPU fallback ]
+        - name: gt_.Scalar(Tensor(a!) self, Scalar other) -> Tensor(a!)
+          self: zeros_like(self)
+        """,
+    "torch/csrc/autograd/FunctionsManual.h": """
+        #pragma once
+        namespace torch::autograd::generated::details {
+
+        Tensor values_backward(const Tensor& grad, const Tensor& self);
+
+        } // namespace torch::autograd::generated::details
+        """,
+    "torch/csrc/autograd/FunctionsManual.cpp": """
+        #include <torch/csrc/autograd/FunctionsManual.h>
+        namespace torch::autograd::generated::details {
+
+        Tensor values_backward(const Tensor& grad, const Tensor& self) {
+          return grad;
+        }
+
+        } // namespace torch::autograd::generated::details
+        """,
+    "aten/src/ATen/autocast_mode.cpp": """
+        TORCH_LIBRARY_IMPL(aten, Autocast, m) {
+        #define _KERNEL_CUDA_LOW_PRECISION_FP(...) \\
+          KERNEL_CUDA(__VA_ARGS__, lower_precision_fp)
+          KERNEL_CUDA(cudnn_convolution, lower_precision_fp)
+          KERNEL_CUDA(cudnn_convolution_transpose, lower_precision_fp)
+          KERNEL_CUDA(softplus, fp32)
+        }
+        TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {
+          KERNEL_CPU(conv1d, lower_precision_fp)
+          KERNEL_CPU(conv_transpose2d, input, lower_precision_fp)
+          KERNEL_CPU(avg_pool3d, fp32)
+        }
+        """,
+    "torch/nn/functional.py": '''
+        """Functional interface."""
+
+        from typing import Any as _Any, Optional, TYPE_CHECKING
+
+        import torch
+        from torch import Tensor
+        from torch.overrides import handle_torch_function, has_torch_function_variadic
+
+        if TYPE_CHECKING:
+            from torch.types import _dtype as DType
+
+
+        def grid_sample(input: Tensor, grid: Tensor) -> Tensor:
+            """Sample."""
+            return torch.grid_sampler(input, grid, 0, 0, False)
+
+
+        def affine_grid(theta: Tensor, size: list[int]) -> Tensor:
+            return theta
+        ''',
+    "torch/nn/functional.pyi.in": """
+        from torch import Tensor
+
+        __all__ = ["GRID_SAMPLE_INTERPOLATION_MODES"]
+
+        def celu(input: Tensor, alpha: float = ...) -> Tensor: ...
+
+        __all__ += ["celu"]
+
+        def cosine_embedding_loss(input1: Tensor, input2: Tensor) -> Tensor: ...
+
+        __all__ += ["cosine_embedding_loss"]
+        """,
+    "torch/nn/__init__.py": """
+        from torch.nn.modules import *  # usort: skip # noqa: F403
+        """,
+    "torch/nn/modules/__init__.py": """
+        from .module import Module  # usort: skip
+        from .conv import (
+            Conv1d,
+            Conv2d,
+        )
+        from .distance import CosineSimilarity, PairwiseDistance
+
+
+        __all__ = [
+            "Conv1d",
+            "Conv2d",
+            "CosineSimilarity",
+            "Module",
+            "PairwiseDistance",
+        ]
+        """,
+    "torch/overrides.py": """
+        import torch
+
+
+        def get_testing_overrides():
+            Tensor = torch.Tensor
+            ret = {
+                torch.nn.functional.celu: lambda input, alpha=1.0, inplace=False: -1,
+                torch.nn.functional.cosine_embedding_loss: (
+                    lambda input1, input2, target, margin=0, size_average=None, reduce=None, reduction="mean": -1
+                ),
+                torch.nn.functional.grid_sample: lambda input, grid: -1,
+            }
+            return ret
+        """,
+    "torch/_meta_registrations.py": """
+        import torch
+        import torch._prims_common as utils
+
+        aten = torch.ops.aten
+
+
+        def register_meta(op):
+            return lambda fn: fn
+
+
+        @register_meta(aten.grid_sampler_3d)
+        def grid_sampler_3d(input, grid, interpolation_mode, padding_mode, align_corners):
+            return input.new_empty(input.shape)
+
+
+        @register_meta(aten.grid_sampler_3d_backward)
+        def grid_sampler_3d_backward(grad_output, input, grid):
+            return None
+        """,
+    "torch/_decomp/decompositions.py": """
+        from typing import Any, cast
+
+        import torch
+        import torch._prims_common as utils
+        from torch import Tensor
+        from torch._decomp import register_decomposition
+        from torch._prims_common.wrappers import out_wrapper
+
+        aten = torch._ops.ops.aten
+
+
+        @register_decomposition(aten.grid_sampler_2d)
+        @out_wrapper()
+        def grid_sampler_2d(a: Tensor, grid: Tensor) -> Tensor:
+            return a
+
+
+        @register_decomposition(aten.mv)
+        def mv(self, vec):
+            return self
+        """,
+    "torch/_decomp/__init__.py": """
+        import torch
+
+
+        def get_decompositions(ops):
+            return {}
+
+
+        def _core_aten_decompositions_post_autograd():
+            aten = torch.ops.aten
+            return get_decompositions(
+                [
+                    aten.addcdiv,
+                    aten.col2im,
+                    aten.count_nonzero,
+                ]
+            )
+        """,
+    "torch/_inductor/decomposition.py": """
+        import torch
+
+        aten = torch.ops.aten
+        decomps_to_exclude: list = [
+            aten._unsafe_index,
+            aten.lerp_,
+        ]
+        """,
+    "torch/_dynamo/trace_rules.py": """
+        torch_c_binding_in_graph_functions = dict.fromkeys(
+            [
+                "torch._C._nn.col2im",
+                "torch._C._nn.cross_entropy_loss",
+            ],
+            "TorchInGraphFunctionVariable",
+        )
+        torch_non_c_binding_in_graph_functions = dict.fromkeys(
+            [
+                "torch.nn.functional.celu",
+                "torch.nn.functional.cosine_embedding_loss",
+            ],
+            "TorchInGraphFunctionVariable",
+        )
+        """,
+    "torch/testing/_internal/common_methods_invocations.py": """
+        from functools import partial
+
+        import torch
+        from torch.testing import make_tensor
+        from torch.testing._internal.common_dtype import floating_types_and
+        from torch.testing._internal.opinfo.core import OpInfo, SampleInput
+
+
+        def sample_inputs_grid_sample(op_info, device, dtype, requires_grad, **kwargs):
+            yield SampleInput(make_tensor((2, 3), device=device, dtype=dtype))
+
+        def sample_inputs_grid_sampler_3d(op_info, device, dtype, requires_grad, **kwargs):
+            yield SampleInput(make_tensor((2, 3), device=device, dtype=dtype))
+
+        def sample_inputs_cosine_embedding_loss(op_info, device, dtype, requires_grad, **kwargs):
+            yield SampleInput(make_tensor((2, 3), device=device, dtype=dtype))
+
+
+        op_db: list[OpInfo] = [
+            OpInfo(
+                "nn.functional.grid_sample",
+                sample_inputs_func=sample_inputs_grid_sample,
+                supports_gradgrad=True),
+            OpInfo(
+                "grid_sampler_2d",
+                sample_inputs_func=sample_inputs_grid_sample,
+            ),
+        ]
+        """,
+    "test/expect/HasDecompTest.test_has_decomposition.expect": """
+        aten::_upsample_bilinear2d_aa
+        aten::cudnn_convolution
+        aten::grid_sampler_3d_backward
+        aten::grid_sampler_3d_backward.out
+        aten::zeros.names_out
+        """,
+    "docs/source/nn.functional.md": """
+        # torch.nn.functional
+
+        ## Vision functions
+
+        ```{eval-rst}
+        .. autosummary::
+            :toctree: generated
+            :nosignatures:
+
+            pixel_shuffle
+            grid_sample
+            affine_grid
+        ```
+
+        ## DataParallel functions (multi-GPU, distributed)
+        """,
+    "docs/source/nn.md": """
+        # torch.nn
+
+        ## Vision Layers
+
+        ```{eval-rst}
+        .. autosummary::
+            :toctree: generated
+            :nosignatures:
+            :template: classtemplate.rst
+
+            nn.PixelShuffle
+            nn.UpsamplingBilinear2d
+        ```
+
+        ## Shuffle Layers
+
+        ```{eval-rst}
+        .. py:module:: torch.nn.modules.conv
+        .. py:module:: torch.nn.modules.distance
+        ```
+        """,
+}
+
+FUNCTIONAL_SOURCE = '''
+    """Preview wrapper."""
+
+    from typing import Optional, Union
+
+    import torch
+    from torch import Tensor
+    from torch.overrides import handle_torch_function, has_torch_function_variadic
+
+
+    # [correlation begin]
+    def correlation(
+        input1: Tensor,
+        input2: Tensor,
+        max_displacement: Union[int, tuple[int, int]],
+        *,
+        min_displacement: Optional[Union[int, tuple[int, int]]] = None,
+        groups: int = 1,
+        scale: float = 1.0,
+    ) -> Tensor:
+        r"""Cost volume."""
+        if has_torch_function_variadic(input1, input2):
+            return handle_torch_function(
+                correlation, (input1, input2), input1, input2, max_displacement,
+                min_displacement=min_displacement, groups=groups, scale=scale,
+            )
+        return torch._C._nn.correlation(
+            input1, input2, max_displacement, min_displacement=min_displacement, groups=groups, scale=scale
+        )
+    # [correlation end]
+    '''
+
+SOURCE_FILES = {
+    "aten_native/CorrelationUtils.h": "#pragma once\n// checks\n",
+    "aten_native/Correlation.cpp": "// entry\n",
+    "aten_native/cpu/CorrelationKernel.h": "#pragma once\n",
+    "aten_native/cpu/CorrelationKernel.cpp": "// kernels\n",
+    "aten_native/cuda/Correlation.cu": "// cuda kernels\n",
+    "aten_native/cuda/.Correlation.cu.swp": "editor junk, never copied\n",
+    "native_functions_patch.yaml": """
+        # Entries for native_functions.yaml; this header is not copied.
+        #
+        # correlation computes the local cost volume.
+        - func: correlation(Tensor input1, Tensor input2, int[2] max_displacement, *, int[2]? min_displacement=None, int groups=1, float scale=1.0) -> Tensor
+          python_module: nn
+          dispatch:
+            CPU, CUDA: correlation
+          autogen: correlation.out
+
+        - func: correlation_backward(Tensor grad_output, Tensor input1, Tensor input2, int[2] max_displacement, int[2]? min_displacement, int groups, float scale, bool[2] output_mask) -> (Tensor, Tensor)
+          python_module: nn
+          dispatch:
+            CPU, CUDA: correlation_backward
+          autogen: correlation_backward.out
+        """,
+    "derivatives_patch.yaml": """
+        # Entries for derivatives.yaml; this header is not copied.
+        - name: correlation(Tensor input1, Tensor input2, int[2] max_displacement, *, int[2]? min_displacement=None, int groups=1, float scale=1.0) -> Tensor
+          input1, input2: "grad.defined() ? correlation_backward(grad, input1, input2, max_displacement, min_displacement, groups, scale, grad_input_mask) : std::tuple<Tensor, Tensor>()"
+        """,
+    "torch_correlation/functional.py": FUNCTIONAL_SOURCE,
+    "torch_correlation/modules.py": '''
+        from typing import Optional
+
+        import torch.nn.functional as F
+        from torch import Tensor
+        from torch.nn import Module
+        from torch.nn.modules.utils import _pair
+
+
+        # [module begin]
+        class Correlation(Module):
+            """Module."""
+
+            def __init__(self, max_displacement, *, min_displacement: Optional[int] = None) -> None:
+                super().__init__()
+                self.max_displacement = _pair(max_displacement)
+                self.min_displacement = min_displacement
+
+            def forward(self, input1: Tensor, input2: Tensor) -> Tensor:
+                return F.correlation(input1, input2, self.max_displacement, min_displacement=self.min_displacement)
+        # [module end]
+        ''',
+    "torch_correlation/_meta.py": """
+        import torch
+
+        # [meta begin]
+        @register_meta(aten.correlation.default)
+        def meta_correlation(input1, input2, max_displacement, min_displacement=None, groups=1, scale=1.0):
+            return input1.new_empty(input1.shape, memory_format=utils.suggest_memory_format(input1))
+        # [meta end]
+        """,
+    "torch_correlation/_decomp.py": """
+        # [decomp begin]
+        @register_decomposition(aten.correlation)
+        @out_wrapper()
+        def correlation(input1: Tensor, input2: Tensor, max_displacement: list[int], min_displacement: Optional[list[int]] = None) -> Tensor:
+            return input1 * input2
+        # [decomp end]
+        """,
+    "csrc/autograd/FunctionsManual_correlation.h": """
+        #pragma once
+        // [correlation begin]
+        std::tuple<Tensor, Tensor, Tensor> correlation_double_backward(const Tensor& gg1);
+        // [correlation end]
+        """,
+    "csrc/autograd/FunctionsManual_correlation.cpp": """
+        // [correlation begin]
+        std::tuple<Tensor, Tensor, Tensor> correlation_double_backward(const Tensor& gg1) {
+          return {};
+        }
+        // [correlation end]
+        """,
+    "test/test_correlation.py": """
+        import torch
+        import torch_correlation  # noqa: F401  (registers aten::correlation)
+        from torch.testing._internal.common_utils import run_tests, TestCase
+
+
+        class TestCorrelation(TestCase):
+            def test_installed(self):
+                self.assertIs(torch.nn.functional.correlation, torch_correlation.correlation)  # [preview only]
+                # [preview only begin]
+                print(torch_correlation.__file__)
+                # [preview only end]
+                self.assertTrue(hasattr(torch.ops.aten, "correlation"))
+
+
+        if __name__ == "__main__":
+            run_tests()
+        """,
+    "test/test_correlation_hypothesis.py": "import torch\n",
+    "test/test_correlation_pt2.py": "import torch\n",
+    "test/correlation_reference.py": "def correlation_reference():\n    pass\n",
+}
+
+
+def write_tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dedent(text), encoding="utf-8")
+
+
+def digest(root: Path) -> dict[str, str]:
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture
+def trees(tmp_path):
+    pytorch, sources = tmp_path / "pytorch", tmp_path / "sources"
+    write_tree(pytorch, PYTORCH_FILES)
+    write_tree(sources, SOURCE_FILES)
+    shutil.copytree(REPO / "patch", sources / "patch")
+    return pytorch, sources
+
+
+def run_main(capsys, pytorch, sources, *extra):
+    code = ap.main([str(pytorch), "--source-root", str(sources), *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read(root: Path, rel: str) -> str:
+    return (root / rel).read_text(encoding="utf-8")
+
+
+def test_apply_then_idempotent(trees, capsys):
+    pytorch, sources = trees
+    code, out, err = run_main(capsys, pytorch, sources)
+    assert code == 0, err
+    applied = digest(pytorch)
+    for rel in [
+        "aten/src/ATen/native/Correlation.cpp",
+        "aten/src/ATen/native/cuda/Correlation.cu",
+        "torch/nn/modules/correlation.py",
+        "test/nn/test_correlation.py",
+        "test/nn/correlation_reference.py",
+    ]:
+        assert rel in applied
+    assert "aten/src/ATen/native/cuda/.Correlation.cu.swp" not in applied
+    for rel in PYTORCH_FILES:
+        if rel not in ("torch/nn/__init__.py", "aten/src/ATen/native/Activation.cpp"):
+            assert read(pytorch, rel) != dedent(PYTORCH_FILES[rel]), f"{rel} was not patched"
+
+    code, out, err = run_main(capsys, pytorch, sources)
+    assert code == 0, err
+    assert "nothing to do" in out
+    assert digest(pytorch) == applied
+
+
+def test_check_reports_and_writes_nothing(trees, capsys):
+    pytorch, sources = trees
+    before = digest(pytorch)
+    code, out, _ = run_main(capsys, pytorch, sources, "--check")
+    assert code == ap.EXIT_PENDING
+    assert "would modify aten/src/ATen/native/native_functions.yaml" in out
+    assert "would create torch/nn/modules/correlation.py" in out
+    assert digest(pytorch) == before
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    code, out, _ = run_main(capsys, pytorch, sources, "--check")
+    assert code == 0 and "nothing to do" in out
+
+
+def test_yaml_entries_placement(trees, capsys):
+    pytorch, sources = trees
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    native = read(pytorch, "aten/src/ATen/native/native_functions.yaml")
+    assert "this header is not copied" not in native
+    assert "# correlation computes the local cost volume." in native
+    backward_end = native.index("  autogen: grid_sampler_3d_backward.out\n")
+    ours = native.index("- func: correlation(")
+    assert backward_end < ours < native.index("- func: hann_window(")
+    assert "autogen: grid_sampler_3d_backward.out\n\n# correlation computes" in native
+    assert "autogen: correlation_backward.out\n\n- func: hann_window" in native
+    derivatives = read(pytorch, "tools/autograd/derivatives.yaml")
+    assert derivatives.index("- name: grid_sampler_3d_backward(") < derivatives.index(
+        "- name: correlation("
+    ) < derivatives.index("# See NOTE [ grid_sample CPU fallback ]")
+
+
+def test_python_edits(trees, capsys):
+    pytorch, sources = trees
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    functional = read(pytorch, "torch/nn/functional.py")
+    assert "from typing import Any as _Any, Optional, TYPE_CHECKING, Union\n" in functional
+    assert functional.index("def grid_sample(") < functional.index("def correlation(") < functional.index(
+        "def affine_grid("
+    )
+    assert "return torch.grid_sampler(input, grid, 0, 0, False)\n\n\ndef correlation(" in functional
+    assert "groups=groups, scale=scale\n    )\n\n\ndef affine_grid(" in functional
+
+    stub = read(pytorch, "torch/nn/functional.pyi.in")
+    assert "max_displacement: int | tuple[int, int],\n" in stub
+    assert "min_displacement: int | tuple[int, int] | None = ...,\n" in stub
+    assert '__all__ += ["celu"]\n\ndef correlation(' in stub
+    assert ') -> Tensor: ...\n\n__all__ += ["correlation"]\n\ndef cosine_embedding_loss(' in stub
+
+    modules_init = read(pytorch, "torch/nn/modules/__init__.py")
+    assert ")\nfrom .correlation import Correlation\nfrom .distance import" in modules_init
+    names = ast.literal_eval(modules_init.split("__all__ = ")[1])
+    assert "Correlation" in names and names == sorted(names)
+
+    module = read(pytorch, "torch/nn/modules/correlation.py")
+    assert module.startswith("from typing import Optional\n\nimport torch.nn.functional as F\n")
+    assert "import torch\n" not in module  # unused header imports are dropped
+    assert "from .utils import _pair\n\n\n__all__ = [\"Correlation\"]\n\n\nclass Correlation(Module):" in module
+    compile(module, "correlation.py", "exec")
+
+    decomp = read(pytorch, "torch/_decomp/decompositions.py")
+    assert "from typing import Any, cast, Optional\n" in decomp
+    assert decomp.index("def grid_sampler_2d(") < decomp.index("def correlation(") < decomp.index("def mv(")
+    meta = read(pytorch, "torch/_meta_registrations.py")
+    assert meta.index("def grid_sampler_3d(") < meta.index("def meta_correlation(") < meta.index(
+        "def grid_sampler_3d_backward("
+    )
+    core = read(pytorch, "torch/_decomp/__init__.py")
+    assert "aten.col2im,\n            aten.correlation,\n            aten.count_nonzero," in core
+    inductor = read(pytorch, "torch/_inductor/decomposition.py")
+    assert "    aten.lerp_,\n    aten.correlation,  # inductor calls the native kernel\n]" in inductor
+    rules = read(pytorch, "torch/_dynamo/trace_rules.py")
+    assert '"torch._C._nn.col2im",\n        "torch._C._nn.correlation",\n' in rules
+    assert '"torch.nn.functional.celu",\n        "torch.nn.functional.correlation",\n' in rules
+
+    opinfo = read(pytorch, "torch/testing/_internal/common_methods_invocations.py")
+    assert opinfo.index("def sample_inputs_grid_sampler_3d(") < opinfo.index(
+        "def sample_inputs_correlation("
+    ) < opinfo.index("def sample_inputs_cosine_embedding_loss(")
+    assert "supports_gradgrad=True),\n    OpInfo(\n        \"nn.functional.correlation\"," in opinfo
+    for rel in PYTORCH_FILES:
+        if rel.endswith(".py"):
+            compile(read(pytorch, rel), rel, "exec")
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("def a():\n    pass\n", "def a():\n    pass\n\ndef b():\n    pass\n"),
+        ("def a():\n    pass\n    # trailing\n\n\nx = 1\n",
+         "def a():\n    pass\n    # trailing\n\n\ndef b():\n    pass\n\n\nx = 1\n"),
+        ("def a():\n    pass\n\n# about x\nx = 1\n",
+         "def a():\n    pass\n\ndef b():\n    pass\n\n# about x\nx = 1\n"),
+    ],
+)
+def test_insert_after_def_spacing(text, expected):
+    assert ap.insert_after_def(text, "m.py", "a", "def b():\n    pass") == expected
+
+
+def test_override_lambda_has_the_function_argspec(trees, capsys):
+    pytorch, sources = trees
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    overrides = read(pytorch, "torch/overrides.py")
+    start = overrides.index("torch.nn.functional.correlation: (")
+    assert overrides.index("torch.nn.functional.celu:") < start < overrides.index(
+        "torch.nn.functional.cosine_embedding_loss:"
+    )
+    lam = overrides[start:].split("\n")[1].strip()
+    block = ap.extract_block(dedent(FUNCTIONAL_SOURCE), "# [correlation begin]", "# [correlation end]", "f")
+    namespace = {"Tensor": object, "Optional": object, "Union": None}
+    exec("from typing import Optional, Union\n" + block.replace("-> Tensor", ""), namespace)
+
+    def spec(fn):
+        s = inspect.getfullargspec(fn)
+        return s._replace(annotations={})
+
+    assert spec(eval(lam)) == spec(namespace["correlation"])
+
+
+def test_other_edits(trees, capsys):
+    pytorch, sources = trees
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    autocast = read(pytorch, "aten/src/ATen/autocast_mode.cpp")
+    assert "KERNEL_CUDA(cudnn_convolution_transpose, lower_precision_fp)\n  KERNEL_CUDA(correlation, lower_precision_fp)\n" in autocast
+    assert "KERNEL_CPU(conv_transpose2d, input, lower_precision_fp)\n  KERNEL_CPU(correlation, lower_precision_fp)\n" in autocast
+    for rel in ("torch/csrc/autograd/FunctionsManual.h", "torch/csrc/autograd/FunctionsManual.cpp"):
+        text = read(pytorch, rel)
+        assert text.index("correlation_double_backward") < text.index("} // namespace torch::autograd")
+    docs = read(pytorch, "docs/source/nn.functional.md")
+    assert "    affine_grid\n    correlation\n```" in docs
+    docs = read(pytorch, "docs/source/nn.md")
+    assert "    nn.UpsamplingBilinear2d\n    nn.Correlation\n```" in docs
+    assert ".. py:module:: torch.nn.modules.conv\n.. py:module:: torch.nn.modules.correlation\n" in docs
+    expect = read(pytorch, "test/expect/HasDecompTest.test_has_decomposition.expect")
+    assert (
+        "aten::_upsample_bilinear2d_aa\naten::correlation_backward\n"
+        "aten::correlation_backward.out\naten::cudnn_convolution\n" in expect
+    )  # aten.correlation (all overloads) has a decomposition
+    test = read(pytorch, "test/nn/test_correlation.py")
+    assert "torch_correlation" not in test and "preview only" not in test
+    assert 'self.assertTrue(hasattr(torch.ops.aten, "correlation"))' in test
+
+
+def test_rst_docs(trees, capsys):
+    pytorch, sources = trees
+    for rel in ("docs/source/nn.functional.md", "docs/source/nn.md"):
+        (pytorch / rel).unlink()
+    write_tree(pytorch, {
+        "docs/source/nn.functional.rst": """
+            torch.nn.functional
+            ===================
+
+            Vision functions
+            ----------------
+
+            .. autosummary::
+                :toctree: generated
+                :nosignatures:
+
+                grid_sample
+                affine_grid
+
+            DataParallel functions (multi-GPU, distributed)
+            -----------------------------------------------
+            """,
+        "docs/source/nn.rst": """
+            Vision Layers
+            ----------------------------------
+            .. autosummary::
+                :toctree: generated
+                :nosignatures:
+                :template: classtemplate.rst
+
+                nn.PixelShuffle
+                nn.UpsamplingBilinear2d
+
+            Shuffle Layers
+            ----------------
+
+            .. py:module:: torch.nn.modules.conv
+            .. py:module:: torch.nn.modules.distance
+            """,
+    })
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    assert "    affine_grid\n    correlation\n\nDataParallel" in read(pytorch, "docs/source/nn.functional.rst")
+    nn = read(pytorch, "docs/source/nn.rst")
+    assert "    nn.UpsamplingBilinear2d\n    nn.Correlation\n\nShuffle Layers" in nn
+    assert ".. py:module:: torch.nn.modules.correlation\n.. py:module:: torch.nn.modules.distance" in nn
+
+
+MOVED_ON = [
+    ("aten/src/ATen/native/native_functions.yaml", "- func: grid_sampler_3d_backward(", "- func: grid_sampler_3d_bw(", "grid_sampler_3d_backward"),
+    ("tools/autograd/derivatives.yaml", "- name: grid_sampler_3d_backward(", "- name: gs3d_backward(", "grid_sampler_3d_backward"),
+    ("torch/nn/functional.py", "def grid_sample(", "def grid_sample_v2(", "def grid_sample"),
+    ("torch/nn/functional.pyi.in", "def cosine_embedding_loss(", "def _cosine_embedding_loss(", "sorts after 'correlation'"),
+    ("torch/overrides.py", "def get_testing_overrides():", "def testing_overrides():", "get_testing_overrides"),
+    ("torch/_meta_registrations.py", "def grid_sampler_3d(", "def grid_sampler_3d_meta(", "def grid_sampler_3d"),
+    ("torch/_decomp/decompositions.py", "def grid_sampler_2d(", "def gs2d(", "def grid_sampler_2d"),
+    ("torch/_decomp/__init__.py", "def _core_aten_decompositions_post_autograd", "def _core", "get_decompositions"),
+    ("torch/_inductor/decomposition.py", "decomps_to_exclude: list", "excluded: list", "decomps_to_exclude"),
+    ("torch/_dynamo/trace_rules.py", "torch_non_c_binding_in_graph_functions =", "other =", "torch_non_c_binding_in_graph_functions"),
+    ("torch/nn/modules/__init__.py", "__all__ = [", "names = [", "__all__"),
+    ("torch/nn/__init__.py", "from torch.nn.modules import *", "from torch.nn.modules import Module", "torch.nn.modules import *"),
+    ("torch/testing/_internal/common_methods_invocations.py", '"nn.functional.grid_sample"', '"nn.functional.grid_sample_v2"', "nn.functional.grid_sample"),
+    ("torch/testing/_internal/common_methods_invocations.py", "def sample_inputs_grid_sampler_3d(", "def sample_inputs_gs3d(", "sample_inputs_grid_sampler_3d"),
+    ("torch/csrc/autograd/FunctionsManual.cpp", "} // namespace torch::autograd::generated::details", "}", "namespace torch::autograd::generated::details"),
+    ("aten/src/ATen/autocast_mode.cpp", "KERNEL_CPU(conv1d, lower_precision_fp)\n  KERNEL_CPU(conv_transpose2d, input, lower_precision_fp)", "", "KERNEL_CPU(<op>, lower_precision_fp)"),
+    ("test/expect/HasDecompTest.test_has_decomposition.expect", "aten::", "torch::", "aten::<op>"),
+    ("docs/source/nn.functional.md", "## Vision functions", "## Image functions", "Vision functions"),
+    ("docs/source/nn.md", ".. py:module:: torch.nn.modules.conv\n.. py:module:: torch.nn.modules.distance", "", "py:module:: torch.nn.modules"),
+]
+
+
+@pytest.mark.parametrize("rel,old,new,anchor", MOVED_ON, ids=[f"{m[0]}:{m[3]}" for m in MOVED_ON])
+def test_moved_on_file_errors_and_writes_nothing(trees, capsys, rel, old, new, anchor):
+    pytorch, sources = trees
+    path = pytorch / rel
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    before = digest(pytorch)
+    code, out, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    first = err.strip().split("\n")[0]
+    assert first.startswith(f"apply_patch: error: {rel}: anchor not found:"), err
+    assert anchor in first
+    assert "Nothing was written." in err
+    assert digest(pytorch) == before
+
+
+def test_missing_target_file(trees, capsys):
+    pytorch, sources = trees
+    (pytorch / "torch/_dynamo/trace_rules.py").unlink()
+    before = digest(pytorch)
+    code, _, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    assert "torch/_dynamo/trace_rules.py: anchor not found: the file itself" in err
+    assert digest(pytorch) == before
+
+
+def test_missing_sources_are_listed_together(trees, capsys):
+    pytorch, sources = trees
+    (sources / "torch_correlation/_meta.py").unlink()
+    (sources / "aten_native/cuda/Correlation.cu").unlink()
+    before = digest(pytorch)
+    code, _, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    assert "torch_correlation/_meta.py" in err and "aten_native/cuda/Correlation.cu" in err
+    assert digest(pytorch) == before
+
+
+def test_outdated_text_is_an_error(trees, capsys):
+    pytorch, sources = trees
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    functional = sources / "torch_correlation/functional.py"
+    functional.write_text(functional.read_text().replace("Cost volume.", "Cost volume!"))
+    before = digest(pytorch)
+    code, _, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    assert "torch/nn/functional.py: already contains definitions named correlation" in err
+    assert "git checkout -- torch/nn/functional.py" in err
+    assert digest(pytorch) == before
+
+
+def test_unknown_name_in_block(trees, capsys):
+    pytorch, sources = trees
+    functional = sources / "torch_correlation/functional.py"
+    functional.write_text(functional.read_text().replace("r\"\"\"Cost volume.\"\"\"", "_pair(max_displacement)"))
+    code, _, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    assert "torch/nn/functional.py: def correlation uses names that module does not define: _pair" in err
+
+
+def test_preview_use_in_test_is_an_error(trees, capsys):
+    pytorch, sources = trees
+    test = sources / "test/test_correlation.py"
+    test.write_text(test.read_text().replace("  # [preview only]", ""))
+    code, _, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    assert "test/test_correlation.py: uses the preview package torch_correlation (line 8)" in err
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
+def test_emit_patch_applies_with_git(trees, tmp_path, capsys):
+    pytorch, sources = trees
+    pristine = tmp_path / "pristine"
+    shutil.copytree(pytorch, pristine)
+    patch = tmp_path / "correlation.patch"
+    before = digest(pytorch)
+    code, out, err = run_main(capsys, pytorch, sources, "--emit-patch", str(patch))
+    assert code == 0, err
+    assert digest(pytorch) == before
+    text = patch.read_text()
+    assert "diff --git a/torch/nn/modules/correlation.py b/torch/nn/modules/correlation.py\nnew file mode 100644\n--- /dev/null\n+++ b/torch/nn/modules/correlation.py\n" in text
+    assert "--- a/torch/overrides.py\n+++ b/torch/overrides.py\n" in text
+
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
+    check = subprocess.run(["git", "apply", "--check", str(patch)], cwd=pristine, env=env, capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+    subprocess.run(["git", "apply", str(patch)], cwd=pristine, env=env, check=True)
+    assert run_main(capsys, pytorch, sources)[0] == 0
+    assert digest(pristine) == digest(pytorch)
+
+
+def test_cli_exit_codes(trees):
+    pytorch, sources = trees
+    cmd = [sys.executable, str(REPO / "tools/apply_patch.py"), str(pytorch), "--source-root", str(sources)]
+    assert subprocess.run(cmd + ["--check"], capture_output=True).returncode == 1
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    assert subprocess.run(cmd + ["--check"], capture_output=True).returncode == 0
+    broken = subprocess.run(cmd[:2] + [str(sources)], capture_output=True, text=True)
+    assert broken.returncode == 2 and "does not look like a PyTorch checkout" in broken.stderr
+
+
+def test_opinfo_samples_follow_the_contract(monkeypatch):
+    """The OpInfo samples of patch/opinfo.py are valid calls under the documented contract."""
+    import importlib.util
+
+    import torch
+
+    # OpInfo looks the function up by name; stock torch does not have it.
+    monkeypatch.setattr(torch.nn.functional, "correlation", lambda *a, **k: None, raising=False)
+    spec = importlib.util.spec_from_file_location("correlation_opinfo", REPO / "patch/opinfo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    (op,) = module.op_db
+    assert op.name == "nn.functional.correlation"
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    samples = list(module.sample_inputs_correlation(op, "cpu", torch.float64, True))
+    assert len(samples) >= 8
+    for sample in samples:
+        x1, (x2, max_d), kw = sample.input, sample.args, sample.kwargs
+        assert x1.shape == x2.shape and x1.dim() in (3, 4) and x1.requires_grad
+        channels = x1.shape[-3]
+        assert channels % kw.get("groups", 1) == 0
+        max_d, step = pair(max_d), pair(kw.get("displacement_stride", 1))
+        if kw.get("min_displacement") is not None:
+            assert all(lo <= hi for lo, hi in zip(pair(kw["min_displacement"]), max_d))
+        k, s, p, d = (pair(kw.get(n, dflt)) for n, dflt in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
+        for axis, size in enumerate(x1.shape[-2:]):
+            assert (size + 2 * p[axis] - d[axis] * (k[axis] - 1) - 1) // s[axis] + 1 >= 1
+            assert max_d[axis] >= 0 and step[axis] >= 1
+    assert any(s.input.is_contiguous(memory_format=torch.channels_last) and s.input.dim() == 4 and not s.input.is_contiguous() for s in samples)

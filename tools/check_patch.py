@@ -1,0 +1,852 @@
+#!/usr/bin/env python3
+"""CI check of the upstream patch against the files of the installed torch wheel.
+
+Usage::
+
+    python tools/check_patch.py [--keep DIR] [--source-root DIR] [-j N]
+
+The wheel ships ``torch/**/*.py`` and, under ``torchgen/packaged/``,
+``native_functions.yaml``, ``tags.yaml``, ``derivatives.yaml`` and the codegen
+templates. This script builds a fake PyTorch root from them (plus small stubs
+for the few anchor files the wheel lacks, each reported as STUB), then:
+
+1. applies the patch (``tools/apply_patch.py``);
+2. applies it again and checks that nothing changes, and that ``--check``
+   reports nothing pending;
+3. emits the patch with ``--emit-patch`` for a pristine copy, applies it with
+   ``git apply`` and checks the result equals step 1's tree;
+4. applies it to copies whose anchors were removed (a file that "moved on")
+   and checks that it fails, names the file and the anchor, and writes nothing;
+5. runs the full ATen codegen (``python -m torchgen.gen ... --per-operator-headers
+   --generate headers sources``) and the autograd codegen (``gen_autograd`` and
+   ``gen_autograd_python``) over the complete patched yaml files, and checks
+   that our operators reach the outputs (schema registration, per-operator
+   headers, CPU/CUDA registration, autograd nodes, the ``torch._C._nn``
+   binding), and that every helper the derivative formulas call is declared
+   in the patched ``FunctionsManual.h``;
+6. imports the patched Python files for real: an overlay ``torch`` package
+   (every entry a symlink to the installed one, except the patched files) is
+   put first on ``sys.path`` of a child interpreter. ``aten::correlation`` and
+   ``aten::correlation_backward`` (with their ``.out`` overloads) do not exist
+   in the wheel's library, so the child defines their schemas, as parsed by
+   torchgen from the patched yaml, just before the first module that needs
+   them is executed. The child then checks the ``test_overrides`` coverage
+   (every overridable function has a ``get_testing_overrides`` entry, and the
+   lambda's argspec equals the function's), ``__torch_function__`` dispatch
+   of ``F.correlation``, ``nn.Correlation``, the meta kernel (installed by
+   ``activate_meta()``) through ``F.correlation``/``nn.Correlation`` on meta
+   tensors against the output-shape contract, the decomposition against a
+   float64 loop reference, the core-ATen/Inductor decomposition lists,
+   ``trace_rules`` and the OpInfo (listed in ``op_db``, samples generated).
+
+Prints a summary; exits 1 if any step failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+REPO = Path(__file__).resolve().parents[1]
+APPLY = REPO / "tools" / "apply_patch.py"
+sys.path.insert(0, str(REPO / "tools"))
+import apply_patch as ap  # noqa: E402
+
+
+def package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit(f"check_patch: the '{name}' package is not installed")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+# Files copied from the wheel: (path in the wheel's site-packages, path in the fake root).
+WHEEL_FILES = [
+    ("torch/nn/functional.py", "torch/nn/functional.py"),
+    ("torch/nn/__init__.py", "torch/nn/__init__.py"),
+    ("torch/nn/modules/__init__.py", "torch/nn/modules/__init__.py"),
+    ("torch/overrides.py", "torch/overrides.py"),
+    ("torch/_meta_registrations.py", "torch/_meta_registrations.py"),
+    ("torch/_decomp/__init__.py", "torch/_decomp/__init__.py"),
+    ("torch/_decomp/decompositions.py", "torch/_decomp/decompositions.py"),
+    ("torch/_inductor/decomposition.py", "torch/_inductor/decomposition.py"),
+    ("torch/_dynamo/trace_rules.py", "torch/_dynamo/trace_rules.py"),
+    (
+        "torch/testing/_internal/common_methods_invocations.py",
+        "torch/testing/_internal/common_methods_invocations.py",
+    ),
+    ("torch/include/torch/csrc/autograd/FunctionsManual.h", "torch/csrc/autograd/FunctionsManual.h"),
+    ("torchgen/packaged/ATen/native/native_functions.yaml", "aten/src/ATen/native/native_functions.yaml"),
+    ("torchgen/packaged/ATen/native/tags.yaml", "aten/src/ATen/native/tags.yaml"),
+    ("torchgen/packaged/ATen/templates", "aten/src/ATen/templates"),
+    ("torchgen/packaged/autograd/derivatives.yaml", "tools/autograd/derivatives.yaml"),
+    ("torchgen/packaged/autograd/deprecated.yaml", "tools/autograd/deprecated.yaml"),
+    ("torchgen/packaged/autograd/templates", "tools/autograd/templates"),
+]
+
+# Python files of the patched tree that the child interpreter imports.
+OVERLAY_FILES = [
+    "torch/nn/functional.py",
+    "torch/nn/__init__.py",
+    "torch/nn/modules/__init__.py",
+    "torch/nn/modules/correlation.py",
+    "torch/overrides.py",
+    "torch/_meta_registrations.py",
+    "torch/_decomp/__init__.py",
+    "torch/_decomp/decompositions.py",
+    "torch/_inductor/decomposition.py",
+    "torch/_dynamo/trace_rules.py",
+    "torch/testing/_internal/common_methods_invocations.py",
+]
+
+# Stubs for anchor files the wheel does not ship; they hold upstream's anchors.
+STUBS = {
+    "aten/src/ATen/autocast_mode.cpp": """\
+// STUB written by tools/check_patch.py: the wheel does not ship this file.
+// It holds the anchors tools/apply_patch.py uses, in upstream's layout.
+#include <ATen/autocast_mode.h>
+
+namespace at::autocast {
+namespace {
+
+TORCH_LIBRARY_IMPL(aten, Autocast, m) {
+  // lower_precision_fp
+#define _KERNEL_CUDA_LOW_PRECISION_FP(...) \\
+  KERNEL_CUDA(__VA_ARGS__, lower_precision_fp)
+
+  AT_FORALL_LOWER_PRECISION_FP(_KERNEL_CUDA_LOW_PRECISION_FP)
+  KERNEL_CUDA(cudnn_convolution, lower_precision_fp)
+  KERNEL_CUDA(cudnn_convolution_transpose, lower_precision_fp)
+
+  // fp32
+#define _KERNEL_CUDA_FP32(...) KERNEL_CUDA(__VA_ARGS__, fp32)
+
+  AT_FORALL_FP32(_KERNEL_CUDA_FP32)
+}
+
+TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {
+  // lower_precision_fp cast policy
+  KERNEL_CPU(conv1d, lower_precision_fp)
+  KERNEL_CPU(conv2d, lower_precision_fp)
+  KERNEL_CPU(prelu, lower_precision_fp)
+  KERNEL_CPU(scaled_dot_product_attention, lower_precision_fp)
+  KERNEL_CPU(_native_multi_head_attention, lower_precision_fp)
+
+  // fp32 cast policy
+  KERNEL_CPU(avg_pool3d, fp32)
+  KERNEL_CPU(grid_sampler, fp32)
+}
+
+} // namespace
+} // namespace at::autocast
+""",
+    "torch/csrc/autograd/FunctionsManual.cpp": """\
+// STUB written by tools/check_patch.py: the wheel does not ship this file.
+#include <torch/csrc/autograd/FunctionsManual.h>
+
+namespace torch::autograd::generated::details {
+
+using at::Tensor;
+
+Tensor values_backward(const Tensor& grad, const Tensor& self);
+
+} // namespace torch::autograd::generated::details
+""",
+    "test/expect/HasDecompTest.test_has_decomposition.expect": """\
+aten::_upsample_bilinear2d_aa
+aten::_upsample_bilinear2d_aa.out
+aten::cudnn_convolution
+aten::grid_sampler_3d_backward
+aten::grid_sampler_3d_backward.out
+aten::zeros.names_out
+""",
+    "docs/source/nn.functional.md": """\
+% STUB written by tools/check_patch.py: the wheel does not ship the docs.
+
+# torch.nn.functional
+
+## Distance functions
+
+```{eval-rst}
+.. autosummary::
+    :toctree: generated
+    :nosignatures:
+
+    pairwise_distance
+    cosine_similarity
+    pdist
+```
+
+## Vision functions
+
+```{eval-rst}
+.. autosummary::
+    :toctree: generated
+    :nosignatures:
+
+    pixel_shuffle
+    pixel_unshuffle
+    pad
+    interpolate
+    upsample
+    upsample_nearest
+    upsample_bilinear
+    grid_sample
+    affine_grid
+```
+
+## DataParallel functions (multi-GPU, distributed)
+""",
+    "docs/source/nn.md": """\
+% STUB written by tools/check_patch.py: the wheel does not ship the docs.
+
+# torch.nn
+
+## Vision Layers
+
+```{eval-rst}
+.. autosummary::
+    :toctree: generated
+    :nosignatures:
+    :template: classtemplate.rst
+
+    nn.PixelShuffle
+    nn.PixelUnshuffle
+    nn.Upsample
+    nn.UpsamplingNearest2d
+    nn.UpsamplingBilinear2d
+```
+
+## Shuffle Layers
+
+```{eval-rst}
+.. py:module:: torch.nn.modules.container
+.. py:module:: torch.nn.modules.conv
+.. py:module:: torch.nn.modules.distance
+```
+""",
+}
+
+
+# --------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------
+
+
+class Results:
+    def __init__(self) -> None:
+        self.rows: list[tuple[str, str, float, str]] = []
+
+    def add(self, name: str, ok: bool | None, seconds: float, detail: str = "") -> None:
+        status = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
+        self.rows.append((status, name, seconds, detail))
+        timing = f" ({seconds:.1f} s)" if seconds else ""
+        print(f"[{status}] {name}{timing}" + (f"\n{indent(detail)}" if detail else ""), flush=True)
+
+    @property
+    def failed(self) -> bool:
+        return any(row[0] == "FAIL" for row in self.rows)
+
+
+def indent(text: str, prefix: str = "       ") -> str:
+    return "\n".join(prefix + line for line in text.rstrip().split("\n"))
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    out = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and "__pycache__" not in path.parts:
+            out[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def apply(root: Path, source_root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return run([sys.executable, str(APPLY), str(root), "--source-root", str(source_root), *extra])
+
+
+def output_of(proc: subprocess.CompletedProcess, limit: int = 4000) -> str:
+    text = (proc.stdout + proc.stderr).strip()
+    return text if len(text) <= limit else "...\n" + text[-limit:]
+
+
+# --------------------------------------------------------------------------
+# Steps
+# --------------------------------------------------------------------------
+
+
+def build_fake_root(root: Path) -> str:
+    site = package_dir("torch").parent
+    lines = []
+    for here, there in WHEEL_FILES:
+        src = site / here
+        dst = root / there
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        else:
+            shutil.copyfile(src, dst)
+        lines.append(f"wheel    {there}  <- {here}")
+    stub = root / "torch/nn/functional.pyi.in"
+    generated = (site / "torch/nn/functional.pyi").read_text(encoding="utf-8").split("\n")
+    if generated and generated[0].startswith("# @generated"):
+        generated = generated[1:]
+    stub.write_text("\n".join(generated), encoding="utf-8")
+    lines.append("DERIVED  torch/nn/functional.pyi.in  <- torch/nn/functional.pyi (generated from it; header line dropped)")
+    for rel, text in STUBS.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+        lines.append(f"STUB     {rel}  (not in the wheel; holds upstream's anchors only)")
+    return "\n".join(lines)
+
+
+MOVED_ON = [
+    # (file, regex to break, replacement, text the error must contain)
+    (
+        "aten/src/ATen/native/native_functions.yaml",
+        r"^- func: grid_sampler_3d_backward\(",
+        "- func: grid_sampler_3d_backward_renamed(",
+        "grid_sampler_3d_backward",
+    ),
+    (
+        "torch/nn/functional.py",
+        r"^def grid_sample\(",
+        "def grid_sample_renamed(",
+        "def grid_sample",
+    ),
+    (
+        "aten/src/ATen/autocast_mode.cpp",
+        r"^\s*KERNEL_CPU\(\w+, lower_precision_fp\)\n",
+        "",
+        "KERNEL_CPU",
+    ),
+]
+
+
+def step_moved_on(pristine: Path, work: Path, source_root: Path) -> tuple[bool, str]:
+    notes = []
+    ok = True
+    for rel, pattern, replacement, expected in MOVED_ON:
+        case = work / f"moved_on_{len(notes)}"
+        shutil.copytree(pristine, case, symlinks=True)
+        path = case / rel
+        text = path.read_text(encoding="utf-8")
+        broken, count = re.subn(pattern, replacement, text, flags=re.M)
+        if not count:
+            notes.append(f"{rel}: could not break the anchor (pattern {pattern!r} not found)")
+            ok = False
+            continue
+        path.write_text(broken, encoding="utf-8")
+        before = tree_digest(case)
+        proc = apply(case, source_root)
+        after = tree_digest(case)
+        error = proc.stderr.strip().split("\n")[0] if proc.stderr.strip() else ""
+        good = proc.returncode == ap.EXIT_ERROR and rel in error and expected in error and before == after
+        ok &= good
+        notes.append(
+            f"{'ok ' if good else 'BAD'} {rel}: exit {proc.returncode}, tree "
+            f"{'unchanged' if before == after else 'CHANGED'}; {error or output_of(proc)}"
+        )
+        shutil.rmtree(case)
+    return ok, "\n".join(notes)
+
+
+def schemas(root: Path, source_root: Path, work: Path) -> list[str]:
+    """Schemas of our operators and their autogenerated overloads, via torchgen."""
+    from torchgen.gen import parse_native_yaml
+
+    body, names = ap.yaml_entries(
+        (source_root / ap.SRC_NATIVE_YAML).read_text(encoding="utf-8"), ap.SRC_NATIVE_YAML, "func"
+    )
+    path = work / "ours.yaml"
+    path.write_text(body + "\n", encoding="utf-8")
+    parsed = parse_native_yaml(str(path), str(root / "aten/src/ATen/native/tags.yaml"), skip_native_fns_gen=False)
+    return [str(f.func) for f in parsed.native_functions]
+
+
+def step_aten_codegen(root: Path, out: Path) -> subprocess.Popen:
+    cmd = [
+        sys.executable, "-m", "torchgen.gen",
+        "--source-path", str(root / "aten/src/ATen"),
+        "--install_dir", str(out / "aten"),
+        "--aoti-install-dir", str(out / "aoti"),
+        "--per-operator-headers",
+        "--generate", "headers", "sources",
+    ]
+    return subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+AUTOGRAD_SCRIPT = """
+import sys
+from torchgen.packaged.autograd.gen_autograd import gen_autograd, gen_autograd_python
+from torchgen.selective_build.selector import SelectiveBuilder
+native, tags, out, autograd = sys.argv[1:5]
+gen_autograd(native, tags, out, autograd, SelectiveBuilder.get_nop_selector())
+gen_autograd_python(native, tags, out, autograd)
+"""
+
+
+def step_autograd_codegen(root: Path, out: Path) -> subprocess.Popen:
+    (out / "autograd").mkdir(parents=True, exist_ok=True)
+    cmd = [
+        sys.executable, "-c", AUTOGRAD_SCRIPT,
+        str(root / "aten/src/ATen/native/native_functions.yaml"),
+        str(root / "aten/src/ATen/native/tags.yaml"),
+        str(out / "autograd"),
+        str(root / "tools/autograd"),
+    ]
+    return subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def grep(paths: list[Path], needle: str) -> bool:
+    return any(needle in p.read_text(encoding="utf-8", errors="replace") for p in paths if p.is_file())
+
+
+def check_aten_outputs(out: Path, ops: list[str]) -> list[str]:
+    """Our schemas are registered, have per-operator headers and CPU/CUDA kernels."""
+    aten = out / "aten"
+    problems = []
+    for op in ops:
+        if not grep([aten / "RegisterSchema.cpp"], f'm.def("{op}('):
+            problems.append(f"RegisterSchema.cpp does not define {op}")
+        name = op.split(".")[0]
+        for header in (f"ops/{name}.h", f"ops/{name}_native.h", f"ops/{name}_ops.h"):
+            if not (aten / header).is_file():
+                problems.append(f"missing per-operator header {header}")
+        if "." in op:  # autogenerated out= overload
+            files = sorted(aten.glob("RegisterCompositeExplicitAutograd_*.cpp"))
+            if not grep(files, f'm.impl("{op}",'):
+                problems.append(f"RegisterCompositeExplicitAutograd_*.cpp does not register {op}")
+            continue
+        for backend in ("CPU", "CUDA"):
+            if not grep(sorted(aten.glob(f"Register{backend}_*.cpp")), f'm.impl("{op}",'):
+                problems.append(f"Register{backend}_*.cpp does not register {op}")
+    return problems
+
+
+def check_autograd_outputs(out: Path, root: Path, source_root: Path) -> list[str]:
+    autograd = out / "autograd"
+    problems = []
+    functions_h = autograd / "Functions.h"
+    for node in ("CorrelationBackward0", "CorrelationBackwardBackward0"):
+        if not grep([functions_h], f"struct TORCH_API {node}"):
+            problems.append(f"Functions.h lacks the autograd node {node}")
+    if not grep(sorted(autograd.glob("VariableType_*.cpp")), "CorrelationBackward0"):
+        problems.append("VariableType_*.cpp does not use CorrelationBackward0")
+    nn = autograd / "python_nn_functions.cpp"
+    if not grep([nn], '{"correlation"'):
+        problems.append('python_nn_functions.cpp does not bind torch._C._nn.correlation')
+    # Every helper the formulas call must be declared in FunctionsManual.h.
+    body, _ = ap.yaml_entries(
+        (source_root / ap.SRC_DERIVATIVES_YAML).read_text(encoding="utf-8"),
+        ap.SRC_DERIVATIVES_YAML,
+        "name",
+    )
+    formulas = "\n".join(
+        line.split(":", 1)[1] for line in body.split("\n") if line.startswith("  ") and ":" in line
+    )
+    native = (root / "aten/src/ATen/native/native_functions.yaml").read_text(encoding="utf-8")
+    aten_ops = set(re.findall(r"^- func: (\w+)", native, re.M))
+    manual = (root / "torch/csrc/autograd/FunctionsManual.h").read_text(encoding="utf-8")
+    called = set(re.findall(r"(?<![\w.:>])([A-Za-z_]\w*)\s*\(", formulas))
+    for name in sorted(called - aten_ops - {"std", "at", "c10"}):
+        if not re.search(rf"\b{re.escape(name)}\s*\(", manual):
+            problems.append(f"derivatives call '{name}', declared neither as an ATen op nor in FunctionsManual.h")
+    return problems
+
+
+def build_overlay(overlay: Path, root: Path) -> None:
+    """A ``torch`` package of symlinks to the installed one, with the patched files real."""
+    site = package_dir("torch").parent
+    patched = {Path(rel) for rel in OVERLAY_FILES}
+    real_dirs = {parent for rel in patched for parent in rel.parents if parent != Path(".")}
+    patched_modules = {(rel.parent, rel.stem) for rel in patched}
+
+    def fill(rel_dir: Path) -> None:
+        (overlay / rel_dir).mkdir(parents=True, exist_ok=True)
+        for entry in sorted((site / rel_dir).iterdir()):
+            rel = rel_dir / entry.name
+            if entry.name == "__pycache__":
+                (overlay / rel).mkdir()
+                for pyc in entry.iterdir():
+                    if (rel_dir, pyc.name.split(".")[0]) not in patched_modules:
+                        (overlay / rel / pyc.name).symlink_to(pyc)
+            elif rel in real_dirs:
+                fill(rel)
+            elif rel not in patched:
+                (overlay / rel).symlink_to(entry)
+
+    fill(Path("torch"))
+    for rel in patched:
+        shutil.copyfile(root / rel, overlay / rel)
+
+
+# The child interpreter of step 6 (runs with the overlay first on sys.path).
+CHILD = r'''
+import importlib.abc, importlib.util, inspect, json, sys
+
+OVERLAY, SCHEMAS = sys.argv[1], json.loads(sys.argv[2])
+NEEDS_OPS = {"torch._meta_registrations", "torch._decomp", "torch._decomp.decompositions",
+             "torch._inductor.decomposition"}
+LIBS = []
+results = []
+
+def record(name, ok, detail=""):
+    results.append((name, bool(ok), detail))
+
+class DefineOpsFirst(importlib.abc.MetaPathFinder):
+    """Defines our schemas (absent from the wheel) before the first patched module needing them runs."""
+    def find_spec(self, name, path, target=None):
+        if name not in NEEDS_OPS or LIBS:
+            return None
+        sys.meta_path.remove(self)
+        try:
+            spec = importlib.util.find_spec(name)
+        finally:
+            sys.meta_path.insert(0, self)
+        run_module = spec.loader.exec_module
+        def exec_module(module):
+            if not LIBS:
+                lib = sys.modules["torch"]._C._dispatch_library("FRAGMENT", "aten", "", "check_patch", 0)
+                for schema in SCHEMAS:
+                    lib.define(schema, "", [])
+                LIBS.append(lib)
+            run_module(module)
+        spec.loader.exec_module = exec_module
+        return spec
+
+sys.meta_path.insert(0, DefineOpsFirst())
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import get_overridable_functions, get_testing_overrides
+
+record("import torch from the overlay", torch.__file__.startswith(OVERLAY), torch.__file__)
+record("schemas defined before the patched modules ran", LIBS, f"{len(SCHEMAS)} schemas")
+record("F.correlation is defined in torch/nn/functional.py",
+       getattr(F, "correlation", None) is not None and inspect.getsourcefile(F.correlation).startswith(OVERLAY))
+
+# test_overrides: every overridable function has a testing override ...
+testing = get_testing_overrides()
+untested = sorted(f"{ns.__name__}.{f.__name__}" for ns, funcs in get_overridable_functions().items()
+                  for f in funcs if f not in testing and f.__name__ not in {"sample_functional", "autocast"})
+record("test_overrides coverage: every overridable function has an override", not untested,
+       ", ".join(untested))
+# ... and (what test_overrides means to check) the lambda's argspec equals the function's
+def argspec(fn):
+    spec = inspect.getfullargspec(fn)
+    return type(spec)(**{**spec._asdict(), "annotations": {}})
+override = testing.get(F.correlation)
+record("get_testing_overrides() entry of F.correlation has its argspec",
+       override is not None and argspec(override) == argspec(F.correlation),
+       f"{inspect.signature(F.correlation)} vs {inspect.signature(override) if override else None}")
+
+class TensorLike:
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        return testing[func](*args, **(kwargs or {}))
+lam = inspect.getfullargspec(testing[F.correlation])
+nargs = len(lam.args) - len(lam.defaults or ())
+record("__torch_function__ dispatch of F.correlation (test_overrides style)",
+       F.correlation(*[TensorLike() for _ in range(nargs)]) == -1)
+
+# nn.Correlation
+from torch.nn.modules.correlation import Correlation
+record("torch.nn.Correlation exported", getattr(torch.nn, "Correlation", None) is Correlation
+       and "Correlation" in torch.nn.modules.__all__ and issubclass(Correlation, torch.nn.Module))
+
+# The meta kernel, installed by activate_meta(), reached through the Python API.
+def expected_shape(shape, md, mind=None, k=1, s=1, p=0, d=1, ds=1, groups=1):
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+    md, k, s, p, d, ds = map(pair, (md, k, s, p, d, ds))
+    mind = None if mind is None else pair(mind)
+    count = [2 * (md[i] // ds[i]) + 1 if mind is None else (md[i] - mind[i]) // ds[i] + 1 for i in (0, 1)]
+    h, w = shape[-2:]
+    out = [(n + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate((h, w))]
+    return (*shape[:-3], groups * count[0] * count[1], *out)
+
+CASES = [
+    ((2, 8, 10, 12), dict(max_displacement=3)),
+    ((8, 9, 11), dict(max_displacement=(2, 4), displacement_stride=2, groups=2)),
+    ((1, 6, 9, 10), dict(max_displacement=(0, 0), min_displacement=(0, -4), kernel_size=3, padding=1, stride=2)),
+    ((2, 4, 9, 7), dict(max_displacement=2, kernel_size=(3, 1), dilation=(1, 2), padding=(2, 0), scale=0.5)),
+]
+torch._C._nn.correlation = torch.ops.aten.correlation  # the wheel has no binding; the schema is the same
+bad = []
+for shape, kw in CASES:
+    kwargs = dict(kw)
+    md = kwargs.pop("max_displacement")
+    a, b = torch.empty(shape, device="meta"), torch.empty(shape, device="meta")
+    want = expected_shape(shape, md, kw.get("min_displacement"), kw.get("kernel_size", 1), kw.get("stride", 1),
+                          kw.get("padding", 0), kw.get("dilation", 1), kw.get("displacement_stride", 1),
+                          kw.get("groups", 1))
+    try:
+        got = tuple(F.correlation(a, b, md, **kwargs).shape)
+        got_module = tuple(Correlation(md, **kwargs)(a, b).shape)
+    except Exception as e:
+        bad.append(f"{shape} {kw}: {type(e).__name__}: {e}")
+        continue
+    if got != want or got_module != want:
+        bad.append(f"{shape} {kw}: F {got}, nn.Correlation {got_module}, expected {want}")
+record("meta kernel via F.correlation and nn.Correlation on meta tensors: shapes", not bad, "\n".join(bad))
+
+# The decomposition against a float64 loop reference.
+import torch._decomp
+aten = torch.ops.aten
+def reference(x1, x2, md, mind=None, k=1, s=1, p=0, d=1, ds=1, groups=1, scale=1.0):
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+    md, k, s, p, d, ds = map(pair, (md, k, s, p, d, ds))
+    mind = None if mind is None else pair(mind)
+    axes = []
+    for i in (0, 1):
+        if mind is None:
+            n = md[i] // ds[i]
+            axes.append([j * ds[i] for j in range(-n, n + 1)])
+        else:
+            axes.append(list(range(mind[i], md[i] + 1, ds[i])))
+    batched = x1.dim() == 4
+    x1, x2 = (x1, x2) if batched else (x1[None], x2[None])
+    N, C, H, W = x1.shape
+    shape = expected_shape(tuple(x1.shape), md, mind, k, s, p, d, ds, groups)
+    out = torch.zeros(shape, dtype=torch.float64)
+    cg = C // groups
+    def at(x, n, c, y, xx):
+        return x[n, c, y, xx].item() if 0 <= y < H and 0 <= xx < W else 0.0
+    for n in range(N):
+        for g in range(groups):
+            for a, dy in enumerate(axes[0]):
+                for bb, dx in enumerate(axes[1]):
+                    ch = g * len(axes[0]) * len(axes[1]) + a * len(axes[1]) + bb
+                    for oy in range(shape[2]):
+                        for ox in range(shape[3]):
+                            y0, x0 = oy * s[0] - p[0], ox * s[1] - p[1]
+                            acc = 0.0
+                            for c in range(g * cg, (g + 1) * cg):
+                                for i in range(k[0]):
+                                    for j in range(k[1]):
+                                        y, xx = y0 + i * d[0], x0 + j * d[1]
+                                        acc += at(x1, n, c, y, xx) * at(x2, n, c, y + dy, xx + dx)
+                            out[n, ch, oy, ox] = scale * acc
+    return out if batched else out[0]
+
+decomp = torch._decomp.decomposition_table.get(aten.correlation.default)
+record("decomposition registered for aten.correlation.default", decomp is not None)
+if decomp is not None:
+    bad = []
+    gen = torch.Generator().manual_seed(0)
+    for shape, kw in [((1, 4, 5, 6), dict(max_displacement=1)),
+                      ((4, 5, 4), dict(max_displacement=(2, 1), displacement_stride=(2, 1), groups=2, scale=0.5)),
+                      ((1, 2, 6, 5), dict(max_displacement=(0, 0), min_displacement=(-1, -2), kernel_size=(3, 2),
+                                          stride=2, padding=1, dilation=(1, 2)))]:
+        x1 = torch.randn(shape, dtype=torch.float64, generator=gen)
+        x2 = torch.randn(shape, dtype=torch.float64, generator=gen)
+        kwargs = dict(kw)
+        md = kwargs.pop("max_displacement")
+        pair = lambda v: [v, v] if isinstance(v, int) else list(v)
+        args = dict(min_displacement=None if "min_displacement" not in kw else pair(kw["min_displacement"]),
+                    kernel_size=pair(kw.get("kernel_size", 1)), stride=pair(kw.get("stride", 1)),
+                    padding=pair(kw.get("padding", 0)), dilation=pair(kw.get("dilation", 1)),
+                    displacement_stride=pair(kw.get("displacement_stride", 1)), groups=kw.get("groups", 1),
+                    scale=kw.get("scale", 1.0))
+        try:
+            got = decomp(x1, x2, pair(md), **args)
+        except Exception as e:
+            bad.append(f"{shape} {kw}: {type(e).__name__}: {e}")
+            continue
+        want = reference(x1, x2, md, kw.get("min_displacement"), kw.get("kernel_size", 1), kw.get("stride", 1),
+                         kw.get("padding", 0), kw.get("dilation", 1), kw.get("displacement_stride", 1),
+                         kw.get("groups", 1), kw.get("scale", 1.0))
+        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-10, atol=1e-10):
+            bad.append(f"{shape} {kw}: max abs error "
+                       f"{(got - want).abs().max().item() if got.shape == want.shape else 'shape ' + str(tuple(got.shape))}")
+    record("decomposition equals a float64 loop reference", not bad, "\n".join(bad))
+
+core = torch._decomp.core_aten_decompositions()
+record("aten.correlation in core_aten_decompositions()", aten.correlation.default in core)
+import torch._inductor.decomposition as inductor_decomp
+record("Inductor keeps the native kernel (aten.correlation not in its decompositions)",
+       aten.correlation.default not in inductor_decomp.decompositions)
+
+import torch._dynamo.trace_rules as trace_rules
+record("trace_rules lists torch._C._nn.correlation and torch.nn.functional.correlation",
+       "torch._C._nn.correlation" in trace_rules.torch_c_binding_in_graph_functions
+       and "torch.nn.functional.correlation" in trace_rules.torch_non_c_binding_in_graph_functions)
+
+import torch.testing._internal.common_methods_invocations as cmi
+ops = [op for op in cmi.op_db if op.name == "nn.functional.correlation"]
+detail = ""
+ok = len(ops) == 1 and ops[0].op is F.correlation
+if ok:
+    samples = list(ops[0].sample_inputs("cpu", torch.float64, requires_grad=True))
+    wrong = [s for s in samples if not (isinstance(s.args[0], torch.Tensor) and s.args[0].shape == s.input.shape)]
+    ok = bool(samples) and not wrong
+    detail = f"{len(samples)} samples"
+record("OpInfo nn.functional.correlation in op_db, samples generated", ok, detail)
+
+print("CHILD-RESULTS " + json.dumps(results))
+'''
+
+
+def step_imports(root: Path, work: Path, schemas_list: list[str]) -> tuple[list[tuple[str, bool, str]], str]:
+    overlay = work / "overlay"
+    build_overlay(overlay, root)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(overlay)
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    proc = run([sys.executable, "-c", CHILD, str(overlay), json.dumps(schemas_list)], cwd=work, env=env)
+    for line in proc.stdout.split("\n"):
+        if line.startswith("CHILD-RESULTS "):
+            return [tuple(r) for r in json.loads(line[len("CHILD-RESULTS "):])], ""
+    return [], output_of(proc)
+
+
+# --------------------------------------------------------------------------
+# Main
+# --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--source-root", type=Path, default=REPO, help="this repository (default: %(default)s)")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR (created) and keep it")
+    parser.add_argument("-j", "--jobs", type=int, default=2, help="run the two codegens in parallel (default 2)")
+    args = parser.parse_args(argv)
+    source_root = args.source_root.resolve()
+
+    started = time.monotonic()
+    results = Results()
+    if args.keep:
+        work = args.keep.resolve()
+        if work.exists():
+            shutil.rmtree(work)
+        work.mkdir(parents=True)
+    else:
+        work = Path(tempfile.mkdtemp(prefix="check_patch_"))
+    try:
+        root, pristine, out = work / "root", work / "pristine", work / "codegen"
+        t = time.monotonic()
+        provenance = build_fake_root(root)
+        shutil.copytree(root, pristine)
+        out.mkdir()
+        results.add("fake PyTorch root from the installed wheel", True, time.monotonic() - t, provenance)
+
+        t = time.monotonic()
+        proc = apply(root, source_root)
+        applied = proc.returncode == 0
+        results.add("apply_patch.py applies", applied, time.monotonic() - t, output_of(proc))
+        if not applied:
+            return finish(results, started, work, args.keep)
+        applied_digest = tree_digest(root)
+
+        t = time.monotonic()
+        proc = apply(root, source_root)
+        same = tree_digest(root) == applied_digest
+        results.add(
+            "second apply changes nothing (idempotent)",
+            proc.returncode == 0 and same and "nothing to do" in proc.stdout,
+            time.monotonic() - t,
+            "" if same else "the tree changed on the second run\n" + output_of(proc),
+        )
+        t = time.monotonic()
+        proc = apply(root, source_root, "--check")
+        results.add("--check reports nothing pending", proc.returncode == 0, time.monotonic() - t,
+                    "" if proc.returncode == 0 else output_of(proc))
+
+        t = time.monotonic()
+        patch = work / "correlation.patch"
+        before = tree_digest(pristine)
+        proc = apply(pristine, source_root, "--emit-patch", str(patch))
+        untouched = tree_digest(pristine) == before
+        git = shutil.which("git")
+        if proc.returncode != 0 or not untouched:
+            results.add("--emit-patch + git apply reproduces the tree", False, time.monotonic() - t,
+                        ("--emit-patch touched the tree\n" if not untouched else "") + output_of(proc))
+        elif git is None:
+            results.add("--emit-patch + git apply reproduces the tree", None, time.monotonic() - t, "git not found")
+        else:
+            copy = work / "roundtrip"
+            shutil.copytree(pristine, copy)
+            env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(work))  # never an enclosing repository
+            git_proc = run([git, "apply", "--whitespace=nowarn", str(patch)], cwd=copy, env=env)
+            equal = git_proc.returncode == 0 and tree_digest(copy) == applied_digest
+            results.add("--emit-patch + git apply reproduces the tree", equal, time.monotonic() - t,
+                        f"{patch.stat().st_size} bytes, {patch.read_text().count('diff --git')} files"
+                        + ("" if equal else "\n" + output_of(git_proc)))
+            shutil.rmtree(copy)
+
+        t = time.monotonic()
+        ok, detail = step_moved_on(pristine, work, source_root)
+        results.add("moved-on files: clear error naming file and anchor, nothing written", ok,
+                    time.monotonic() - t, detail)
+
+        t = time.monotonic()
+        try:
+            ops = schemas(root, source_root, work)
+        except Exception as e:  # torchgen rejects our entries
+            results.add("torchgen parses our native_functions entries", False, time.monotonic() - t, repr(e))
+            return finish(results, started, work, args.keep)
+        op_names = [s.split("(")[0] for s in ops]
+        aten_name = "ATen codegen (torchgen.gen, full patched native_functions.yaml)"
+        autograd_name = "autograd codegen (gen_autograd + gen_autograd_python, full patched yamls)"
+        outputs = {}
+        aten_proc = step_aten_codegen(root, out)
+        if args.jobs < 2:
+            outputs[aten_name] = aten_proc.communicate()[0]
+        autograd_proc = step_autograd_codegen(root, out)
+        for name, proc in ((aten_name, aten_proc), (autograd_name, autograd_proc)):
+            if name not in outputs:
+                outputs[name] = proc.communicate()[0]
+        elapsed = time.monotonic() - t
+        parallel = " [both codegens, in parallel]" if args.jobs >= 2 else " [both codegens]"
+        aten_ok = aten_proc.returncode == 0
+        problems = check_aten_outputs(out, op_names) if aten_ok else []
+        results.add(aten_name + parallel, aten_ok and not problems, elapsed,
+                    ("ops: " + ", ".join(op_names) + "\n" if aten_ok else "")
+                    + "\n".join(problems) + ("" if aten_ok else outputs[aten_name][-4000:]))
+        autograd_ok = autograd_proc.returncode == 0
+        problems = check_autograd_outputs(out, root, source_root) if autograd_ok else []
+        results.add(autograd_name, autograd_ok and not problems, 0.0,
+                    "\n".join(problems) + ("" if autograd_ok else outputs[autograd_name][-4000:]))
+
+        t = time.monotonic()
+        child, failure = step_imports(root, work, ops)
+        results.add("import the patched Python modules (child interpreter, overlay torch)",
+                    not failure, time.monotonic() - t, failure)
+        for name, ok, detail in child:
+            results.add(f"  {name}", ok, 0.0, "" if ok else detail)
+        return finish(results, started, work, args.keep)
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def finish(results: Results, started: float, work: Path, keep: Path | None) -> int:
+    total = time.monotonic() - started
+    counts = {s: sum(1 for r in results.rows if r[0] == s) for s in ("PASS", "FAIL", "SKIP")}
+    print("\n==== check_patch summary ====")
+    for status, name, seconds, _ in results.rows:
+        print(f"  {status}  {name}" + (f"  ({seconds:.1f} s)" if seconds else ""))
+    print(
+        f"{counts['PASS']} passed, {counts['FAIL']} failed, {counts['SKIP']} skipped "
+        f"in {total:.1f} s" + (f"; work dir kept: {work}" if keep else "")
+    )
+    return 1 if results.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
