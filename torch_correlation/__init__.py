@@ -31,18 +31,23 @@ _install()
 
 # --- PyTorch 2 stack and transforms (issue 5) --------------------------------
 # Meta kernels (FakeTensor, torch.compile, export), the core ATen
-# decomposition (export's run_decompositions, ONNX), vmap batching rules and
-# nn.Correlation. The Autocast kernels are C++ (csrc/autocast_correlation.cpp)
-# and come with _C.
-from . import _decomp, _meta, _vmap  # noqa: E402
+# decomposition (export's run_decompositions, ONNX), Dynamo/Inductor list
+# entries, vmap batching rules and nn.Correlation. The Autocast kernels are
+# C++ (csrc/autocast_correlation.cpp) and come with _C.
+from . import _compile, _decomp, _meta, _vmap  # noqa: E402
 from .modules import Correlation  # noqa: E402
 
 _meta.activate()
 _decomp.activate()
+_compile.activate()
 _vmap.activate()
 if not hasattr(torch.nn, "Correlation"):
     torch.nn.Correlation = Correlation
     torch.nn.modules.Correlation = Correlation
-# TorchScript maps torch._C._nn functions to aten:: operators through a table
-# it builds once, on first use; an entry made after that needs registering.
+# TorchScript maps Python callables to aten:: operators through a table it
+# builds once, on first use; entries made after that need registering. The
+# wrapper maps to the operator itself (upstream: an entry in _builtin_ops of
+# torch/jit/_builtins.py), as TorchScript cannot compile its keyword-only
+# arguments with defaults.
 torch.jit._builtins._register_builtin(torch._C._nn.correlation, "aten::correlation")
+torch.jit._builtins._register_builtin(torch.nn.functional.correlation, "aten::correlation")

@@ -1,0 +1,541 @@
+"""F.correlation in the PyTorch 2 stack and the other program transforms.
+
+What each class exercises (issue 5):
+
+* TestCorrelationMeta: the Meta kernels (torch_correlation/_meta.py): shape,
+  dtype, memory format of both ops on meta tensors, the same errors as the
+  real kernels, FakeTensor with symbolic (dynamic) sizes, and ``opcheck``
+  (schema, autograd registration, FakeTensor, AOT dispatch with dynamic
+  shapes).
+* TestCorrelationDecomposition: the decomposition into core ATen
+  (torch_correlation/_decomp.py) against the kernel for every argument, in
+  float64/float32/bfloat16, channels_last, unbatched and empty inputs; its
+  traced graph only holds core ATen operators and no per-displacement copy.
+* TestCorrelationCompile: ``torch.compile(fullgraph=True)`` (Inductor) of a
+  module using F.correlation, forward and backward, static and
+  ``dynamic=True``; the generated code calls the native kernel.
+* TestCorrelationExport: ``torch.export.export`` keeps ``aten.correlation``;
+  ``run_decompositions()`` leaves only core ATen and still matches, also
+  with dynamic dimensions.
+* TestCorrelationONNX: ``torch.onnx.export(..., dynamo=True)`` of a PWC-style
+  block run by onnxruntime (skipped when onnx/onnxscript/onnxruntime are not
+  installed).
+* TestCorrelationTorchScript: ``torch.jit.script`` of F.correlation and of
+  nn.Correlation, ``torch.jit.trace``.
+* TestCorrelationVmap: ``torch.vmap`` batching rules (torch_correlation/_vmap.py)
+  against a Python loop for every in_dims combination, and under
+  ``torch.func.grad`` (per-sample gradients).
+* TestCorrelationAutocast: the Autocast kernels (csrc/autocast_correlation.cpp):
+  bfloat16 under CPU autocast, float16 under CUDA autocast (needs CUDA).
+* TestCorrelationModule: nn.Correlation (torch_correlation/modules.py).
+"""
+
+import importlib.util
+import io
+import os
+import sys
+import unittest
+
+import torch
+import torch.nn.functional as F
+import torch_correlation  # noqa: F401  (installs F.correlation and the rest)
+from torch.testing._internal.common_utils import (
+    instantiate_parametrized_tests,
+    parametrize,
+    run_tests,
+    TestCase,
+)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from correlation_reference import correlation_reference  # noqa: E402
+
+aten = torch.ops.aten
+HAS_CUDA = torch.cuda.is_available()
+
+# (shape, kwargs): together they exercise every argument of the operator.
+CASES = [
+    ((2, 4, 6, 7), dict(max_displacement=2)),
+    ((1, 3, 7, 6), dict(max_displacement=(2, 1), kernel_size=3, padding=1)),
+    ((2, 4, 8, 8), dict(max_displacement=3, displacement_stride=2, groups=2, scale=0.25)),
+    ((1, 2, 9, 8), dict(max_displacement=(1, 2), kernel_size=(2, 3), stride=(2, 1),
+                        padding=(1, 2), dilation=(2, 1))),
+    ((1, 6, 5, 9), dict(max_displacement=(0, 0), min_displacement=(0, -3), groups=3)),
+    ((2, 2, 7, 7), dict(max_displacement=(3, -1), min_displacement=(1, -4),
+                        displacement_stride=(2, 3), stride=2)),
+    ((4, 5, 5), dict(max_displacement=1, kernel_size=2, dilation=2, padding=2,
+                     stride=3, groups=2, scale=-1.5)),
+    ((1, 1, 3, 3), dict(max_displacement=5, padding=(0, 1))),
+    ((1, 2, 4, 4), dict(max_displacement=(6, 0), min_displacement=(4, 0), stride=(1, 2))),
+]
+
+
+def split(kwargs):
+    kwargs = dict(kwargs)
+    return kwargs.pop("max_displacement"), kwargs
+
+
+def correlation_backward(grad, x1, x2, max_displacement, output_mask, **kwargs):
+    """aten.correlation_backward (all arguments positional) with F's defaults."""
+    args = dict(min_displacement=None, kernel_size=1, stride=1, padding=0, dilation=1,
+                displacement_stride=1, groups=1, scale=1.0)
+    args.update(kwargs)
+
+    def listed(v):
+        return [v, v] if isinstance(v, int) else (None if v is None else list(v))
+
+    return aten.correlation_backward(
+        grad, x1, x2, listed(max_displacement), listed(args["min_displacement"]),
+        *[listed(args[k]) for k in ("kernel_size", "stride", "padding", "dilation",
+                                    "displacement_stride")],
+        args["groups"], args["scale"], output_mask)
+
+
+def make_inputs(shape, dtype=torch.float64, seed=0, **kw):
+    gen = torch.Generator().manual_seed(seed)
+    x1 = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    x2 = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    return x1.requires_grad_(kw.get("requires_grad", False)), x2.requires_grad_(
+        kw.get("requires_grad", False))
+
+
+class PWCBlock(torch.nn.Module):
+    """conv -> correlation -> leaky relu -> conv, as in one PWC-Net level."""
+
+    def __init__(self, channels=8, max_displacement=2):
+        super().__init__()
+        self.features = torch.nn.Conv2d(3, channels, 3, padding=1)
+        self.corr = torch.nn.Correlation(max_displacement, scale=1.0 / channels)
+        d = (2 * max_displacement + 1) ** 2
+        self.head = torch.nn.Conv2d(d, 2, 3, padding=1)
+
+    def forward(self, image1, image2):
+        cost = self.corr(self.features(image1), self.features(image2))
+        return self.head(F.leaky_relu(cost, 0.1))
+
+
+class CorrModule(torch.nn.Module):
+    def forward(self, x1, x2):
+        out = F.correlation(x1, x2, 2, kernel_size=3, padding=1, scale=0.5)
+        return torch.tanh(out) * 2
+
+
+def core_aten_violations(gm):
+    """call_function targets of a graph that are not core ATen operators."""
+    bad = set()
+    for node in gm.graph.nodes:
+        if node.op != "call_function":
+            continue
+        target = node.target
+        if isinstance(target, torch._ops.OpOverload):
+            if target.namespace == "aten" and torch.Tag.core not in target.tags:
+                bad.add(str(target))
+        elif target.__module__ not in ("_operator", "operator"):
+            bad.add(str(target))
+    return bad
+
+
+def graph_targets(gm):
+    return {node.target for node in gm.graph.nodes if node.op == "call_function"}
+
+
+class TestCorrelationMeta(TestCase):
+    """Meta kernels: shapes, strides, errors, FakeTensor, dynamic shapes."""
+
+    def test_meta_matches_kernel(self):
+        # Output shape/dtype/strides of the Meta kernels equal the CPU kernel's,
+        # for contiguous and channels_last inputs, and the backward's
+        # output_mask is honoured.
+        for shape, kwargs in CASES:
+            max_d, kw = split(kwargs)
+            for channels_last in (False, True):
+                if channels_last and len(shape) != 4:
+                    continue
+                x1, x2 = make_inputs(shape, torch.float32)
+                if channels_last:
+                    x1 = x1.contiguous(memory_format=torch.channels_last)
+                    x2 = x2.contiguous(memory_format=torch.channels_last)
+                real = F.correlation(x1, x2, max_d, **kw)
+                fake = F.correlation(x1.to("meta"), x2.to("meta"), max_d, **kw)
+                self.assertEqual(fake.shape, real.shape)
+                self.assertEqual(fake.dtype, real.dtype)
+                self.assertEqual(fake.stride(), real.stride())
+                grad = torch.randn_like(real)
+                for mask in ([True, True], [True, False], [False, True]):
+                    real_grads = correlation_backward(grad, x1, x2, max_d, mask, **kw)
+                    fake_grads = correlation_backward(
+                        grad.to("meta"), x1.to("meta"), x2.to("meta"), max_d, mask, **kw)
+                    for r, f in zip(real_grads, fake_grads):
+                        self.assertEqual(r is None, f is None)
+                        if r is not None:
+                            self.assertEqual(f.shape, r.shape)
+                            self.assertEqual(f.stride(), r.stride())
+
+    def test_meta_errors_match_kernel(self):
+        # Bad arguments fail on meta tensors with the kernel's error type and
+        # the same message up to the formatting of sizes and dtypes.
+        x = torch.randn(1, 4, 5, 5)
+        bad_calls = [
+            ((x, x[:, :2], 1), {}, "to have the same shape"),
+            ((x, x.double(), 1), {}, "to have the same dtype"),
+            ((x[0, 0], x[0, 0], 1), {}, "3D \\(C, H, W\\) or 4D"),
+            ((x.long(), x.long(), 1), {}, "floating point dtype"),
+            ((x, x, 1), dict(groups=3), "divisible by groups"),
+            ((x, x, 1), dict(groups=0), "groups to be positive"),
+            ((x, x, 1), dict(kernel_size=0), "kernel_size to be positive"),
+            ((x, x, 1), dict(stride=(1, 0)), "stride to be positive"),
+            ((x, x, 1), dict(padding=-1), "padding to be non-negative"),
+            ((x, x, -1), {}, "max_displacement to be non-negative"),
+            ((x, x, 1), dict(min_displacement=2), "min_displacement <= max_displacement"),
+            ((x, x, 1), dict(kernel_size=7), "non-empty output"),
+        ]
+        for args, kw, message in bad_calls:
+            with self.assertRaisesRegex(RuntimeError, "correlation\\(\\): expected .*" + message):
+                F.correlation(*args, **kw)
+            meta_args = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]
+            with self.assertRaisesRegex(RuntimeError, "correlation\\(\\): expected .*" + message):
+                F.correlation(*meta_args, **kw)
+        # grad_output of the wrong shape: ValueError (TORCH_CHECK_VALUE).
+        for device in ("cpu", "meta"):
+            y = x.to(device)
+            with self.assertRaisesRegex(ValueError, "expected grad_output to have sizes"):
+                correlation_backward(torch.zeros(1, 8, 5, 5, device=device), y, y, 1,
+                                     [True, True])
+
+    def test_fake_tensor_dynamic_shapes(self):
+        # Symbolic tracing (FakeTensor with SymInt sizes) of both operators:
+        # the output sizes are the symbolic conv formula, so the traced graph
+        # serves other input sizes, and the checks add no specialisation.
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        kw = dict(kernel_size=3, stride=2, padding=1, groups=2)
+
+        def fn(a, b):
+            out = F.correlation(a, b, 1, **kw)
+            return (out, *correlation_backward(out, a, b, 1, [True, True], **kw))
+
+        gm = make_fx(fn, tracing_mode="symbolic")(*make_inputs((2, 4, 9, 11)))
+        outputs = [n for n in gm.graph.nodes if n.op == "output"][0].args[0]
+        self.assertIsInstance(outputs[0].meta["val"].shape[2], torch.SymInt)
+        for shape in ((2, 4, 9, 11), (3, 2, 6, 5)):
+            x1, x2 = make_inputs(shape, seed=1)
+            expected = fn(x1, x2)
+            self.assertEqual(gm(x1, x2), expected)
+
+    def test_opcheck(self):
+        # torch.library.opcheck: schema, autograd registration, FakeTensor
+        # and AOTAutograd with dynamic shapes, for both operators.
+        x1, x2 = make_inputs((2, 4, 6, 5), torch.float64, requires_grad=True)
+        kw = dict(kernel_size=3, padding=1, groups=2, scale=0.5)
+        torch.library.opcheck(aten.correlation.default, (x1, x2, [2, 1]), kw)
+        grad = torch.randn(2, 30, 6, 5, dtype=torch.float64, requires_grad=True)
+        torch.library.opcheck(
+            aten.correlation_backward.default,
+            (grad, x1, x2, [2, 1], None, [3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 2, 0.5,
+             [True, True]))
+        # The autogen'd out= variant goes through the same Meta kernel.
+        out = torch.empty(0, device="meta")
+        aten.correlation.out(x1.detach().to("meta").float(), x2.detach().to("meta").float(),
+                             [2, 1], **kw, out=out)
+        self.assertEqual(out.shape, (2, 30, 6, 5))
+
+
+class TestCorrelationDecomposition(TestCase):
+    """The decomposition into core ATen against the kernel."""
+
+    @staticmethod
+    def decomp(x1, x2, max_displacement, **kwargs):
+        # The registered decomposition, called as the dispatcher calls it
+        # (int[2] arguments as lists).
+        def listed(v):
+            return [v, v] if isinstance(v, int) else list(v)
+
+        kwargs = {k: v if k in ("groups", "scale") or v is None else listed(v)
+                  for k, v in kwargs.items()}
+        fn = torch._decomp.decomposition_table[aten.correlation.default]
+        return fn(x1, x2, listed(max_displacement), **kwargs)
+
+    @parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+    def test_matches_kernel(self, dtype):
+        # Every argument, batched and unbatched, also channels_last.
+        tol = dict(float64=(1e-12, 1e-12), float32=(1e-5, 1e-5), bfloat16=(1.6e-2, 2e-2))
+        rtol, atol = tol[str(dtype).split(".")[1]]
+        for shape, kwargs in CASES:
+            max_d, kw = split(kwargs)
+            x1, x2 = make_inputs(shape, dtype)
+            expected = F.correlation(x1, x2, max_d, **kw)
+            actual = self.decomp(x1, x2, max_d, **kw)
+            self.assertEqual(actual.dtype, expected.dtype)
+            self.assertEqual(actual, expected, rtol=rtol, atol=atol,
+                             msg=f"{shape} {kwargs}")
+            if len(shape) == 4:
+                cl1 = x1.contiguous(memory_format=torch.channels_last)
+                cl2 = x2.contiguous(memory_format=torch.channels_last)
+                actual = self.decomp(cl1, cl2, max_d, **kw)
+                self.assertEqual(actual, expected, rtol=rtol, atol=atol)
+                self.assertEqual(actual.stride(), F.correlation(cl1, cl2, max_d, **kw).stride())
+
+    def test_reference_and_empty(self):
+        # Against the independent float64 reference; batch 0 and C == 0.
+        x1, x2 = make_inputs((2, 3, 6, 6))
+        self.assertEqual(self.decomp(x1, x2, 2, kernel_size=3, padding=1),
+                         correlation_reference(x1, x2, 2, kernel_size=3, padding=1))
+        for shape in ((0, 3, 6, 6), (2, 0, 6, 6)):
+            x1, x2 = make_inputs(shape)
+            self.assertEqual(self.decomp(x1, x2, 1), F.correlation(x1, x2, 1))
+
+    def test_traced_graph_is_core_aten(self):
+        # make_fx with the decomposition yields only core ATen ops, and input2
+        # is read through slices (views) of one padded copy: one
+        # constant_pad_nd per input, not one per displacement.
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        x1, x2 = make_inputs((1, 4, 6, 6), torch.float32)
+        op = aten.correlation.default
+        table = {op: torch._decomp.decomposition_table[op]}
+        gm = make_fx(lambda a, b: F.correlation(a, b, 2, kernel_size=3, padding=1),
+                     decomposition_table=table)(x1, x2)
+        self.assertEqual(core_aten_violations(gm), set())
+        pads = [n for n in gm.graph.nodes if n.target == aten.constant_pad_nd.default]
+        self.assertEqual(len(pads), 2)
+        self.assertEqual(gm(x1, x2), F.correlation(x1, x2, 2, kernel_size=3, padding=1))
+
+
+class TestCorrelationCompile(TestCase):
+    """torch.compile(fullgraph=True) with Inductor, forward and backward."""
+
+    def setUp(self):
+        super().setUp()
+        torch._dynamo.reset()
+
+    def tearDown(self):
+        torch._dynamo.reset()
+        super().tearDown()
+
+    def _check(self, dynamic):
+        model = CorrModule()
+        compiled = torch.compile(model, fullgraph=True, dynamic=dynamic)
+        for shape in ((2, 3, 6, 7), (1, 3, 8, 5)):
+            x1, x2 = make_inputs(shape, torch.float32, requires_grad=True)
+            expected = model(x1, x2)
+            actual = compiled(x1, x2)
+            self.assertEqual(actual, expected)
+            grads = torch.autograd.grad(actual.square().sum(), (x1, x2))
+            expected_grads = torch.autograd.grad(expected.square().sum(), (x1, x2))
+            self.assertEqual(grads, expected_grads)
+
+    def test_compile_static(self):
+        self._check(dynamic=False)
+
+    def test_compile_dynamic(self):
+        self._check(dynamic=True)
+
+    def test_compile_calls_native_kernel(self):
+        # Inductor keeps aten.correlation (an extern kernel call) rather than
+        # decomposing it, although the decomposition is in the core ATen table.
+        from torch._inductor.utils import run_and_get_code
+
+        x1, x2 = make_inputs((1, 2, 5, 5), torch.float32)
+        fn = torch.compile(lambda a, b: F.correlation(a, b, 1) + 1, fullgraph=True)
+        out, code = run_and_get_code(fn, x1, x2)
+        self.assertEqual(out, F.correlation(x1, x2, 1) + 1)
+        self.assertIn("aten.correlation", "\n".join(code))
+
+
+class TestCorrelationExport(TestCase):
+    """torch.export: aten.correlation in the program; core ATen after decomposition."""
+
+    def test_export_and_decompose(self):
+        model = CorrModule()
+        x1, x2 = make_inputs((2, 3, 6, 7), torch.float32)
+        ep = torch.export.export(model, (x1, x2))
+        self.assertIn(aten.correlation.default, graph_targets(ep.graph_module))
+        self.assertEqual(ep.module()(x1, x2), model(x1, x2))
+        core = ep.run_decompositions()
+        self.assertNotIn(aten.correlation.default, graph_targets(core.graph_module))
+        self.assertEqual(core_aten_violations(core.graph_module), set())
+        self.assertEqual(core.module()(x1, x2), model(x1, x2), rtol=1e-5, atol=1e-5)
+
+    def test_export_dynamic(self):
+        model = CorrModule()
+        x1, x2 = make_inputs((2, 3, 6, 7), torch.float32)
+        batch, height, width = (torch.export.Dim("batch"), torch.export.Dim("height", min=2),
+                                torch.export.Dim("width", min=2))
+        spec = {0: batch, 2: height, 3: width}
+        ep = torch.export.export(model, (x1, x2), dynamic_shapes=(spec, spec))
+        core = ep.run_decompositions()
+        self.assertEqual(core_aten_violations(core.graph_module), set())
+        for shape in ((2, 3, 6, 7), (3, 3, 9, 4)):
+            y1, y2 = make_inputs(shape, torch.float32, seed=1)
+            self.assertEqual(ep.module()(y1, y2), model(y1, y2))
+            self.assertEqual(core.module()(y1, y2), model(y1, y2), rtol=1e-5, atol=1e-5)
+
+
+HAS_ONNX = all(importlib.util.find_spec(m) is not None
+               for m in ("onnx", "onnxscript", "onnxruntime"))
+
+
+class TestCorrelationONNX(TestCase):
+    """torch.onnx.export(dynamo=True) of a PWC-style block, run by onnxruntime."""
+
+    @unittest.skipIf(not HAS_ONNX, "needs the onnx, onnxscript and onnxruntime packages")
+    def test_onnx_pwc_block(self):
+        import onnxruntime
+
+        torch.manual_seed(0)
+        model = PWCBlock().eval()
+        image1, image2 = torch.randn(1, 3, 16, 20), torch.randn(1, 3, 16, 20)
+        program = torch.onnx.export(model, (image1, image2), dynamo=True, verbose=False)
+        buffer = io.BytesIO()
+        program.save(buffer)
+        session = onnxruntime.InferenceSession(buffer.getvalue(),
+                                               providers=["CPUExecutionProvider"])
+        names = [i.name for i in session.get_inputs()]
+        (actual,) = session.run(None, dict(zip(names, (image1.numpy(), image2.numpy()))))
+        with torch.no_grad():
+            expected = model(image1, image2)
+        self.assertEqual(torch.from_numpy(actual), expected, rtol=1e-4, atol=1e-5)
+
+
+class TestCorrelationTorchScript(TestCase):
+    """TorchScript: script (F.correlation and nn.Correlation) and trace."""
+
+    def test_script_function(self):
+        def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return F.correlation(a, b, (1, 2), kernel_size=3, padding=1, groups=2, scale=0.5)
+
+        scripted = torch.jit.script(fn)
+        x1, x2 = make_inputs((1, 4, 5, 6))
+        self.assertEqual(scripted(x1, x2), fn(x1, x2))
+        self.assertIn("aten::correlation", str(scripted.graph))
+
+    def test_script_module(self):
+        for module in (torch.nn.Correlation(2, scale=0.25),
+                       torch.nn.Correlation((0, 0), min_displacement=(0, -3), groups=2)):
+            scripted = torch.jit.script(module)
+            x1, x2 = make_inputs((2, 4, 5, 6))
+            self.assertEqual(scripted(x1, x2), module(x1, x2))
+
+    def test_trace(self):
+        model = CorrModule()
+        x1, x2 = make_inputs((1, 3, 5, 6), torch.float32)
+        traced = torch.jit.trace(model, (x1, x2))
+        self.assertIn("aten::correlation", str(traced.graph))
+        y1, y2 = make_inputs((2, 3, 7, 4), torch.float32, seed=1)
+        self.assertEqual(traced(y1, y2), model(y1, y2))
+
+
+class TestCorrelationVmap(TestCase):
+    """torch.vmap batching rules, also under torch.func.grad."""
+
+    def test_batching_rules_registered(self):
+        # Our rules, not functorch's per-sample loop fallback.
+        for name in ("aten::correlation", "aten::correlation_backward"):
+            self.assertTrue(torch._C._dispatch_has_kernel_for_dispatch_key(name, "FuncTorchBatched"))
+
+    @parametrize("in_dims", [(0, 0), (0, None), (None, 0), (2, 1)])
+    @parametrize("logical_rank", [3, 4])
+    def test_vmap_matches_loop(self, in_dims, logical_rank):
+        shape = (2, 4, 5, 6)[4 - logical_rank:]
+        batch = 3
+
+        def batched(shape, dim, seed):
+            if dim is None:
+                return make_inputs(shape, seed=seed)[0]
+            full = list(shape)
+            full.insert(dim, batch)
+            return make_inputs(tuple(full), seed=seed)[0]
+
+        x1, x2 = batched(shape, in_dims[0], 1), batched(shape, in_dims[1], 2)
+
+        def fn(a, b):
+            return F.correlation(a, b, 1, kernel_size=3, padding=1, groups=2)
+
+        actual = torch.vmap(fn, in_dims=in_dims)(x1, x2)
+        pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
+        expected = torch.stack([fn(pick(x1, in_dims[0], i), pick(x2, in_dims[1], i))
+                                for i in range(batch)])
+        self.assertEqual(actual, expected)
+
+    def test_vmap_under_grad(self):
+        # Per-sample gradients: vmap(grad(f)) and grad of a vmapped loss
+        # against a loop over the samples.
+        x1, x2 = make_inputs((3, 4, 5, 6))
+        weight = torch.randn(9, 5, 6, dtype=torch.float64)
+
+        def loss(a, b):
+            return (F.correlation(a, b, 1, scale=0.5) * weight).sin().sum()
+
+        per_sample = torch.vmap(torch.func.grad(loss, argnums=(0, 1)))(x1, x2)
+        for i in range(3):
+            expected = torch.func.grad(loss, argnums=(0, 1))(x1[i], x2[i])
+            self.assertEqual(per_sample[0][i], expected[0])
+            self.assertEqual(per_sample[1][i], expected[1])
+
+        def batch_loss(a, b):
+            return torch.vmap(loss)(a, b).sum()
+
+        g1, g2 = torch.func.grad(batch_loss, argnums=(0, 1))(x1, x2)
+        a, b = x1.clone().requires_grad_(), x2.clone().requires_grad_()
+        sum(loss(a[i], b[i]) for i in range(3)).backward()
+        self.assertEqual(g1, a.grad)
+        self.assertEqual(g2, b.grad)
+
+
+class TestCorrelationAutocast(TestCase):
+    """Autocast kernels: lower-precision dtype like conv2d."""
+
+    def test_autocast_cpu_bfloat16(self):
+        x1, x2 = make_inputs((2, 4, 6, 6), torch.float32)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = F.correlation(x1, x2, 1, kernel_size=3, padding=1)
+            conv = F.conv2d(x1, torch.randn(2, 4, 3, 3))
+            double = F.correlation(x1.double(), x2.double(), 1)
+        self.assertEqual(out.dtype, torch.bfloat16)
+        self.assertEqual(out.dtype, conv.dtype)
+        self.assertEqual(double.dtype, torch.float64)  # float64 is left alone
+        expected = F.correlation(x1.bfloat16(), x2.bfloat16(), 1, kernel_size=3, padding=1)
+        self.assertEqual(out, expected)
+        # The backward runs in the saved bfloat16 inputs and returns float32
+        # gradients for the float32 leaves.
+        a, b = x1.clone().requires_grad_(), x2.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            F.correlation(a, b, 1).float().sum().backward()
+        self.assertEqual(a.grad.dtype, torch.float32)
+
+    @unittest.skipIf(not HAS_CUDA, "needs CUDA")
+    def test_autocast_cuda_float16(self):
+        x1, x2 = make_inputs((2, 4, 6, 6), torch.float32)
+        x1, x2 = x1.cuda(), x2.cuda()
+        with torch.autocast("cuda"):
+            out = F.correlation(x1, x2, 1)
+        self.assertEqual(out.dtype, torch.float16)
+        self.assertEqual(out, F.correlation(x1.half(), x2.half(), 1))
+
+
+class TestCorrelationModule(TestCase):
+    """nn.Correlation: arguments, repr, equivalence with the functional."""
+
+    def test_module(self):
+        self.assertIs(torch.nn.Correlation, torch_correlation.Correlation)
+        module = torch.nn.Correlation((2, 1), kernel_size=3, padding=1, groups=2, scale=0.5)
+        self.assertEqual(
+            repr(module),
+            "Correlation(max_displacement=(2, 1), kernel_size=(3, 3), padding=(1, 1), "
+            "groups=2, scale=0.5)")
+        self.assertEqual(repr(torch.nn.Correlation(4)), "Correlation(max_displacement=(4, 4))")
+        self.assertEqual(list(module.parameters()), [])
+        self.assertEqual(module.state_dict(), {})
+        x1, x2 = make_inputs((2, 4, 6, 5))
+        self.assertEqual(module(x1, x2), F.correlation(x1, x2, (2, 1), kernel_size=3,
+                                                        padding=1, groups=2, scale=0.5))
+        one_sided = torch.nn.Correlation((0, 0), min_displacement=(0, -3))
+        self.assertEqual(one_sided(x1, x2),
+                         F.correlation(x1, x2, (0, 0), min_displacement=(0, -3)))
+        self.assertIn("min_displacement=(0, -3)", repr(one_sided))
+
+
+instantiate_parametrized_tests(TestCorrelationDecomposition)
+instantiate_parametrized_tests(TestCorrelationVmap)
+
+if __name__ == "__main__":
+    run_tests()

@@ -1,0 +1,89 @@
+"""``torch.compile`` entries that upstream keeps in lists inside torch.
+
+Two list entries of the upstream patch, made at run time by the preview:
+
+* ``torch/_dynamo/trace_rules.py``: ``"torch._C._nn.correlation"`` (and the
+  backward's binding) in ``torch_c_binding_in_graph_functions``, so that Dynamo
+  puts the call into the graph (as it does for ``torch._C._nn`` functions
+  such as ``conv_depthwise3d``) instead of breaking the graph on an unknown C
+  function.
+* ``torch/_inductor/decomposition.py``: ``aten.correlation`` in
+  ``decomps_to_exclude``, so that Inductor keeps the operator, which it calls
+  as an extern kernel (like conv2d), although the core ATen decomposition
+  table holds its decomposition (``_decomp.py``).
+
+Both modules are heavy and torch imports them lazily, so the entries are made
+right after their import (or at once if they were imported already).
+"""
+
+import importlib.abc
+import importlib.util
+import sys
+from typing import Callable
+
+import torch
+
+__all__ = ["activate"]
+
+_BINDINGS = ("torch._C._nn.correlation", "torch._C._nn.correlation_backward")
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    # Runs `callback(module)` once `name` has been executed by the regular
+    # import machinery; the finder removes itself on first use.
+    def __init__(self, name: str, callback: Callable) -> None:
+        self.name = name
+        self.callback = callback
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+        callback = self.callback
+
+        def exec_module_then_callback(module):
+            exec_module(module)
+            callback(module)
+
+        spec.loader.exec_module = exec_module_then_callback
+        return spec
+
+
+def _after_import(name: str, callback: Callable) -> None:
+    module = sys.modules.get(name)
+    spec = getattr(module, "__spec__", None)
+    if module is not None and not getattr(spec, "_initializing", False):
+        callback(module)
+    else:
+        sys.meta_path.insert(0, _AfterImport(name, callback))
+
+
+def _register_trace_rules(trace_rules) -> None:
+    for name in _BINDINGS:
+        trace_rules.torch_c_binding_in_graph_functions.setdefault(
+            name, trace_rules.TorchInGraphFunctionVariable
+        )
+    trace_rules.get_torch_obj_rule_map.cache_clear()
+
+
+def _exclude_from_inductor(decomposition) -> None:
+    table = decomposition.decompositions
+    packet = torch.ops.aten.correlation
+    for op in [op for op in table if getattr(op, "overloadpacket", None) is packet]:
+        del table[op]
+
+
+_ACTIVE = False
+
+
+def activate() -> None:
+    global _ACTIVE
+    if _ACTIVE:
+        return
+    _ACTIVE = True
+    _after_import("torch._dynamo.trace_rules", _register_trace_rules)
+    _after_import("torch._inductor.decomposition", _exclude_from_inductor)

@@ -1,0 +1,189 @@
+"""Decomposition of ``aten::correlation`` into core ATen operators.
+
+The code between the ``[decomp begin]`` and ``[decomp end]`` markers is the
+text that the upstream patch adds to ``torch/_decomp/decompositions.py``; it
+only uses names that module already has (``torch``, ``Tensor``, ``Optional``,
+``aten``, ``utils``, ``register_decomposition``, ``out_wrapper``). The patch
+also lists ``aten.correlation`` in ``_core_aten_decompositions_post_autograd()``
+(``torch/_decomp/__init__.py``), which is what ``torch.export``'s
+``run_decompositions()`` applies by default, and in Inductor's
+``decomps_to_exclude`` (``torch/_inductor/decomposition.py``, done for the
+preview in ``_compile.py``), so that ``torch.compile`` keeps calling the
+native kernel.
+
+Backends without the kernel use the decomposition: ``run_decompositions()``
+lowers ``aten.correlation`` to core ATen, and ``torch.onnx.export(...,
+dynamo=True)`` picks it up from ``torch._decomp.decomposition_table``.
+
+:func:`activate` does in the preview what the first list entry does upstream.
+"""
+
+from typing import Optional
+
+import torch
+import torch._prims_common as utils
+from torch import Tensor
+from torch._decomp import register_decomposition
+from torch._prims_common.wrappers import out_wrapper
+
+aten = torch._ops.ops.aten
+
+__all__ = ["activate"]
+
+
+# [decomp begin]
+def _correlation_displacements(max_d: int, min_d: Optional[int], step: int) -> list[int]:
+    # The displacements along one axis, in output-channel order.
+    if min_d is None:
+        half = max_d // step
+        return [k * step for k in range(-half, half + 1)]
+    return list(range(min_d, max_d + 1, step))
+
+
+@register_decomposition(aten.correlation)
+@out_wrapper()
+def correlation(
+    input1: Tensor,
+    input2: Tensor,
+    max_displacement: list[int],
+    *,
+    min_displacement: Optional[list[int]] = None,
+    kernel_size: list[int] = (1, 1),  # type: ignore[assignment]
+    stride: list[int] = (1, 1),  # type: ignore[assignment]
+    padding: list[int] = (0, 0),  # type: ignore[assignment]
+    dilation: list[int] = (1, 1),  # type: ignore[assignment]
+    displacement_stride: list[int] = (1, 1),  # type: ignore[assignment]
+    groups: int = 1,
+    scale: float = 1.0,
+) -> Tensor:
+    # One product per displacement, reduced over each channel group:
+    #
+    #   S[n, g, d, y, x] = sum_{c in group g} input1p[n, c, y, x] * input2p[n, c, y + dy, x + dx]
+    #
+    # on the zero-padded grid (input1 padded by `padding`, input2 padded once
+    # by `padding` plus the displacement range), where input2p shifted by
+    # (dy, dx) is a strided slice, i.e. a view: neither input is copied per
+    # displacement. The kernel window is then a sum of S over a (k_h, k_w)
+    # window with `dilation` and `stride`: a depthwise convolution of S with
+    # ones, or for a 1x1 kernel just the strided subsampling, which is done on
+    # the inputs before the products.
+    #
+    # Memory: the padded inputs (once), one input-sized product at a time
+    # (freed after its channel sum; a fusing backend never materialises it),
+    # and S, of the output's size on the stride-1 grid (the output itself for
+    # a 1x1 kernel). float16/bfloat16 inputs are computed in float32 (one
+    # float32 copy of each input), as the kernels accumulate.
+    def pair(value):
+        return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+
+    memory_format = utils.suggest_memory_format(input1)
+    out_dtype = input1.dtype
+    unbatched = input1.dim() == 3
+    if unbatched:
+        input1 = input1.unsqueeze(0)
+        input2 = input2.unsqueeze(0)
+    n, channels, height, width = input1.shape
+    kernel_h, kernel_w = pair(kernel_size)
+    stride_h, stride_w = pair(stride)
+    pad_h, pad_w = pair(padding)
+    dilation_h, dilation_w = pair(dilation)
+    max_h, max_w = pair(max_displacement)
+    step_h, step_w = pair(displacement_stride)
+    min_h, min_w = (None, None) if min_displacement is None else pair(min_displacement)
+    dys = _correlation_displacements(max_h, min_h, step_h)
+    dxs = _correlation_displacements(max_w, min_w, step_w)
+    out_h = (height + 2 * pad_h - dilation_h * (kernel_h - 1) - 1) // stride_h + 1
+    out_w = (width + 2 * pad_w - dilation_w * (kernel_w - 1) - 1) // stride_w + 1
+    one_by_one = kernel_h == 1 and kernel_w == 1
+
+    computation_dtype = utils.get_computation_dtype(input1.dtype)
+    x1 = input1.to(computation_dtype)
+    x2 = input2.to(computation_dtype)
+
+    # input1 on the padded grid, cut to the rows/columns the windows read.
+    span_h = (out_h - 1) * stride_h + dilation_h * (kernel_h - 1) + 1
+    span_w = (out_w - 1) * stride_w + dilation_w * (kernel_w - 1) + 1
+    x1 = aten.constant_pad_nd(x1, [pad_w, pad_w, pad_h, pad_h])
+    # input2 padded so that every shifted window is in bounds: padded row r
+    # of input1 pairs with row r - pad_h + dy of input2.
+    top = max(pad_h - dys[0], 0)
+    bottom = max(pad_h + dys[-1], 0)
+    left = max(pad_w - dxs[0], 0)
+    right = max(pad_w + dxs[-1], 0)
+    x2 = aten.constant_pad_nd(x2, [left, right, top, bottom])
+    row_step, col_step = (stride_h, stride_w) if one_by_one else (1, 1)
+    rows = out_h if one_by_one else span_h
+    cols = out_w if one_by_one else span_w
+    x1 = x1[
+        :, :, 0 : (rows - 1) * row_step + 1 : row_step, 0 : (cols - 1) * col_step + 1 : col_step
+    ]
+
+    sums = []
+    for dy in dys:
+        row = top - pad_h + dy
+        for dx in dxs:
+            col = left - pad_w + dx
+            shifted = x2[
+                :,
+                :,
+                row : row + (rows - 1) * row_step + 1 : row_step,
+                col : col + (cols - 1) * col_step + 1 : col_step,
+            ]
+            product = x1 * shifted
+            grouped = product.view(n, groups, channels // groups, rows, cols)
+            sums.append(grouped.sum(2, keepdim=True))
+    displacements = len(sums)
+    # (N, G, D, rows, cols) -> channel g * D + d.
+    volume = torch.cat(sums, dim=2).view(n, groups * displacements, rows, cols)
+    if not one_by_one:
+        window = torch.full(
+            (groups * displacements, 1, kernel_h, kernel_w),
+            1.0,
+            dtype=volume.dtype,
+            device=volume.device,
+        )
+        volume = aten.convolution(
+            volume,
+            window,
+            None,
+            [stride_h, stride_w],
+            [0, 0],
+            [dilation_h, dilation_w],
+            False,
+            [0, 0],
+            groups * displacements,
+        )
+    out = (volume * scale).to(out_dtype)
+    # The layout of the kernel's output: input1's memory format.
+    if unbatched:
+        return out[0].contiguous(memory_format=memory_format)
+    return out.contiguous(memory_format=memory_format)
+
+
+# [decomp end]
+
+_ACTIVE = False
+
+
+def activate() -> None:
+    """Makes ``run_decompositions()`` lower ``aten.correlation`` by default.
+
+    Adds our entry to ``torch._decomp._core_aten_decompositions_post_autograd``,
+    the default table of ``torch.export`` (and, through it, ``torch.onnx``).
+    Inductor builds its own table from the same function and must keep the
+    operator: torch_correlation/_compile.py takes it out again.
+    """
+    global _ACTIVE
+    if _ACTIVE:
+        return
+    _ACTIVE = True
+    import torch._decomp as decomp
+
+    core_table = decomp._core_aten_decompositions_post_autograd
+
+    def _core_aten_decompositions_post_autograd():
+        table = core_table()
+        table.update(decomp.get_decompositions([aten.correlation]))
+        return table
+
+    decomp._core_aten_decompositions_post_autograd = _core_aten_decompositions_post_autograd
