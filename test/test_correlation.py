@@ -1021,6 +1021,14 @@ class TestCorrelationErrors(TestCase):
         m = self.message(RuntimeError, F.correlation, self.x, self.y.double(), 1)
         self.assertExpectedInline(m, """correlation(): expected input1 and input2 to have the same dtype, but input1 has Float and input2 has Double""")
 
+    def test_devices(self):
+        # A meta tensor stands in for a second device on CPU-only machines.
+        meta = torch.randn(2, 4, 5, 6, device="meta")
+        m = self.message(RuntimeError, F.correlation, self.x, meta, 1)
+        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to be on the same device, but input1 is on cpu and input2 is on meta""")
+        m = self.message(RuntimeError, F.correlation, meta, self.x, 1)
+        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to be on the same device, but input1 is on meta and input2 is on cpu""")
+
     def test_dtypes(self):
         ints = torch.ones(2, 4, 5, 6, dtype=torch.int64)
         m = self.message(RuntimeError, F.correlation, ints, ints, 1)
