@@ -516,7 +516,7 @@ class TestCorrelationModule(TestCase):
     """nn.Correlation: arguments, repr, equivalence with the functional."""
 
     def test_module(self):
-        self.assertIs(torch.nn.Correlation, torch_correlation.Correlation)
+        self.assertIs(torch.nn.Correlation, torch_correlation.Correlation)  # [preview only]
         module = torch.nn.Correlation((2, 1), kernel_size=3, padding=1, groups=2, scale=0.5)
         self.assertEqual(
             repr(module),

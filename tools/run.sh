@@ -22,7 +22,7 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-PY="$VENV/bin/python"
+PY="$(cd "$VENV/bin" && pwd)/python"
 stamp="$VENV/.requirements-installed"
 if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ]; then
   "$PY" -m pip install -q --upgrade pip
@@ -34,7 +34,10 @@ fi
 # ccache makes rebuilds cheap when it is there; the build works without it.
 export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
 start=$(date +%s)
-"$PY" -m pip install -q --no-build-isolation --no-deps . 
+"$PY" -m pip install -q --no-build-isolation --no-deps .
+# The same library in place too, for the tools that import the source tree
+# (docs, figures, benchmarks); ninja finds it up to date, so this only copies.
+"$PY" tools/build_preview.py --inplace > /dev/null
 echo "[run.sh] build + install took $(( $(date +%s) - start )) s"
 
 case "$what" in
@@ -42,9 +45,14 @@ case "$what" in
     "$PY" tools/demo.py "$@"
     ;;
   test)
-    # Run from test/ so that the installed package (not the source tree) is
-    # what the tests import.
-    (cd test && "../$PY" -m pytest -q -p no:cacheprovider "$@" .)
+    # The upstream patch: apply it to the wheel's copies of the files it
+    # touches, run the full codegen over the patched yaml, import the result.
+    "$PY" tools/check_patch.py
+    # The docs: Sphinx with warnings as errors, and every example run.
+    PYTHON="$PY" bash tools/build_docs.sh
+    # The test suite, last, so that its summary closes the output. It runs
+    # from test/ so that the installed package is what the tests import.
+    (cd test && "$PY" -m pytest -q -p no:cacheprovider "$@" .)
     ;;
   *)
     echo "usage: tools/run.sh {demo|test} [args...]" >&2
