@@ -1,0 +1,647 @@
+# Owner(s): ["module: nn"]
+"""CUDA-specific tests of ``torch.nn.functional.correlation``.
+
+The device-generic tests (test_correlation.py) already run on CUDA; these
+cover what is particular to the CUDA kernels (aten_native/cuda/Correlation.cu):
+
+* CPU-vs-CUDA agreement, forward and backward, over many random
+  configurations chosen to hit both the tiled kernels (kernel_size 1,
+  stride 1: tile and halo edges, partial displacement chunks, row phases) and
+  the generic ones, in every dtype and memory layout;
+* the network configurations the tiled kernels are built for (PWC-Net,
+  FlowNetC, GwcNet);
+* 64-bit indexing, streams, devices, determinism and device errors.
+
+The expected values come from the CPU kernels and from ``reference_correlation``
+below, an independent float64 implementation written from the documented
+formula (zero-padded shifts and slices), which autograd differentiates for
+the reference gradients.
+
+Tolerances: float64 1e-10; float32 1e-4 (CPU and CUDA sum in different
+orders); float16 and bfloat16 are compared with the float64 reference
+evaluated on the same (rounded) inputs, within about one rounding of the
+result (relative 1e-2) plus a small multiple of the output's magnitude.
+"""
+
+import random
+import unittest
+import warnings
+
+import torch
+import torch.nn.functional as F
+from torch.testing._internal.common_utils import (
+    DeterministicGuard,
+    run_tests,
+    TestCase,
+)
+
+import torch_correlation  # noqa: F401  (registers aten::correlation)
+
+TEST_CUDA = torch.cuda.is_available()
+TEST_MULTIGPU = TEST_CUDA and torch.cuda.device_count() >= 2
+
+ALL_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------
+# Independent reference.
+
+
+def _pair(value):
+    if isinstance(value, int):
+        return (value, value)
+    value = tuple(value)
+    assert len(value) == 2, value
+    return (int(value[0]), int(value[1]))
+
+
+def _axis_displacements(max_d, min_d, step):
+    if min_d is None:
+        half = max_d // step
+        return [k * step for k in range(-half, half + 1)]
+    return list(range(min_d, max_d + 1, step))
+
+
+def reference_correlation(
+    input1,
+    input2,
+    max_displacement,
+    *,
+    min_displacement=None,
+    kernel_size=1,
+    stride=1,
+    padding=0,
+    dilation=1,
+    displacement_stride=1,
+    groups=1,
+    scale=1.0,
+):
+    """``F.correlation`` in float64 from zero-padded shifted slices.
+
+    For every displacement (dy, dx) and kernel tap (i, j), the output is the
+    group-wise channel sum of input1 sampled at (oy*stride - pad + i*dil) and
+    input2 sampled at the same position plus (dy, dx), both read from copies
+    padded with enough zeros that every sample exists. Differentiable.
+    """
+    unbatched = input1.dim() == 3
+    x1 = input1.to(torch.float64)
+    x2 = input2.to(torch.float64)
+    if unbatched:
+        x1, x2 = x1.unsqueeze(0), x2.unsqueeze(0)
+    n, c, h, w = x1.shape
+    kh, kw = _pair(kernel_size)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    max_h, max_w = _pair(max_displacement)
+    step_h, step_w = _pair(displacement_stride)
+    if min_displacement is None:
+        min_h = min_w = None
+    else:
+        min_h, min_w = _pair(min_displacement)
+    dys = _axis_displacements(max_h, min_h, step_h)
+    dxs = _axis_displacements(max_w, min_w, step_w)
+    out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    assert out_h >= 1 and out_w >= 1 and c % groups == 0
+
+    # Zero margins so that every sampled row/column exists.
+    top = ph + max(0, -min(dys))
+    left = pw + max(0, -min(dxs))
+    bottom = max(0, (out_h - 1) * sh - ph + (kh - 1) * dh + max(0, max(dys)) - (h - 1))
+    right = max(0, (out_w - 1) * sw - pw + (kw - 1) * dw + max(0, max(dxs)) - (w - 1))
+    p1 = F.pad(x1, (left, right, top, bottom))
+    p2 = F.pad(x2, (left, right, top, bottom))
+
+    def window(t, y, x):
+        # Rows y, y + sh, ... (out_h of them) and likewise columns, where
+        # (y, x) is an image coordinate of the first output pixel.
+        y, x = y + top, x + left
+        return t[:, :, y : y + (out_h - 1) * sh + 1 : sh, x : x + (out_w - 1) * sw + 1 : sw]
+
+    planes = []
+    for dy in dys:
+        for dx in dxs:
+            acc = x1.new_zeros(n, groups, out_h, out_w)
+            for i in range(kh):
+                for j in range(kw):
+                    y, x = i * dh - ph, j * dw - pw
+                    prod = window(p1, y, x) * window(p2, y + dy, x + dx)
+                    acc = acc + prod.reshape(n, groups, c // groups, out_h, out_w).sum(2)
+            planes.append(acc)
+    out = torch.stack(planes, 2).reshape(n, groups * len(dys) * len(dxs), out_h, out_w) * scale
+    return out.squeeze(0) if unbatched else out
+
+
+# ---------------------------------------------------------------------------
+# Configurations.
+
+
+def random_config(rng):
+    """A random valid call: (shape, max_displacement, kwargs).
+
+    About two thirds use kernel_size 1 and stride 1 (the tiled CUDA
+    kernels), with sizes that cross the 32-column tiles, the 4-row
+    displacement groups and the 16-wide displacement chunks; the rest take
+    arbitrary kernels, strides and dilations (the generic kernels).
+    """
+    tiled = rng.random() < 0.65
+    if tiled:
+        kernel, stride, dilation = (1, 1), (1, 1), (rng.choice([1, 2]), rng.choice([1, 2]))
+    else:
+        kernel = (rng.choice([1, 2, 3]), rng.choice([1, 2, 3]))
+        stride = (rng.choice([1, 2, 3]), rng.choice([1, 2]))
+        dilation = (rng.choice([1, 1, 2]), rng.choice([1, 1, 2]))
+    padding = (rng.choice([0, 0, 1, 3]), rng.choice([0, 0, 2, 5]))
+    # Vertical steps up to the tiled kernels' limit (8) and one beyond.
+    disp_stride = (rng.choice([1, 1, 2, 3, 9]), rng.choice([1, 1, 2, 3]))
+    groups = rng.choice([1, 1, 2, 3])
+    channels = groups * rng.choice([1, 2, 3, 5, 9])
+    kwargs = {}
+    if rng.random() < 0.5:
+        max_disp = (rng.randint(0, 10), rng.randint(0, 22))
+    else:
+        # One-sided, all negative, all positive or mixed ranges.
+        lows = (rng.randint(-12, 4), rng.randint(-40, 4))
+        max_disp = (lows[0] + rng.randint(0, 12), lows[1] + rng.randint(0, 40))
+        kwargs["min_displacement"] = lows
+    sizes = []
+    for k, d, p in zip(kernel, dilation, padding):
+        extent = d * (k - 1) + 1
+        sizes.append(max(1, extent - 2 * p))
+    height = sizes[0] + rng.choice([0, 1, 3, 7, 12, 19])
+    width = sizes[1] + rng.choice([0, 5, 31, 33, 40, 70])
+    for name, value, default in (
+        ("kernel_size", kernel, (1, 1)),
+        ("stride", stride, (1, 1)),
+        ("padding", padding, (0, 0)),
+        ("dilation", dilation, (1, 1)),
+        ("displacement_stride", disp_stride, (1, 1)),
+    ):
+        if value != default:
+            kwargs[name] = value
+    if groups != 1:
+        kwargs["groups"] = groups
+    if rng.random() < 0.3:
+        kwargs["scale"] = rng.choice([0.5, -2.0, 1.0 / channels])
+    batch = rng.choice([1, 1, 2, 3])
+    shape = (channels, height, width) if rng.random() < 0.15 else (batch, channels, height, width)
+    return shape, max_disp, kwargs
+
+
+def make_layout(t, layout):
+    """The same values as ``t`` in another memory layout (still a leaf)."""
+    if layout == "contiguous":
+        out = t.contiguous()
+    elif layout == "channels_last":
+        out = t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+    elif layout == "strided":
+        # Every other column of a wider tensor: no dimension is contiguous.
+        wide = torch.empty(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
+        out = wide[..., ::2]
+        out.copy_(t)
+    elif layout == "transposed":
+        # Stored as (..., W, H) and viewed back: H is the innermost dimension.
+        out = t.transpose(-1, -2).contiguous().transpose(-1, -2)
+    else:
+        raise AssertionError(layout)
+    assert torch.equal(out, t)
+    return out.detach()
+
+
+LAYOUTS = ("contiguous", "channels_last", "strided", "transposed")
+
+
+def _tolerances(dtype, expected):
+    scale = 1.0 + expected.abs().max().item() if expected.numel() else 1.0
+    if dtype == torch.float64:
+        return dict(rtol=1e-10, atol=1e-10 * scale)
+    if dtype == torch.float32:
+        return dict(rtol=1e-4, atol=1e-4 * scale)
+    # float16 / bfloat16: one rounding of the result (2^-11 and 2^-8
+    # relative), with room to spare.
+    return dict(rtol=1e-2, atol=2e-3 * scale)
+
+
+@unittest.skipIf(not TEST_CUDA, "CUDA not available")
+class TestCorrelationCUDA(TestCase):
+    def _inputs(self, shape, dtype, device="cuda", seed=0):
+        g = torch.Generator().manual_seed(seed)
+        x1 = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+        x2 = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+        return x1.to(device), x2.to(device)
+
+    def _forward_backward(self, x1, x2, grad_output, max_disp, kwargs):
+        x1 = x1.detach().requires_grad_()
+        x2 = x2.detach().requires_grad_()
+        out = F.correlation(x1, x2, max_disp, **kwargs)
+        if grad_output is None:
+            return out, None, None
+        g1, g2 = torch.autograd.grad(out, (x1, x2), grad_output)
+        return out.detach(), g1, g2
+
+    def _check_against_cpu(self, shape, max_disp, kwargs, dtype, layout="contiguous", seed=0, msg=""):
+        """CUDA (in ``layout``) against the CPU kernel and/or the reference."""
+        x1, x2 = self._inputs(shape, dtype, device="cpu", seed=seed)
+        ref_out = reference_correlation(x1, x2, max_disp, **kwargs)
+        g = torch.Generator().manual_seed(seed + 1)
+        go = torch.randn(ref_out.shape, generator=g, dtype=torch.float64).to(dtype)
+
+        c1 = make_layout(x1.cuda(), layout)
+        c2 = make_layout(x2.cuda(), layout)
+        out, g1, g2 = self._forward_backward(c1, c2, go.cuda(), max_disp, kwargs)
+        self.assertEqual(out.dtype, dtype)
+        self.assertEqual(out.shape, ref_out.shape)
+        self.assertEqual(g1.shape, x1.shape)
+        self.assertEqual(g2.shape, x2.shape)
+        self.assertTrue(out.isfinite().all(), msg=msg)
+
+        # Reference gradients (float64 autograd through the reference).
+        r1 = x1.to(torch.float64).requires_grad_()
+        r2 = x2.to(torch.float64).requires_grad_()
+        rg1, rg2 = torch.autograd.grad(
+            reference_correlation(r1, r2, max_disp, **kwargs), (r1, r2), go.to(torch.float64))
+
+        if dtype in (torch.float64, torch.float32):
+            cpu_out, cpu_g1, cpu_g2 = self._forward_backward(x1, x2, go, max_disp, kwargs)
+            for name, actual, expected in (("output", out, cpu_out), ("grad_input1", g1, cpu_g1),
+                                           ("grad_input2", g2, cpu_g2)):
+                self.assertEqual(actual.cpu(), expected, exact_dtype=True,
+                                 msg=f"{name} vs CPU: {msg}", **_tolerances(dtype, expected))
+        for name, actual, expected in (("output", out, ref_out), ("grad_input1", g1, rg1),
+                                       ("grad_input2", g2, rg2)):
+            self.assertEqual(actual.cpu().to(torch.float64), expected, exact_dtype=False,
+                             msg=f"{name} vs reference: {msg}", **_tolerances(dtype, expected))
+        return out, g1, g2
+
+    # -- agreement -----------------------------------------------------------
+
+    def test_reference_matches_definition(self):
+        # The reference against a direct transcription of the formula.
+        x1, x2 = self._inputs((2, 4, 5, 6), torch.float64, device="cpu")
+        kwargs = dict(min_displacement=(-1, -2), kernel_size=(2, 3), stride=(2, 1),
+                      padding=(1, 2), dilation=(1, 2), displacement_stride=(2, 3), groups=2,
+                      scale=0.5)
+        out = reference_correlation(x1, x2, (1, 4), **kwargs)
+        dys, dxs = [-1, 1], [-2, 1, 4]
+        n, c, h, w = x1.shape
+        expected = torch.zeros_like(out)
+
+        def at(t, b, ch, y, x):
+            return t[b, ch, y, x].item() if 0 <= y < h and 0 <= x < w else 0.0
+
+        for b in range(n):
+            for g in range(2):
+                for a, dy in enumerate(dys):
+                    for bb, dx in enumerate(dxs):
+                        for oy in range(out.shape[2]):
+                            for ox in range(out.shape[3]):
+                                s = 0.0
+                                for ch in range(g * 2, g * 2 + 2):
+                                    for i in range(2):
+                                        for j in range(3):
+                                            y, x = oy * 2 - 1 + i, ox - 2 + 2 * j
+                                            s += at(x1, b, ch, y, x) * at(x2, b, ch, y + dy, x + dx)
+                                expected[b, g * 6 + a * 3 + bb, oy, ox] = 0.5 * s
+        self.assertEqual(out, expected, rtol=1e-12, atol=1e-12)
+
+    def test_random_configs(self):
+        rng = random.Random(1234)
+        for index in range(96):
+            shape, max_disp, kwargs = random_config(rng)
+            dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
+            layout = LAYOUTS[(index // len(ALL_DTYPES)) % len(LAYOUTS)]
+            msg = f"config {index}: shape={shape} max_displacement={max_disp} {kwargs} {dtype} {layout}"
+            with self.subTest(msg):
+                self._check_against_cpu(shape, max_disp, kwargs, dtype, layout, seed=index, msg=msg)
+
+    def test_network_configs(self):
+        # The configurations the tiled kernels are designed for.
+        configs = [
+            # PWC-Net: 9x9 displacements, features at 1/4 .. 1/64 scale.
+            ("pwc", (2, 32, 24, 40), 4, {}),
+            ("pwc-small", (1, 16, 3, 5), 4, {}),
+            # FlowNetC: max 20 with displacement stride 2 (21x21), padded.
+            ("flownetc", (1, 24, 20, 36), 20, dict(displacement_stride=2, padding=20)),
+            ("flownetc-nopad", (2, 8, 17, 45), 20, dict(displacement_stride=2)),
+            # GwcNet: group-wise correlation over 48 one-sided disparities.
+            ("gwcnet", (1, 80, 12, 64), (0, 0), dict(min_displacement=(0, -47), groups=40)),
+            # DispNetC-like one-sided horizontal range with stride.
+            ("dispnet", (1, 16, 9, 50), (0, 40), dict(min_displacement=(0, 0), displacement_stride=(1, 2))),
+            # RAFT-like local lookup with a wide symmetric window.
+            ("wide", (1, 8, 13, 33), (3, 9), {}),
+        ]
+        for name, shape, max_disp, kwargs in configs:
+            for dtype in ALL_DTYPES:
+                for layout in ("contiguous", "channels_last"):
+                    msg = f"{name} {dtype} {layout}"
+                    with self.subTest(msg):
+                        self._check_against_cpu(shape, max_disp, kwargs, dtype, layout, msg=msg)
+
+    def test_every_argument(self):
+        base = (2, 6, 11, 37)
+        cases = [
+            (2, {}),
+            ((3, 1), dict(min_displacement=(-5, -1))),
+            ((0, 6), dict(min_displacement=(-4, 6))),  # a single vertical displacement
+            ((-2, -3), dict(min_displacement=(-7, -9), displacement_stride=(2, 3))),
+            (8, dict(displacement_stride=(4, 1))),
+            (16, dict(displacement_stride=8)),  # largest tiled vertical step
+            (18, dict(displacement_stride=9)),  # generic kernels
+            (2, dict(padding=(3, 4))),
+            (2, dict(groups=3)),
+            (2, dict(groups=6, scale=-0.25)),
+            (1, dict(kernel_size=3)),
+            (1, dict(kernel_size=(3, 2), dilation=(2, 3), padding=2)),
+            (1, dict(stride=(2, 3))),
+            (1, dict(stride=2, kernel_size=2, padding=1)),
+        ]
+        for max_disp, kwargs in cases:
+            for dtype in (torch.float64, torch.float32):
+                msg = f"{max_disp} {kwargs} {dtype}"
+                with self.subTest(msg):
+                    self._check_against_cpu(base, max_disp, kwargs, dtype, msg=msg)
+
+    def test_many_channels(self):
+        # More channels than one staged chunk or one block of channel warps.
+        for dtype in (torch.float32, torch.float16):
+            self._check_against_cpu((1, 197, 9, 20), 3, {}, dtype, msg=str(dtype))
+            self._check_against_cpu((1, 130, 7, 9), 2, dict(groups=2, kernel_size=2), dtype, msg=str(dtype))
+
+    def test_unbatched(self):
+        for dtype in (torch.float64, torch.float16):
+            self._check_against_cpu((5, 9, 35), 3, dict(padding=1), dtype, msg=str(dtype))
+            self._check_against_cpu((5, 9, 35), 1, dict(kernel_size=3, stride=2), dtype, msg=str(dtype))
+
+    def test_layouts(self):
+        # Every layout gives the same bits: the kernels sum in an order that
+        # does not depend on the strides.
+        shape = (2, 6, 13, 41)
+        for max_disp, kwargs in ((3, {}), (2, dict(kernel_size=2, stride=2))):
+            for dtype in ALL_DTYPES:
+                x1, x2 = self._inputs(shape, dtype)
+                go = torch.randn_like(F.correlation(x1, x2, max_disp, **kwargs))
+                expected = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                for layout in LAYOUTS[1:]:
+                    for which in ("both", "input1", "input2"):
+                        c1 = make_layout(x1, layout) if which != "input2" else x1
+                        c2 = make_layout(x2, layout) if which != "input1" else x2
+                        got = self._forward_backward(c1, c2, go, max_disp, kwargs)
+                        for a, b in zip(got, expected):
+                            self.assertEqual(a, b, atol=0, rtol=0, msg=f"{layout} {which} {dtype} {kwargs}")
+                # grad_output in another layout too.
+                got = self._forward_backward(x1, x2, make_layout(go, "strided"), max_disp, kwargs)
+                for a, b in zip(got, expected):
+                    self.assertEqual(a, b, atol=0, rtol=0)
+                # An expanded (stride 0) grad_output, as sum() produces.
+                ones = torch.ones((), dtype=dtype, device="cuda").expand(go.shape)
+                got = self._forward_backward(x1, x2, ones, max_disp, kwargs)
+                dense = self._forward_backward(x1, x2, ones.contiguous(), max_disp, kwargs)
+                for a, b in zip(got, dense):
+                    self.assertEqual(a, b, atol=0, rtol=0)
+
+    def test_memory_format_follows_inputs(self):
+        x1, x2 = self._inputs((2, 4, 6, 7), torch.float32)
+        cl1 = x1.contiguous(memory_format=torch.channels_last).requires_grad_()
+        out = F.correlation(cl1, x2.requires_grad_(), 1)
+        self.assertTrue(out.is_contiguous(memory_format=torch.channels_last))
+        g1, g2 = torch.autograd.grad(out, (cl1, x2), torch.randn_like(out))
+        self.assertTrue(g1.is_contiguous(memory_format=torch.channels_last))
+        self.assertTrue(g2.is_contiguous())
+
+    def test_empty(self):
+        for dtype in (torch.float32, torch.float16):
+            # N == 0.
+            x1, x2 = self._inputs((0, 3, 5, 6), dtype)
+            out, g1, g2 = self._forward_backward(x1, x2, torch.empty(0, 9, 5, 6, dtype=dtype, device="cuda"), 1, {})
+            self.assertEqual(out.shape, (0, 9, 5, 6))
+            self.assertEqual(g1.shape, x1.shape)
+            self.assertEqual(g2.shape, x2.shape)
+            # C == 0: every output element is an empty sum.
+            x1, x2 = self._inputs((2, 0, 5, 37), dtype)
+            for kwargs in ({}, dict(kernel_size=2)):
+                out = F.correlation(x1, x2, 2, **kwargs)
+                self.assertEqual(out, torch.zeros_like(out), atol=0, rtol=0)
+                go = torch.randn_like(out)
+                _, g1, g2 = self._forward_backward(x1, x2, go, 2, kwargs)
+                self.assertEqual(g1.shape, x1.shape)
+                self.assertEqual(g2.shape, x2.shape)
+
+    def test_every_element_written(self):
+        # Outputs are allocated with torch.empty; poison the caching allocator
+        # with NaNs first so that an element the kernels skip shows up.
+        for kwargs, max_disp in (({}, 5), (dict(kernel_size=2, stride=2), 2),
+                                 (dict(min_displacement=(0, -47), groups=4), (0, 0))):
+            x1, x2 = self._inputs((2, 8, 19, 45), torch.float32)
+            out_shape = F.correlation(x1, x2, max_disp, **kwargs).shape
+            torch.cuda.synchronize()
+            for _ in range(4):
+                poison = torch.full((4 * out_shape.numel(),), float("nan"), device="cuda")
+                del poison
+            out, g1, g2 = self._forward_backward(
+                x1, x2, torch.randn(out_shape, device="cuda"), max_disp, kwargs)
+            for t in (out, g1, g2):
+                self.assertTrue(t.isfinite().all(), msg=str(kwargs))
+
+    def test_gradcheck(self):
+        for max_disp, kwargs in ((1, {}), ((2, 1), dict(min_displacement=(0, -2), displacement_stride=(2, 1))),
+                                 (1, dict(kernel_size=2, stride=2, padding=1, groups=2))):
+            x1, x2 = self._inputs((1, 2, 4, 5), torch.float64)
+            x1.requires_grad_()
+            x2.requires_grad_()
+            self.assertTrue(torch.autograd.gradcheck(
+                lambda a, b: F.correlation(a, b, max_disp, **kwargs), (x1, x2)))
+
+    def test_gradgradcheck(self):
+        x1, x2 = self._inputs((1, 2, 4, 5), torch.float64)
+        x1.requires_grad_()
+        x2.requires_grad_()
+        self.assertTrue(torch.autograd.gradgradcheck(
+            lambda a, b: F.correlation(a, b, 1, groups=2), (x1, x2)))
+
+    def test_autocast(self):
+        x1, x2 = self._inputs((1, 8, 9, 35), torch.float32)
+        expected = reference_correlation(x1, x2, 2)
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = F.correlation(x1, x2, 2)
+        self.assertIn(out.dtype, (torch.float16, torch.float32))
+        self.assertEqual(out.double(), expected, exact_dtype=False, rtol=1e-2,
+                         atol=2e-2 * (1 + expected.abs().max().item()))
+
+    # -- 64-bit indexing -----------------------------------------------------
+
+    def _require_free_memory(self, nbytes):
+        free, _ = torch.cuda.mem_get_info()
+        if free < nbytes:
+            self.skipTest(f"needs {nbytes / 2**30:.1f} GiB of free GPU memory, {free / 2**30:.1f} GiB free")
+
+    def test_64bit_output(self):
+        # 65*65 displacements of a 1024x1024 image: the output has 4.4e9
+        # elements, beyond 32-bit offsets; the inputs are small.
+        shape, max_disp = (1, 1, 1024, 1024), 32
+        numel_out = 65 * 65 * 1024 * 1024
+        self.assertGreater(numel_out, 2**31)
+        self._require_free_memory(2 * 2 * numel_out + 2**30)
+        x1, x2 = self._inputs(shape, torch.float16)
+        x1.requires_grad_()
+        x2.requires_grad_()
+        out = F.correlation(x1, x2, max_disp)
+        self.assertEqual(out.shape, (1, 65 * 65, 1024, 1024))
+        # Each channel (a, b) is the single-displacement correlation; check
+        # the first, the middle and the last ones (the last start beyond 2^31).
+        channels = (0, 65 * 32 + 32, 65 * 65 - 66, 65 * 65 - 1)
+        for ch in channels:
+            dy, dx = ch // 65 - 32, ch % 65 - 32
+            single = F.correlation(x1, x2, (dy, dx), min_displacement=(dy, dx))
+            self.assertEqual(out[:, ch : ch + 1], single, atol=0, rtol=0, msg=f"channel {ch}")
+        # Backward with grad_output nonzero in those channels only.
+        go = torch.zeros_like(out)
+        g = torch.Generator(device="cuda").manual_seed(0)
+        for ch in channels:
+            go[:, ch] = torch.randn(1024, 1024, generator=g, device="cuda", dtype=torch.float16)
+        g1, g2 = torch.autograd.grad(out, (x1, x2), go)
+        del out
+        e1 = torch.zeros(shape, dtype=torch.float64, device="cuda")
+        e2 = torch.zeros(shape, dtype=torch.float64, device="cuda")
+        a1 = x1.detach().double().requires_grad_()
+        a2 = x2.detach().double().requires_grad_()
+        for ch in channels:
+            dy, dx = ch // 65 - 32, ch % 65 - 32
+            single = F.correlation(a1, a2, (dy, dx), min_displacement=(dy, dx))
+            s1, s2 = torch.autograd.grad(single, (a1, a2), go[:, ch : ch + 1].double())
+            e1 += s1
+            e2 += s2
+        del go
+        self.assertEqual(g1.double(), e1, rtol=1e-2, atol=1e-2)
+        self.assertEqual(g2.double(), e2, rtol=1e-2, atol=1e-2)
+
+    def test_64bit_input(self):
+        # 2 * 32768 * 32769 > 2^31 elements per input.
+        shape = (1, 2, 32768, 32769)
+        numel = 2 * 32768 * 32769
+        self.assertGreater(numel, 2**31)
+        self._require_free_memory(8 * 2 * numel + 2**31)
+        g = torch.Generator(device="cuda").manual_seed(0)
+        x1 = torch.randn(shape, generator=g, device="cuda", dtype=torch.float16).requires_grad_()
+        x2 = torch.randn(shape, generator=g, device="cuda", dtype=torch.float16).requires_grad_()
+        max_disp, kwargs = (0, 1), {}
+        out = F.correlation(x1, x2, max_disp, **kwargs)
+        g1, g2 = torch.autograd.grad(out, (x1, x2), torch.ones((), device="cuda", dtype=torch.float16).expand(out.shape))
+        # The bottom-right corner (the last elements in memory) against the
+        # same computation on a crop; the crop's left column differs (its
+        # left neighbour is missing), so it is excluded.
+        k = 48
+        c1 = x1.detach()[:, :, -k:, -k:].clone().requires_grad_()
+        c2 = x2.detach()[:, :, -k:, -k:].clone().requires_grad_()
+        cout = F.correlation(c1, c2, max_disp, **kwargs)
+        cg1, cg2 = torch.autograd.grad(cout, (c1, c2), torch.ones_like(cout))
+        self.assertEqual(out[:, :, -k:, -k + 1 :], cout[:, :, :, 1:])
+        self.assertEqual(g1[:, :, -k:, -k + 1 :], cg1[:, :, :, 1:])
+        self.assertEqual(g2[:, :, -k:, -k + 1 :], cg2[:, :, :, 1:])
+        # And the top-left corner.
+        c1 = x1.detach()[:, :, :k, :k].clone().requires_grad_()
+        c2 = x2.detach()[:, :, :k, :k].clone().requires_grad_()
+        cout = F.correlation(c1, c2, max_disp, **kwargs)
+        cg1, cg2 = torch.autograd.grad(cout, (c1, c2), torch.ones_like(cout))
+        self.assertEqual(out[:, :, :k, : k - 1], cout[:, :, :, :-1])
+        self.assertEqual(g1[:, :, :k, : k - 1], cg1[:, :, :, :-1])
+        self.assertEqual(g2[:, :, :k, : k - 1], cg2[:, :, :, :-1])
+
+    # -- streams and devices -------------------------------------------------
+
+    def test_current_stream(self):
+        # Work queued on a side stream before the op (a sleep, then in-place
+        # updates of the inputs and of grad_output) must be seen by the
+        # kernels: they run on the current stream, not the default one.
+        for max_disp, kwargs in ((4, {}), (1, dict(kernel_size=3, stride=2))):
+            x1, x2 = self._inputs((2, 8, 16, 40), torch.float32)
+            go = torch.randn_like(F.correlation(x1, x2, max_disp, **kwargs))
+            expected = self._forward_backward(2 * x1, x2, 3 * go, max_disp, kwargs)
+            torch.cuda.synchronize()
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                torch.cuda._sleep(50_000_000)
+                x1.mul_(2)
+                go.mul_(3)
+                got = self._forward_backward(x1, x2, go, max_disp, kwargs)
+            torch.cuda.current_stream().wait_stream(side)
+            torch.cuda.synchronize()
+            for a, b in zip(got, expected):
+                self.assertEqual(a, b, atol=0, rtol=0, msg=str(kwargs))
+
+    @unittest.skipIf(not TEST_MULTIGPU, "needs at least two CUDA devices")
+    def test_second_device(self):
+        for max_disp, kwargs in ((4, {}), (1, dict(kernel_size=3, stride=2))):
+            x1, x2 = self._inputs((2, 8, 16, 40), torch.float32, device="cuda:0")
+            go = torch.randn_like(F.correlation(x1, x2, max_disp, **kwargs))
+            expected = self._forward_backward(x1, x2, go, max_disp, kwargs)
+            with torch.cuda.device(0):
+                got = self._forward_backward(x1.to("cuda:1"), x2.to("cuda:1"), go.to("cuda:1"), max_disp, kwargs)
+                self.assertEqual(torch.cuda.current_device(), 0)
+            for a, b in zip(got, expected):
+                self.assertEqual(a.device, torch.device("cuda:1"))
+                self.assertEqual(a.cpu(), b.cpu(), atol=0, rtol=0)
+
+    # -- determinism ---------------------------------------------------------
+
+    def test_deterministic(self):
+        configs = ((4, {}), (20, dict(displacement_stride=2, padding=4)),
+                   ((0, 0), dict(min_displacement=(0, -47), groups=8)),
+                   (2, dict(kernel_size=3, stride=2, dilation=2)))
+        for max_disp, kwargs in configs:
+            for dtype in (torch.float32, torch.float16):
+                x1, x2 = self._inputs((2, 16, 21, 50), dtype)
+                go = torch.randn_like(F.correlation(x1, x2, max_disp, **kwargs))
+                first = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                second = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                for a, b in zip(first, second):
+                    self.assertTrue(torch.equal(a, b), msg=f"{kwargs} {dtype}")
+                # Deterministic mode: no error and no warning (the backward
+                # is a gather, not atomics).
+                with DeterministicGuard(True), warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    third = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                for a, b in zip(first, third):
+                    self.assertTrue(torch.equal(a, b))
+
+    # -- errors ----------------------------------------------------------------
+
+    def test_inputs_on_different_devices(self):
+        x1, x2 = self._inputs((1, 2, 5, 6), torch.float32)
+        with self.assertRaisesRegex(RuntimeError, "device"):
+            F.correlation(x1, x2.cpu(), 1)
+        with self.assertRaisesRegex(RuntimeError, "device"):
+            F.correlation(x1.cpu(), x2, 1)
+        if TEST_MULTIGPU:
+            with self.assertRaisesRegex(RuntimeError, "device"):
+                F.correlation(x1, x2.to("cuda:1"), 1)
+
+    def test_backward_errors(self):
+        backward = getattr(torch.ops.aten, "correlation_backward", None)
+        if backward is None:
+            self.skipTest("aten::correlation_backward is not registered")
+        x1, x2 = self._inputs((1, 2, 5, 6), torch.float32)
+        go = torch.randn(1, 9, 5, 6, device="cuda")
+        g1, g2 = backward(go, x1, x2, [1, 1], output_mask=[True, True])
+        self.assertEqual(g1.shape, x1.shape)
+        with self.assertRaisesRegex(RuntimeError, "device"):
+            backward(go.cpu(), x1, x2, [1, 1], output_mask=[True, True])
+        with self.assertRaisesRegex(ValueError, "grad_output"):
+            backward(go[:, :8], x1, x2, [1, 1], output_mask=[True, True])
+        # Only one gradient requested: the other is undefined (None).
+        g1, g2 = backward(go, x1, x2, [1, 1], output_mask=[True, False])
+        self.assertIsNone(g2)
+        self.assertEqual(g1.shape, x1.shape)
+        g1, g2 = backward(go, x1, x2, [1, 1], output_mask=[False, True])
+        self.assertIsNone(g1)
+        self.assertEqual(g2.shape, x2.shape)
+
+    def test_dtype_mismatch(self):
+        x1, x2 = self._inputs((1, 2, 5, 6), torch.float32)
+        with self.assertRaisesRegex(RuntimeError, "dtype"):
+            F.correlation(x1, x2.half(), 1)
+
+
+if __name__ == "__main__":
+    run_tests()

@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# GPU check of the preview package, to run ON a CUDA machine from the repo
+# root (no network needed):
+#
+#   bash tools/gpu_check.sh
+#
+# 1. builds the package in place (python setup.py build_ext --inplace),
+# 2. runs the whole test suite (CPU tests and test/test_correlation_cuda.py),
+# 3. runs tools/sanitizer_case.py under compute-sanitizer memcheck and
+#    racecheck.
+#
+# Every step runs even if an earlier one failed (except that nothing can be
+# tested without a build); each step's log goes to "$OUT" if set, else
+# ./gpu_logs, and a summary (also in summary.txt) lists the failed steps.
+# The exit status is the number of failed steps. Total runtime is bounded by
+# per-step timeouts (under 8 minutes at most; typically far less).
+
+set -u
+set -x
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT" || exit 1
+LOGS="${OUT:-$ROOT/gpu_logs}"
+mkdir -p "$LOGS"
+PYTHON="${PYTHON:-python3}"
+export PYTHONUNBUFFERED=1
+export MAX_JOBS="${MAX_JOBS:-$(nproc)}"
+# Only the local GPU's architecture: faster to build.
+if [ -z "${TORCH_CUDA_ARCH_LIST:-}" ]; then
+  TORCH_CUDA_ARCH_LIST="$("$PYTHON" -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null || echo "8.0;9.0")"
+  export TORCH_CUDA_ARCH_LIST
+fi
+export CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+
+FAILED=()
+SUMMARY="$LOGS/summary.txt"
+: > "$SUMMARY"
+
+# torch.testing._internal needs expecttest, which GPU images often lack and
+# cannot download: install any wheels carried in ./.whl (git-ignored) into a
+# private directory.
+if ! "$PYTHON" -c 'import expecttest' 2> /dev/null; then
+  if ls "$ROOT"/.whl/*.whl > /dev/null 2>&1; then
+    SITE="$(mktemp -d)"
+    "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --target "$SITE" "$ROOT"/.whl/*.whl \
+      && export PYTHONPATH="$PYTHONPATH:$SITE"
+  fi
+  "$PYTHON" -c 'import expecttest' 2> /dev/null \
+    || echo "expecttest missing (put its wheel in .whl/): the tests will not import" | tee -a "$SUMMARY"
+fi
+# Spread the test files over a few processes when pytest-xdist is there.
+PYTEST_PARALLEL=()
+if "$PYTHON" -c 'import xdist' 2> /dev/null; then
+  PYTEST_PARALLEL=(-n 4 --dist loadfile)
+fi
+
+# run_step NAME TIMEOUT_SECONDS COMMAND...: runs a step with a time limit,
+# logging to $LOGS/NAME.log, and records whether it failed.
+run_step() {
+  local name="$1" limit="$2"
+  shift 2
+  local start=$SECONDS
+  timeout --kill-after=10 "$limit" "$@" > "$LOGS/$name.log" 2>&1
+  local rc=$?
+  local line="$name: rc=$rc ($((SECONDS - start)) s)"
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    line="$line TIMED OUT after $limit s"
+  fi
+  echo "$line" | tee -a "$SUMMARY"
+  tail -n 30 "$LOGS/$name.log"
+  if [ "$rc" -ne 0 ]; then
+    FAILED+=("$name")
+  fi
+  return "$rc"
+}
+
+{
+  nvidia-smi || true
+  "$PYTHON" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, torch.cuda.get_device_name(0))'
+  command -v nvcc && nvcc --version
+  command -v compute-sanitizer && compute-sanitizer --version
+} > "$LOGS/environment.log" 2>&1
+
+# 1. Build.
+if run_step build 180 "$PYTHON" setup.py build_ext --inplace; then
+  # 2. Tests: the CPU suite and the CUDA suite.
+  run_step pytest 180 "$PYTHON" -m pytest -q -p no:cacheprovider -rfEs "${PYTEST_PARALLEL[@]}" \
+    test/ --junitxml="$LOGS/pytest.xml"
+
+  # 3. compute-sanitizer over a small forward + backward case. Without the
+  # caching allocator every tensor is its own allocation, so memcheck sees
+  # out-of-bounds accesses that a cached block would hide.
+  if command -v compute-sanitizer > /dev/null; then
+    run_step memcheck 50 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+      compute-sanitizer --tool memcheck --error-exitcode 1 \
+      "$PYTHON" tools/sanitizer_case.py
+    run_step racecheck 50 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+      compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 1 \
+      "$PYTHON" tools/sanitizer_case.py
+  else
+    echo "compute-sanitizer: not found" | tee -a "$SUMMARY"
+    FAILED+=("compute-sanitizer-missing")
+  fi
+else
+  echo "build failed: tests and sanitizers skipped" | tee -a "$SUMMARY"
+fi
+
+set +x
+echo "----"
+cat "$SUMMARY"
+if [ "${#FAILED[@]}" -eq 0 ]; then
+  echo "gpu_check: all steps passed" | tee -a "$SUMMARY"
+else
+  echo "gpu_check: FAILED steps: ${FAILED[*]}" | tee -a "$SUMMARY"
+fi
+exit "${#FAILED[@]}"
