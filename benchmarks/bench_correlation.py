@@ -253,6 +253,36 @@ class RssPeak:
 RSS = RssPeak()
 
 
+class OtherCpuUse:
+    """Share of the machine's CPU time that other processes used between
+    start() and share() (Linux /proc/stat minus this process's own CPU time)."""
+
+    @staticmethod
+    def _snapshot():
+        import resource
+
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        ticks = os.sysconf("SC_CLK_TCK")
+        busy = (sum(fields) - fields[3] - fields[4]) / ticks  # minus idle and iowait
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        return time.monotonic(), busy, own.ru_utime + own.ru_stime
+
+    def start(self) -> None:
+        try:
+            self._start = self._snapshot()
+        except Exception:  # noqa: BLE001 -- not Linux: no figure
+            self._start = None
+
+    def share(self) -> Optional[float]:
+        if self._start is None:
+            return None
+        wall0, busy0, own0 = self._start
+        wall1, busy1, own1 = self._snapshot()
+        capacity = (wall1 - wall0) * (os.cpu_count() or 1)
+        return max(0.0, ((busy1 - busy0) - (own1 - own0)) / capacity) if capacity > 0 else None
+
+
 def peak_cuda_bytes(step: Callable[[], None], device: torch.device) -> int:
     gc.collect()
     torch.cuda.synchronize(device)
@@ -740,6 +770,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     started = time.time()
     load_before = os.getloadavg()
+    others = OtherCpuUse()
+    others.start()
     name = device_name(device)
     print(f"correlation benchmark on {name}, torch {torch.__version__}, "
           f"torch_correlation from {Path(torch_correlation.__file__).parent}")
@@ -747,7 +779,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"CPU capability {torch.backends.cpu.get_cpu_capability()}, thread counts {thread_counts}, "
               f"load average {load_before[0]:.2f}")
         if load_before[0] > 0.5:
-            print(f"warning: load average {load_before[0]:.2f}: other processes share the CPU; "
+            print(f"warning: load average {load_before[0]:.2f}: other processes may share the CPU; "
                   "timings will be noisy")
     if peers.SAMPLER_IMPORT_ERROR is not None:
         print(f"spatial-correlation-sampler: skipped, not importable ({peers.SAMPLER_IMPORT_ERROR}). "
@@ -803,6 +835,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                       f"{impl:13s} {status}", flush=True)
     elapsed = time.time() - started
     load_after = os.getloadavg()
+    other_share = others.share()
 
     # 4. Report.
     out_dir = Path(args.out)
@@ -817,13 +850,15 @@ def main(argv: Optional[List[str]] = None) -> int:
               f"torch {torch.__version__}" + (
                   f", CPU capability {torch.backends.cpu.get_cpu_capability()}" if device.type == "cpu"
                   else f", CUDA {torch.version.cuda}")
-              + f"; {elapsed:.0f} s; load average {load_before[0]:.2f} before, {load_after[0]:.2f} after.")
+              + f"; {elapsed:.0f} s; other processes used "
+              + ("an unknown share" if other_share is None else f"{100 * other_share:.0f}%")
+              + f" of the {os.cpu_count()} CPUs during the run.")
     md.append("")
-    if device.type == "cpu" and max(load_before[0], load_after[0]) > 1.0:
-        md.append(f"**Other processes shared the CPU during this run (load average up to "
-                  f"{max(load_before[0], load_after[0]):.1f} on {os.cpu_count()} CPUs): the timings, "
-                  "the torch.mm reference included, are not representative.** Peers with many small "
-                  "parallel ops (the shift loop) suffer most from oversubscribed OpenMP threads.")
+    if other_share is not None and other_share > 0.10:
+        md.append(f"**Other processes used {100 * other_share:.0f}% of the CPUs during this run: the "
+                  "timings, the torch.mm reference included, are not representative.** Peers made of "
+                  "many small parallel ops (the shift loop) suffer most from oversubscribed OpenMP "
+                  "threads.")
         md.append("")
     md.append("Reference throughputs measured in the same run:")
     md.append("")
@@ -869,6 +904,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         "cpu_capability": torch.backends.cpu.get_cpu_capability() if device.type == "cpu" else None,
         "commit": git_commit(), "date": stamp, "quick": args.quick, "budget_s": budget,
         "elapsed_s": elapsed, "load_before": load_before, "load_after": load_after,
+        "other_processes_cpu_share": other_share,
         "mm_gflops": {f"{d}/{t}": g for (d, t), g in mm.items()}, "mm_n": mm_n,
         "fma_gflops": fma, "copy_gbytes_per_s": bandwidth,
         "sampler": peers.SAMPLER_IMPORT_ERROR or "available",
