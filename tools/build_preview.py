@@ -194,6 +194,18 @@ def generated_sources(gen: Path, ops: set[str], cuda: bool) -> list[Path]:
     return sources
 
 
+def wheel_cuda_includes() -> list[Path]:
+    """Include folders of the nvidia-* wheels installed beside torch (if any)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("nvidia")
+    if spec is None or not spec.submodule_search_locations:
+        return []
+    return sorted(
+        inc for root in spec.submodule_search_locations
+        for inc in Path(root).glob("*/include") if inc.is_dir())
+
+
 def ninja_escape(s: str) -> str:
     return s.replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
@@ -219,6 +231,11 @@ def write_ninja(build: Path, gen: Path, ops: set[str], cuda: bool) -> Path:
     includes = [gen / "autograd", *torch_includes, gen / "aten", overlay, ROOT, python_include]
     if cuda:
         includes.append(Path(cuda_home) / "include")
+        # A toolkit with only nvcc and the runtime lacks the library headers
+        # that ATen's CUDA headers include (cublas_v2.h, cusparse.h, ...); the
+        # CUDA wheels of torch ship them in the nvidia-* packages. They come
+        # after CUDA_HOME so that the toolkit's own headers win.
+        includes += wheel_cuda_includes()
     abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
     defines = [
         f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-DAT_PER_OPERATOR_HEADERS",
