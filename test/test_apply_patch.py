@@ -223,6 +223,23 @@ PYTORCH_FILES = {
             aten.lerp_,
         ]
         """,
+    "torch/_inductor/lowering.py": """
+        import torch
+
+        aten = torch.ops.aten
+
+
+        def make_fallback(op, layout_constraint=None, warn=True, override_decomp=False):
+            pass
+
+
+        # 1.5) Easy or Impossible
+        make_fallback(aten._cdist_forward)  # p=2 should be feasible
+        make_fallback(aten._cdist_backward)
+
+        # 2) Medium
+        make_fallback(aten._trilinear)
+        """,
     "torch/_dynamo/trace_rules.py": """
         torch_c_binding_in_graph_functions = dict.fromkeys(
             [
@@ -581,6 +598,12 @@ def test_python_edits(trees, capsys):
     assert "aten.col2im,\n            aten.correlation,\n            aten.count_nonzero," in core
     inductor = read(pytorch, "torch/_inductor/decomposition.py")
     assert "    aten.lerp_,\n    aten.correlation,  # inductor calls the native kernel\n]" in inductor
+    lowering = read(pytorch, "torch/_inductor/lowering.py")
+    assert (
+        "make_fallback(aten._cdist_backward)\n# correlation: the native kernels (any strides) rather than "
+        "the core ATen\n# decomposition, which stays for export and ONNX.\n"
+        "make_fallback(aten.correlation, warn=False)\nmake_fallback(aten.correlation_backward)\n\n# 2) Medium"
+    ) in lowering
     rules = read(pytorch, "torch/_dynamo/trace_rules.py")
     assert '"torch._C._nn.col2im",\n        "torch._C._nn.correlation",\n' in rules
     assert '"torch.nn.functional.celu",\n        "torch.nn.functional.correlation",\n' in rules
@@ -710,6 +733,7 @@ MOVED_ON = [
     ("torch/_decomp/decompositions.py", "def grid_sampler_2d(", "def gs2d(", "def grid_sampler_2d"),
     ("torch/_decomp/__init__.py", "def _core_aten_decompositions_post_autograd", "def _core", "get_decompositions"),
     ("torch/_inductor/decomposition.py", "decomps_to_exclude: list", "excluded: list", "decomps_to_exclude"),
+    ("torch/_inductor/lowering.py", "make_fallback(aten._cdist_backward)", "make_fallback(aten._cdist_bw)", "make_fallback(aten._cdist_backward)"),
     ("torch/_dynamo/trace_rules.py", "torch_non_c_binding_in_graph_functions =", "other =", "torch_non_c_binding_in_graph_functions"),
     ("torch/nn/modules/__init__.py", "__all__ = [", "names = [", "__all__"),
     ("torch/nn/__init__.py", "from torch.nn.modules import *", "from torch.nn.modules import Module", "torch.nn.modules import *"),

@@ -340,6 +340,33 @@ class TestCorrelationCompile(TestCase):
         self.assertEqual(out, F.correlation(x1, x2, 1) + 1)
         self.assertIn("aten.correlation", "\n".join(code))
 
+    def test_compile_explicit_fallbacks(self):
+        # Inductor's explicit fallbacks (make_fallback in lowering.py) for both
+        # operators. An implicit fallback for an operator with a decomposition
+        # asserts whenever the CI environment variable is set, and an implicit
+        # backward fallback would force contiguous (copied) inputs.
+        from unittest import mock
+
+        from torch._inductor.utils import run_and_get_code
+
+        def forward(a, b):
+            return F.correlation(a, b, 1, kernel_size=3, padding=1).square().sum()
+
+        compiled = torch.compile(forward, fullgraph=True)
+
+        def step(fn, a, b):  # the backward graph is compiled when it first runs
+            return torch.autograd.grad(fn(a, b), (a, b))
+
+        x1, x2 = (t.to(memory_format=torch.channels_last).detach().requires_grad_()
+                  for t in make_inputs((2, 4, 6, 7), torch.float32))
+        # Caches off: a cached graph would skip the lowering under test.
+        with mock.patch.dict(os.environ, {"CI": "1"}), torch._inductor.config.patch(
+                force_disable_caches=True):
+            grads, code = run_and_get_code(step, compiled, x1, x2)
+        self.assertEqual(grads, step(forward, x1, x2))
+        code = "\n".join(code)
+        self.assertIn("aten.correlation_backward", code)
+
 
 class TestCorrelationExport(TestCase):
     """torch.export: aten.correlation in the program; core ATen after decomposition."""

@@ -33,7 +33,9 @@ anchor, is listed in ``plan()`` below:
   ``__all__``; ``torch/nn/__init__.py`` re-exports it with ``*``, which is
   checked), ``torch/_dynamo/trace_rules.py``, ``aten.correlation`` in the core
   ATen decompositions (``torch/_decomp/__init__.py``) and in Inductor's
-  ``decomps_to_exclude`` (``torch/_inductor/decomposition.py``), the docs
+  ``decomps_to_exclude`` (``torch/_inductor/decomposition.py``), with its
+  explicit fallback (``make_fallback`` in ``torch/_inductor/lowering.py``,
+  after the ``_cdist`` fallbacks), the docs
   (``docs/source/nn.functional.{md,rst}``, ``docs/source/nn.{md,rst}``, incl.
   the ``py:module`` list).
 * ``KERNEL_CUDA``/``KERNEL_CPU(correlation, lower_precision_fp)`` in
@@ -132,6 +134,7 @@ DST_DECOMP = "torch/_decomp/decompositions.py"
 DST_TRACE_RULES = "torch/_dynamo/trace_rules.py"
 DST_DECOMP_INIT = "torch/_decomp/__init__.py"
 DST_INDUCTOR_DECOMP = "torch/_inductor/decomposition.py"
+DST_INDUCTOR_LOWERING = "torch/_inductor/lowering.py"
 DST_OPINFO = "torch/testing/_internal/common_methods_invocations.py"
 DST_MANUAL_H = "torch/csrc/autograd/FunctionsManual.h"
 DST_MANUAL_CPP = "torch/csrc/autograd/FunctionsManual.cpp"
@@ -1092,6 +1095,39 @@ def edit_decomp_lists(tree: Tree) -> None:
     )
 
 
+# Inductor's fallbacks for our operators. correlation has a core ATen
+# decomposition that Inductor excludes (edit_decomp_lists), so its fallback
+# must say warn=False: an implicit one asserts under CI=1 ("a decomposition
+# exists"). No layout constraint: the kernels read any strides, so Inductor
+# need not copy channels_last or strided inputs (its implicit backward
+# fallbacks would force contiguous ones).
+INDUCTOR_FALLBACKS = (
+    f"make_fallback(aten.{FUNCTION}, warn=False)",
+    f"make_fallback(aten.{FUNCTION}_backward)",
+)
+INDUCTOR_FALLBACK_COMMENT = (
+    "# correlation: the native kernels (any strides) rather than the core ATen\n"
+    "# decomposition, which stays for export and ONNX."
+)
+
+
+def edit_inductor_fallbacks(tree: Tree) -> None:
+    rel = DST_INDUCTOR_LOWERING
+    text = tree.read(rel)
+    lines = text.split("\n")
+    if all(line in lines for line in INDUCTOR_FALLBACKS):
+        tree.present(rel)
+        return
+    if any(re.match(rf"make_fallback\(aten\.{FUNCTION}(_backward)?\b", line) for line in lines):
+        raise outdated(rel, f"the make_fallback(aten.{FUNCTION}...) lines")
+    anchor = "make_fallback(aten._cdist_backward)"
+    hits = [i for i, line in enumerate(lines) if line.strip() == anchor]
+    if not hits:
+        raise AnchorError(rel, f"the top-level '{anchor}' line")
+    lines[hits[0] + 1 : hits[0] + 1] = [*INDUCTOR_FALLBACK_COMMENT.split("\n"), *INDUCTOR_FALLBACKS]
+    tree.stage(rel, "\n".join(lines), "add the correlation fallbacks after the _cdist ones")
+
+
 def edit_has_decomp_expect(tree: Tree, native: tuple[str, list[str]], decomp: str) -> None:
     """List our overloads without a decomposition in HasDecompTest's expect file."""
     body, names = native
@@ -1206,6 +1242,7 @@ def plan(pytorch_root: Path, source_root: Path) -> Tree:
     edit_python_block(tree, DST_META, src["meta"], "the meta registration", "grid_sampler_3d")
     edit_python_block(tree, DST_DECOMP, src["decomp"], "the decomposition", "grid_sampler_2d")
     edit_decomp_lists(tree)
+    edit_inductor_fallbacks(tree)
     insert_sorted_string(
         tree, DST_TRACE_RULES, "torch_c_binding_in_graph_functions",
         f"torch._C._nn.{FUNCTION}", "torch._C._nn.",

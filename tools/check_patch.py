@@ -81,6 +81,7 @@ WHEEL_FILES = [
     ("torch/_decomp/__init__.py", "torch/_decomp/__init__.py"),
     ("torch/_decomp/decompositions.py", "torch/_decomp/decompositions.py"),
     ("torch/_inductor/decomposition.py", "torch/_inductor/decomposition.py"),
+    ("torch/_inductor/lowering.py", "torch/_inductor/lowering.py"),
     ("torch/_dynamo/trace_rules.py", "torch/_dynamo/trace_rules.py"),
     (
         "torch/testing/_internal/common_methods_invocations.py",
@@ -106,6 +107,7 @@ OVERLAY_FILES = [
     "torch/_decomp/__init__.py",
     "torch/_decomp/decompositions.py",
     "torch/_inductor/decomposition.py",
+    "torch/_inductor/lowering.py",
     "torch/_dynamo/trace_rules.py",
     "torch/testing/_internal/common_methods_invocations.py",
 ]
@@ -502,7 +504,7 @@ import importlib.abc, importlib.util, inspect, json, sys
 
 OVERLAY, SCHEMAS = sys.argv[1], json.loads(sys.argv[2])
 NEEDS_OPS = {"torch._meta_registrations", "torch._decomp", "torch._decomp.decompositions",
-             "torch._inductor.decomposition"}
+             "torch._inductor.decomposition", "torch._inductor.lowering"}
 LIBS = []
 results = []
 
@@ -681,6 +683,10 @@ record("aten.correlation in core_aten_decompositions()", aten.correlation.defaul
 import torch._inductor.decomposition as inductor_decomp
 record("Inductor keeps the native kernel (aten.correlation not in its decompositions)",
        aten.correlation.default not in inductor_decomp.decompositions)
+
+import torch._inductor.lowering as lowering
+record("Inductor falls back to the native kernels (aten.correlation{,_backward} have lowerings)",
+       aten.correlation.default in lowering.lowerings and aten.correlation_backward.default in lowering.lowerings)
 
 import torch._dynamo.trace_rules as trace_rules
 record("trace_rules lists torch._C._nn.correlation and torch.nn.functional.correlation",

@@ -11,8 +11,15 @@ Two list entries of the upstream patch, made at run time by the preview:
   ``decomps_to_exclude``, so that Inductor keeps the operator, which it calls
   as an extern kernel (like conv2d), although the core ATen decomposition
   table holds its decomposition (``_decomp.py``).
+* ``torch/_inductor/lowering.py``: the explicit fallbacks
+  ``make_fallback(aten.correlation, warn=False)`` and
+  ``make_fallback(aten.correlation_backward)``. Without them Inductor makes
+  implicit ones, which (a) assert when the ``CI`` environment variable is set,
+  because a decomposition exists, and (b) in the backward graph force
+  contiguous inputs, copying channels_last ones that the kernels read as they
+  are.
 
-Both modules are heavy and torch imports them lazily, so the entries are made
+The modules are heavy and torch imports them lazily, so the entries are made
 right after their import (or at once if they were imported already).
 """
 
@@ -77,6 +84,14 @@ def _exclude_from_inductor(decomposition) -> None:
         del table[op]
 
 
+def _register_inductor_fallbacks(lowering) -> None:
+    aten = torch.ops.aten
+    if aten.correlation.default not in lowering.lowerings:
+        lowering.make_fallback(aten.correlation, warn=False)
+    if aten.correlation_backward.default not in lowering.lowerings:
+        lowering.make_fallback(aten.correlation_backward)
+
+
 _ACTIVE = False
 
 
@@ -87,3 +102,6 @@ def activate() -> None:
     _ACTIVE = True
     _after_import("torch._dynamo.trace_rules", _register_trace_rules)
     _after_import("torch._inductor.decomposition", _exclude_from_inductor)
+    # After the decomposition's exclusion: make_fallback refuses an operator
+    # that Inductor's own decomposition table still holds.
+    _after_import("torch._inductor.lowering", _register_inductor_fallbacks)
