@@ -82,12 +82,13 @@ CASES = [
 ]
 TARGET_CASES = ("pwc", "flownetc")
 
-IMPLS = ("ours", "sampler", "shift_loop", "unfold_einsum")
+IMPLS = ("ours", "sampler", "shift_loop", "unfold_einsum", "all_pairs")
 IMPL_LABELS = {
     "ours": "F.correlation",
     "sampler": "spatial-correlation-sampler",
     "shift_loop": "shift loop (PyTorch)",
     "unfold_einsum": "unfold+einsum (PyTorch)",
+    "all_pairs": "all-pairs matmul (PyTorch)",
 }
 PASSES = ("fwd", "fwd+bwd")
 # Forward is one correlation pass; the backward computes grad_input1 and
@@ -98,6 +99,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 # unfold+einsum materializes input2's whole displacement window (D times
 # input2) and einsum copies it once more; above this it is skipped.
 UNFOLD_LIMIT_BYTES = 2 * 2**30
+# The all-pairs matmul materializes an (N, groups, H*W, H*W) volume; above
+# this it is skipped.
+ALL_PAIRS_LIMIT_BYTES = 2 * 2**30
 # A peer whose first configuration of a (case, pass) takes longer than this
 # per call is timed only in that configuration (float32, most threads,
 # contiguous), to keep the default run near 10 minutes on 2 cores.
@@ -113,6 +117,8 @@ def call_impl(impl: str, a: torch.Tensor, b: torch.Tensor, case: Case) -> torch.
         return peers.shift_loop_correlation(a, b, case.max_displacement, **case.kwargs)
     if impl == "unfold_einsum":
         return peers.unfold_einsum_correlation(a, b, case.max_displacement, **case.kwargs)
+    if impl == "all_pairs":
+        return peers.all_pairs_correlation(a, b, case.max_displacement, **case.kwargs)
     raise ValueError(impl)
 
 
@@ -150,7 +156,7 @@ def verify(device: torch.device) -> List[str]:
             b_cl = b.detach().to(memory_format=torch.channels_last).requires_grad_(True)
             out_cl = call_impl("ours", a_cl, b_cl, case)
             checks = [("ours channels_last", out_cl, torch.autograd.grad(out_cl, (a_cl, b_cl), gout))]
-            for impl in ("sampler", "shift_loop", "unfold_einsum"):
+            for impl in ("sampler", "shift_loop", "unfold_einsum", "all_pairs"):
                 try:
                     out = call_impl(impl, a, b, case)
                 except peers.PeerUnsupported:
@@ -434,10 +440,18 @@ def skip_reason(cfg: Config, case: Case, quick: bool, slow: Dict[Tuple[str, str,
         if need > UNFOLD_LIMIT_BYTES:
             return (f"would materialize a {need / 2**30:.1f} GiB unfolded input2 (plus einsum's copy); "
                     f"limit {UNFOLD_LIMIT_BYTES / 2**30:.1f} GiB")
+    if cfg.impl == "all_pairs":
+        reason = peers.all_pairs_unsupported_reason(probe, case.max_displacement, **case.kwargs)
+        if reason:
+            return reason
+        need = peers.all_pairs_extra_bytes(probe, case.max_displacement, **case.kwargs)
+        if need > ALL_PAIRS_LIMIT_BYTES:
+            return (f"would materialize a {need / 2**30:.1f} GiB all-pairs volume; "
+                    f"limit {ALL_PAIRS_LIMIT_BYTES / 2**30:.1f} GiB")
     if cfg.layout != "contiguous":
         return "peers are timed on contiguous inputs only (time budget)"
-    if quick and cfg.impl == "unfold_einsum":
-        return "--quick: unfold+einsum is timed only in the full run"
+    if quick and cfg.impl in ("unfold_einsum", "all_pairs"):
+        return f"--quick: {IMPL_LABELS[cfg.impl]} is timed only in the full run"
     if quick and cfg.impl == "shift_loop" and (case.key != "pwc" or cfg.dtype != "float32"):
         return "--quick: the shift loop is timed only on the PWC-Net level in float32"
     key = (cfg.case, cfg.pass_, cfg.impl)

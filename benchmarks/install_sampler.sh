@@ -22,6 +22,18 @@ CUDA_HOME="${CUDA_HOME:-$work}" "$PYTHON" -m pip download -q --no-deps --no-bina
   --no-build-isolation "spatial-correlation-sampler==$VERSION" -d "$work"
 tar -xzf "$work"/spatial_correlation_sampler-"$VERSION".tar.gz -C "$work"
 src="$work/spatial_correlation_sampler-$VERSION"
+# Its sources include c10/cuda headers even in a CPU-only build: on a CUDA
+# build of torch, point the compiler at the CUDA runtime headers (CUDA_HOME,
+# or the nvidia-* wheels beside torch).
+CPATH="$("$PYTHON" -c '
+import glob, importlib.util, os
+dirs = [os.path.join(os.environ.get("CUDA_HOME", "/usr/local/cuda"), "include")]
+spec = importlib.util.find_spec("nvidia")
+for root in (spec.submodule_search_locations if spec else []):
+    dirs += sorted(glob.glob(os.path.join(root, "*", "include")))
+print(":".join(d for d in dirs if os.path.isdir(d)))
+')${CPATH:+:$CPATH}"
+export CPATH
 sed -i -e 's/^CPU_ONLY = False$/CPU_ONLY = True/' -e "s/'-std=c++17'/'-std=c++20'/" "$src/setup.py"
 grep -q '^CPU_ONLY = True$' "$src/setup.py" || { echo "install_sampler.sh: setup.py changed upstream" >&2; exit 1; }
 "$PYTHON" -m pip install -q --no-deps --no-build-isolation "$src"

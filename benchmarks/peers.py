@@ -251,3 +251,52 @@ def sampler_correlation(
         dilation=1, dilation_patch=g.disp_step)
     out = out.view(g.batch, g.displacements, g.out_h, g.out_w)
     return out * g.scale if g.scale != 1.0 else out
+
+
+def all_pairs_unsupported_reason(
+    input1: torch.Tensor, max_displacement: IntPair, **kwargs
+) -> Optional[str]:
+    """Why the all-pairs formulation is not written for this configuration, or None."""
+    g = geometry(input1, max_displacement, **kwargs)
+    if g.kernel != (1, 1) or g.stride != (1, 1) or g.padding != (0, 0):
+        return "all-pairs matmul is written for kernel_size=1, stride=1, padding=0 (RAFT's form)"
+    return None
+
+
+def all_pairs_extra_bytes(input1: torch.Tensor, max_displacement: IntPair, **kwargs) -> int:
+    """Size of the all-pairs volume (N, groups, H*W, H*W) it materializes."""
+    g = geometry(input1, max_displacement, **kwargs)
+    pixels = g.height * g.width
+    return g.batch * g.groups * pixels * pixels * input1.element_size()
+
+
+def all_pairs_correlation(
+    input1: torch.Tensor, input2: torch.Tensor, max_displacement: IntPair, **kwargs
+) -> torch.Tensor:
+    """RAFT's route: one batched matmul gives every (pixel, pixel) dot product
+    of each group, (N, groups, H*W, H*W); then a gather picks the D
+    displacements of each pixel (zero where the displaced pixel is outside the
+    image). Compute-efficient (a GEMM) but O((H W)^2) in memory and FLOP."""
+    reason = all_pairs_unsupported_reason(input1, max_displacement, **kwargs)
+    if reason is not None:
+        raise PeerUnsupported(reason)
+    g = geometry(input1, max_displacement, **kwargs)
+    n, groups, h, w = g.batch, g.groups, g.height, g.width
+    cg, pixels, d = g.channels // groups, h * w, g.displacements
+    a = input1.reshape(n, groups, cg, pixels)
+    b = input2.reshape(n, groups, cg, pixels)
+    volume = torch.matmul(a.transpose(2, 3), b)  # (N, G, P, P): volume[p, q] = <a_p, b_q>
+    # Target pixel of every (pixel, displacement), and whether it is inside.
+    dev = input1.device
+    ys = torch.arange(h, device=dev).view(h, 1, 1, 1)
+    xs = torch.arange(w, device=dev).view(1, w, 1, 1)
+    dys = torch.tensor(g.disp_values(0), device=dev).view(1, 1, -1, 1)
+    dxs = torch.tensor(g.disp_values(1), device=dev).view(1, 1, 1, -1)
+    ty, tx = ys + dys, xs + dxs  # (H, W, Ky, Kx) after broadcasting
+    inside = ((ty >= 0) & (ty < h) & (tx >= 0) & (tx < w)).reshape(pixels, d)
+    target = (ty.clamp(0, h - 1) * w + tx.clamp(0, w - 1)).reshape(pixels, d)
+    picked = torch.gather(volume, 3, target.expand(n, groups, pixels, d))
+    picked = picked * inside.to(picked.dtype)
+    # (N, G, P, D) -> channel g * D + d at pixel p.
+    out = picked.transpose(2, 3).reshape(n, groups * d, h, w)
+    return out * g.scale if g.scale != 1.0 else out

@@ -249,7 +249,12 @@ def write_ninja(build: Path, gen: Path, ops: set[str], cuda: bool) -> Path:
     inc = " ".join(f"-I{ninja_escape(str(p))}" for p in includes)
     cxx = os.environ.get("CXX", "c++")
     launcher = "ccache " if shutil.which("ccache") else ""
-    cflags = f"-std=c++20 -O3 -fPIC -fvisibility=hidden -Wno-unused-parameter {' '.join(defines)} {inc}"
+    # -fopenmp: at::parallel_for is an inline `#pragma omp parallel` in
+    # ATen/ParallelOpenMP.h (torch's wheels are OpenMP builds); without the
+    # flag the pragma is ignored and every kernel silently runs on one thread.
+    # The runtime is the libgomp.so.1 that torch has already loaded.
+    openmp = "-fopenmp" if torch.backends.openmp.is_available() else ""
+    cflags = f"-std=c++20 -O3 -fPIC -fvisibility=hidden {openmp} -Wno-unused-parameter {' '.join(defines)} {inc}"
     prelude = gen / "prelude" / "correlation_prelude.h"
 
     libs = ["-lc10", "-ltorch", "-ltorch_cpu", "-ltorch_python"]
@@ -292,7 +297,7 @@ def write_ninja(build: Path, gen: Path, ops: set[str], cuda: bool) -> Path:
         "  deps = gcc",
         "  description = NVCC $out",
         "rule link",
-        f"  command = $cxx -shared $in -o $out {' '.join(ldflags)} {' '.join(libs)}",
+        f"  command = $cxx -shared {openmp} $in -o $out {' '.join(ldflags)} {' '.join(libs)}",
         "  description = LINK $out",
     ]
     objects = []
