@@ -306,8 +306,13 @@ class TestCorrelationCompile(TestCase):
     def setUp(self):
         super().setUp()
         torch._dynamo.reset()
+        # Inductor's on-disk caches off: a graph cached by an earlier run (of
+        # an older build, say) would skip the lowering under test.
+        self._no_caches = torch._inductor.config.patch(force_disable_caches=True)
+        self._no_caches.__enter__()
 
     def tearDown(self):
+        self._no_caches.__exit__(None, None, None)
         torch._dynamo.reset()
         super().tearDown()
 
@@ -359,9 +364,7 @@ class TestCorrelationCompile(TestCase):
 
         x1, x2 = (t.to(memory_format=torch.channels_last).detach().requires_grad_()
                   for t in make_inputs((2, 4, 6, 7), torch.float32))
-        # Caches off: a cached graph would skip the lowering under test.
-        with mock.patch.dict(os.environ, {"CI": "1"}), torch._inductor.config.patch(
-                force_disable_caches=True):
+        with mock.patch.dict(os.environ, {"CI": "1"}):
             grads, code = run_and_get_code(step, compiled, x1, x2)
         self.assertEqual(grads, step(forward, x1, x2))
         code = "\n".join(code)
