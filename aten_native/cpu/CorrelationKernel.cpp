@@ -12,6 +12,8 @@
 
 #include <algorithm>
 #include <cstring>
+#include <numeric>
+#include <utility>
 #include <type_traits>
 #include <vector>
 
@@ -186,24 +188,110 @@ class RowCache {
 // registers across the channel loop.
 constexpr int kMaxBlock = 8;
 
-// forward: acc[k][t] += sum_c a[c][t] * b[k][c][t] for t in [0, width), k < NB.
-template <typename opmath_t, int NB>
-void forward_block(
-    opmath_t* const* acc, const opmath_t* a, const opmath_t* const* b,
-    int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t width) {
-  using Vec = vec::Vectorized<opmath_t>;
-  for (int64_t t = 0; t < width; t += Vec::size()) {
-    Vec sums[NB];
-    for (int k = 0; k < NB; ++k) sums[k] = Vec::loadu(acc[k] + t);
-    for (int64_t c = 0; c < channels; ++c) {
-      const Vec av = Vec::loadu(a + c * a_cstride + t);
-      for (int k = 0; k < NB; ++k) {
-        sums[k] = vec::fmadd(av, Vec::loadu(b[k] + c * b_cstride + t), sums[k]);
+// Vector registers of the capability this file is compiled for.
+#if defined(CPU_CAPABILITY_AVX512)
+constexpr int kVectorRegisters = 32;
+#else
+constexpr int kVectorRegisters = 16;
+#endif
+
+// Rows of input1 that the forward processes together (see NOTE above and
+// correlation_forward_typed): each load of input2 feeds up to this many
+// accumulator rows, which halves the loads per FMA that limit the kernel.
+constexpr int kMaxRows = 2;
+
+// Largest displacement block for NR rows: NR * NB accumulators, NR values of
+// input1 and one of input2 must fit in the vector registers.
+constexpr int max_block(int rows) {
+  return std::min(kMaxBlock, (kVectorRegisters - 1 - rows) / rows);
+}
+
+// Keeps a loaded vector in a register. Without this, GCC folds the load into
+// every FMA that uses it (as a memory operand), so a value loaded once for
+// NR rows would be read from L1 NR times.
+template <typename Vec>
+inline Vec in_register(Vec v) {
+#if defined(CPU_CAPABILITY_AVX512) && defined(__GNUC__)
+  using Raw = std::conditional_t<std::is_same_v<typename Vec::value_type, double>, __m512d, __m512>;
+  Raw raw = v;
+  asm("" : "+v"(raw));
+  return Vec(raw);
+#elif defined(CPU_CAPABILITY_AVX2) && defined(__GNUC__)
+  using Raw = std::conditional_t<std::is_same_v<typename Vec::value_type, double>, __m256d, __m256>;
+  Raw raw = v;
+  asm("" : "+x"(raw));
+  return Vec(raw);
+#else
+  return v;
+#endif
+}
+
+// forward, NR rows at once: for t in [0, width), r < NR, k < NB,
+//   acc[r * NB + k][t] += sum_c a[r][c][t] * b[k][c][t].
+template <int NR, int NB>
+struct ForwardBlock {
+  template <typename opmath_t>
+  static void run(
+      opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
+      int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t width) {
+    using Vec = vec::Vectorized<opmath_t>;
+    for (int64_t t = 0; t < width; t += Vec::size()) {
+      Vec sums[NR][NB];
+      for (int r = 0; r < NR; ++r) {
+        for (int k = 0; k < NB; ++k) sums[r][k] = Vec::loadu(acc[r * NB + k] + t);
+      }
+      for (int64_t c = 0; c < channels; ++c) {
+        Vec av[NR];
+        for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
+        for (int k = 0; k < NB; ++k) {
+          const Vec bv = NR > 1 ? in_register(Vec::loadu(b[k] + c * b_cstride + t))
+                                : Vec::loadu(b[k] + c * b_cstride + t);
+          for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
+        }
+      }
+      for (int r = 0; r < NR; ++r) {
+        for (int k = 0; k < NB; ++k) sums[r][k].store(acc[r * NB + k] + t);
       }
     }
-    for (int k = 0; k < NB; ++k) sums[k].store(acc[k] + t);
   }
+};
+
+// Calls Block<nr, nb>::run(args...) for a runtime nr in [1, kMaxRows] and
+// nb in [1, max_block(nr)].
+template <template <int, int> class Block, int NR = 1, int NB = 1, typename... Args>
+void dispatch_block(int nr, int nb, Args&&... args) {
+  if constexpr (NR < kMaxRows) {
+    if (nr != NR) {
+      dispatch_block<Block, NR + 1, 1>(nr, nb, std::forward<Args>(args)...);
+      return;
+    }
+  }
+  if constexpr (NB < max_block(NR)) {
+    if (nb != NB) {
+      dispatch_block<Block, NR, NB + 1>(nr, nb, std::forward<Args>(args)...);
+      return;
+    }
+  }
+  Block<NR, NB>::run(std::forward<Args>(args)...);
 }
+
+// Rows [0, rows) split into blocks of at most max_rows rows spaced
+// `spacing` apart: block b holds first[b] + r * spacing for r < count[b].
+struct RowBlocks {
+  std::vector<int64_t> first;
+  std::vector<int> count;
+
+  RowBlocks(int64_t rows, int64_t spacing, int max_rows) {
+    for (int64_t q = 0; q < std::min(rows, spacing); ++q) {
+      for (int64_t y = q; y < rows; y += spacing * max_rows) {
+        first.push_back(y);
+        count.push_back(static_cast<int>(
+            std::min<int64_t>(max_rows, (rows - 1 - y) / spacing + 1)));
+      }
+    }
+  }
+  int64_t size() const { return static_cast<int64_t>(first.size()); }
+};
 
 // backward: g[c][t] += sum_k w[k][t] * b[k][c][t]: the weights (rows of
 // grad_output) stay in registers across the channel loop.
@@ -225,12 +313,12 @@ void gather_block(
   }
 }
 
-// Splits [0, count) into the fewest blocks of at most kMaxBlock, of nearly
+// Splits [0, count) into the fewest blocks of at most max_size, of nearly
 // equal size (9 -> 5 + 4 rather than 8 + 1: a block of one would load as
 // much as it computes), and calls fn(begin, size) for each.
 template <typename Fn>
-void for_each_block(int64_t count, const Fn& fn) {
-  const int64_t blocks = (count + kMaxBlock - 1) / kMaxBlock;
+void for_each_block(int64_t count, const Fn& fn, int64_t max_size = kMaxBlock) {
+  const int64_t blocks = (count + max_size - 1) / max_size;
   int64_t begin = 0;
   for (const auto blk : c10::irange(blocks)) {
     const int64_t size = (count - begin) / (blocks - blk);
@@ -327,6 +415,42 @@ struct RowGeometry {
   }
 };
 
+// Writes scale * acc (D rows of width_padded) into out[n, g*D + d, oy, :]
+// through the output's strides, walking whichever of d and ox is contiguous
+// in the output.
+template <typename scalar_t, typename opmath_t>
+void write_output_row(
+    const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
+    int64_t n, int64_t g, int64_t oy, const opmath_t* acc) {
+  const int64_t D = p.displacements();
+  scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
+      g * D * output.stride(1) + oy * output.stride(2);
+  const opmath_t scale = static_cast<opmath_t>(p.scale);
+  const int64_t sd = output.stride(1);
+  const int64_t sx = output.stride(3);
+  if (sd < sx) {
+    for (const auto ox : c10::irange(p.out_w)) {
+      for (const auto d : c10::irange(D)) {
+        out[ox * sx + d * sd] = static_cast<scalar_t>(acc[d * width_padded + ox] * scale);
+      }
+    }
+    return;
+  }
+  for (const auto d : c10::irange(D)) {
+    const opmath_t* src = acc + d * width_padded;
+    scalar_t* dst = out + d * sd;
+    if (sx == 1) {
+      for (const auto ox : c10::irange(p.out_w)) {
+        dst[ox] = static_cast<scalar_t>(src[ox] * scale);
+      }
+    } else {
+      for (const auto ox : c10::irange(p.out_w)) {
+        dst[ox * sx] = static_cast<scalar_t>(src[ox] * scale);
+      }
+    }
+  }
+}
+
 template <typename scalar_t>
 void correlation_forward_typed(
     const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
@@ -338,75 +462,101 @@ void correlation_forward_typed(
   const int64_t work_per_row =
       p.kernel_h * p.kernel_w * D * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
 
-  at::parallel_for(0, p.batch * p.groups * p.out_h, geo.grain(work_per_row),
+  // Output rows oy0, oy0 + spacing, ... read input1 rows that differ by a
+  // multiple of the vertical displacement step, so a row of input2 is at a
+  // valid displacement from several of them at once.
+  const int64_t spacing = p.disp_step_h / std::gcd(p.stride_h, p.disp_step_h);
+  const int64_t row_step = spacing * p.stride_h / p.disp_step_h;  // in displacement steps
+  const RowBlocks blocks(p.out_h, spacing, kMaxRows);
+  // Distinct input2 rows one kernel row of a block reads.
+  const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
+
+  // One row of input2 and the (block row, vertical displacement) pairs it
+  // serves.
+  struct Row2Use {
+    const opmath_t* row;
+    int count;
+    int64_t r[kMaxRows];
+    int64_t a[kMaxRows];
+  };
+
+  at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.kernel_h);
+        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.kernel_h * kMaxRows);
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.kernel_h * p.disp_count_h);
-    std::vector<opmath_t> acc(D * geo.width_padded);
-    opmath_t* acc_rows[kMaxBlock];
+        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.kernel_h * rows2_per_i);
+    std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
+    std::vector<Row2Use> uses(rows2_per_i);
+    opmath_t* acc_rows[kMaxRows * kMaxBlock];
+    const opmath_t* a_rows[kMaxRows];
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const int64_t oy = item % p.out_h;
-      const int64_t g = (item / p.out_h) % p.groups;
-      const int64_t n = item / (p.out_h * p.groups);
-      std::fill(acc.begin(), acc.end(), opmath_t(0));
+      const int64_t blk = item % blocks.size();
+      const int64_t g = (item / blocks.size()) % p.groups;
+      const int64_t n = item / (blocks.size() * p.groups);
+      const int64_t oy0 = blocks.first[blk];
+      const int rows = blocks.count[blk];
+      std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
 
       for (const auto i : c10::irange(p.kernel_h)) {
-        const int64_t y1 = oy * p.stride_h - p.pad_h + i * p.dilation_h;
-        if (y1 < 0 || y1 >= p.height) continue;
-        const opmath_t* row1 = rows1.get(n, g, p.groups, y1);
-        for (const auto a : c10::irange(p.disp_count_h)) {
-          const int64_t y2 = y1 + geo.dy(a);
+        const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
+        const opmath_t* row1[kMaxRows];
+        for (const auto r : c10::irange(rows)) {
+          const int64_t y1 = y1_first + r * spacing * p.stride_h;
+          row1[r] = y1 >= 0 && y1 < p.height ? rows1.get(n, g, p.groups, y1) : nullptr;
+        }
+        // Every input2 row at a valid displacement from some row of the
+        // block: y2 = y1_first + geo.dy(e) for e in [0, rows2_per_i).
+        int64_t used = 0;
+        for (const auto e : c10::irange(rows2_per_i)) {
+          const int64_t y2 = y1_first + geo.dy(e);
           if (y2 < 0 || y2 >= p.height) continue;
-          const opmath_t* row2 = rows2.get(n, g, p.groups, y2);
-          geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
-            const opmath_t* chunk1 = row1 + c0 * geo.in1.channel_stride();
-            const opmath_t* chunk2 = row2 + c0 * geo.in2.channel_stride();
+          Row2Use use{nullptr, 0, {}, {}};
+          for (const auto r : c10::irange(rows)) {
+            const int64_t a = e - r * row_step;
+            if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
+              use.r[use.count] = r;
+              use.a[use.count] = a;
+              ++use.count;
+            }
+          }
+          if (use.count == 0) continue;
+          use.row = rows2.get(n, g, p.groups, y2);
+          uses[used++] = use;
+        }
+        // Channel chunks outermost: input1's chunks stay in L1 while every
+        // row of input2 streams past them.
+        geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
+          for (const auto u : c10::irange(used)) {
+            const Row2Use& use = uses[u];
+            const opmath_t* chunk2 = use.row + c0 * geo.in2.channel_stride();
             for (const auto j : c10::irange(p.kernel_w)) {
-              const opmath_t* a_row = chunk1 + geo.in1.offset(geo.in1_column(j));
+              for (const auto q : c10::irange(use.count)) {
+                a_rows[q] = row1[use.r[q]] + c0 * geo.in1.channel_stride() +
+                    geo.in1.offset(geo.in1_column(j));
+              }
               for_each_block(Kx, [&](int64_t b0, int nb) {
                 for (const auto k : c10::irange(nb)) {
-                  acc_rows[k] = acc.data() + (a * Kx + b0 + k) * geo.width_padded;
                   b_rows[k] = chunk2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+                  for (const auto q : c10::irange(use.count)) {
+                    acc_rows[q * nb + k] = acc.data() +
+                        ((use.r[q] * D) + use.a[q] * Kx + b0 + k) * geo.width_padded;
+                  }
                 }
-                CORRELATION_DISPATCH_BLOCK(nb, forward_block, acc_rows, a_row, b_rows,
+                dispatch_block<ForwardBlock>(use.count, nb, acc_rows, a_rows, b_rows,
                     channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
-              });
+              }, max_block(use.count));
             }
-          });
-        }
+          }
+        });
       }
 
-      // Write out[n, g*D + d, oy, :] through the output's strides, walking
-      // whichever of d and ox is contiguous in the output.
-      scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
-          g * D * output.stride(1) + oy * output.stride(2);
-      const opmath_t scale = static_cast<opmath_t>(p.scale);
-      const int64_t sd = output.stride(1);
-      const int64_t sx = output.stride(3);
-      if (sd < sx) {
-        for (const auto ox : c10::irange(p.out_w)) {
-          for (const auto d : c10::irange(D)) {
-            out[ox * sx + d * sd] = static_cast<scalar_t>(acc[d * geo.width_padded + ox] * scale);
-          }
-        }
-      } else {
-        for (const auto d : c10::irange(D)) {
-          const opmath_t* src = acc.data() + d * geo.width_padded;
-          scalar_t* dst = out + d * sd;
-          if (sx == 1) {
-            for (const auto ox : c10::irange(p.out_w)) {
-              dst[ox] = static_cast<scalar_t>(src[ox] * scale);
-            }
-          } else {
-            for (const auto ox : c10::irange(p.out_w)) {
-              dst[ox * sx] = static_cast<scalar_t>(src[ox] * scale);
-            }
-          }
-        }
+      for (const auto r : c10::irange(rows)) {
+        write_output_row<scalar_t, opmath_t>(
+            output, p, geo.width_padded, n, g, oy0 + r * spacing,
+            acc.data() + r * D * geo.width_padded);
       }
     }
   });
