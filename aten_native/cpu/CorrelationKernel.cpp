@@ -293,25 +293,35 @@ struct RowBlocks {
   int64_t size() const { return static_cast<int64_t>(first.size()); }
 };
 
-// backward: g[c][t] += sum_k w[k][t] * b[k][c][t]: the weights (rows of
-// grad_output) stay in registers across the channel loop.
-template <typename opmath_t, int NB>
-void gather_block(
-    opmath_t* g, const opmath_t* const* w, const opmath_t* const* b,
-    int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width) {
-  using Vec = vec::Vectorized<opmath_t>;
-  for (int64_t t = 0; t < width; t += Vec::size()) {
-    Vec weights[NB];
-    for (int k = 0; k < NB; ++k) weights[k] = Vec::loadu(w[k] + t);
-    for (int64_t c = 0; c < channels; ++c) {
-      Vec sum = Vec::loadu(g + c * g_cstride + t);
-      for (int k = 0; k < NB; ++k) {
-        sum = vec::fmadd(weights[k], Vec::loadu(b[k] + c * b_cstride + t), sum);
+// backward, NR gradient rows at once: for t in [0, width), r < NR,
+//   g[r][c][t] += sum_k w[r * NB + k][t] * b[k][c][t].
+// The weights (rows of grad_output) stay in registers across the channel
+// loop, and each load of b feeds all NR rows.
+template <int NR, int NB>
+struct GatherBlock {
+  template <typename opmath_t>
+  static void run(
+      opmath_t* const* g, const opmath_t* const* w, const opmath_t* const* b,
+      int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width) {
+    using Vec = vec::Vectorized<opmath_t>;
+    for (int64_t t = 0; t < width; t += Vec::size()) {
+      Vec weights[NR][NB];
+      for (int r = 0; r < NR; ++r) {
+        for (int k = 0; k < NB; ++k) weights[r][k] = Vec::loadu(w[r * NB + k] + t);
       }
-      sum.store(g + c * g_cstride + t);
+      for (int64_t c = 0; c < channels; ++c) {
+        Vec sums[NR];
+        for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
+        for (int k = 0; k < NB; ++k) {
+          const Vec bv = NR > 1 ? in_register(Vec::loadu(b[k] + c * b_cstride + t))
+                                : Vec::loadu(b[k] + c * b_cstride + t);
+          for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
+        }
+        for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
+      }
     }
   }
-}
+};
 
 // Splits [0, count) into the fewest blocks of at most max_size, of nearly
 // equal size (9 -> 5 + 4 rather than 8 + 1: a block of one would load as
@@ -326,19 +336,6 @@ void for_each_block(int64_t count, const Fn& fn, int64_t max_size = kMaxBlock) {
     begin += size;
   }
 }
-
-// Calls BLOCK<nb> for a runtime nb in [1, kMaxBlock].
-#define CORRELATION_DISPATCH_BLOCK(nb, BLOCK, ...)                 \
-  switch (nb) {                                                    \
-    case 1: BLOCK<opmath_t, 1>(__VA_ARGS__); break;                \
-    case 2: BLOCK<opmath_t, 2>(__VA_ARGS__); break;                \
-    case 3: BLOCK<opmath_t, 3>(__VA_ARGS__); break;                \
-    case 4: BLOCK<opmath_t, 4>(__VA_ARGS__); break;                \
-    case 5: BLOCK<opmath_t, 5>(__VA_ARGS__); break;                \
-    case 6: BLOCK<opmath_t, 6>(__VA_ARGS__); break;                \
-    case 7: BLOCK<opmath_t, 7>(__VA_ARGS__); break;                \
-    default: BLOCK<opmath_t, kMaxBlock>(__VA_ARGS__); break;       \
-  }
 
 // Row geometry shared by the three kernels.
 //
@@ -623,49 +620,79 @@ void correlation_grad_input1_typed(
   const int64_t work_per_row =
       p.kernel_h * p.kernel_w * p.displacements() * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
 
-  // One item = one row y1 of one (n, group) plane of grad_input1:
+  // One item = rows y1_0, y1_0 + step, ... (step = the vertical
+  // displacement step) of one (n, group) plane of grad_input1:
   //   G1[c][ox*s + j*dil] += sum_b go[a*Kx+b][oy][ox] * B[c][ox*s + j*dil + b*step]
-  at::parallel_for(0, p.batch * p.groups * p.height, geo.grain(work_per_row),
+  // Rows one step apart read the same input2 rows at neighbouring vertical
+  // displacements, so each load of input2 feeds both.
+  const int64_t spacing = p.disp_step_h;
+  const RowBlocks blocks(p.height, spacing, kMaxRows);
+  const int64_t rows2_per_block = p.disp_count_h + kMaxRows - 1;
+  at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.disp_count_h);
-    std::vector<opmath_t> grad_row(geo.in1.size());
-    std::vector<opmath_t> go(Kx * geo.go_stride);
-    const opmath_t* w_rows[kMaxBlock];
+        input2, p.channels_per_group(), p.height, p.width, geo.in2, rows2_per_block);
+    std::vector<opmath_t> grad_rows(kMaxRows * geo.in1.size());
+    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);
+    opmath_t* g_rows[kMaxRows];
+    const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const int64_t y1 = item % p.height;
-      const int64_t g = (item / p.height) % p.groups;
-      const int64_t n = item / (p.height * p.groups);
-      std::fill(grad_row.begin(), grad_row.end(), opmath_t(0));
+      const int64_t blk = item % blocks.size();
+      const int64_t g = (item / blocks.size()) % p.groups;
+      const int64_t n = item / (blocks.size() * p.groups);
+      const int64_t y1_first = blocks.first[blk];
+      const int rows = blocks.count[blk];
+      std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in1.size(), opmath_t(0));
 
       for (const auto i : c10::irange(p.kernel_h)) {
-        const int64_t oy = output_row_of(p, y1, i);
-        if (oy < 0) continue;
-        for (const auto a : c10::irange(p.disp_count_h)) {
-          const int64_t y2 = y1 + geo.dy(a);
+        int64_t oy[kMaxRows];
+        for (const auto r : c10::irange(rows)) {
+          oy[r] = output_row_of(p, y1_first + r * spacing, i);
+        }
+        // Input2 row y2 = y1_first + dy(e) is at displacement number e - r
+        // from row r of the block.
+        for (const auto e : c10::irange(rows2_per_block)) {
+          const int64_t y2 = y1_first + geo.dy(e);
           if (y2 < 0 || y2 >= p.height) continue;
+          int count = 0;
+          int64_t pair_r[kMaxRows];
+          for (const auto r : c10::irange(rows)) {
+            const int64_t a = e - r;
+            if (oy[r] < 0 || a < 0 || a >= p.disp_count_h) continue;
+            load_grad_output_row<scalar_t, opmath_t>(
+                grad_output, geo, n, g, a, oy[r], go.data() + count * Kx * geo.go_stride);
+            pair_r[count++] = r;
+          }
+          if (count == 0) continue;
           const opmath_t* row2 = rows2.get(n, g, p.groups, y2);
-          load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, a, oy, go.data());
           geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
-            opmath_t* chunk1 = grad_row.data() + c0 * geo.in1.channel_stride();
             const opmath_t* chunk2 = row2 + c0 * geo.in2.channel_stride();
             for (const auto j : c10::irange(p.kernel_w)) {
-              opmath_t* g_row = chunk1 + geo.in1.offset(geo.in1_column(j));
+              for (const auto q : c10::irange(count)) {
+                g_rows[q] = grad_rows.data() + pair_r[q] * geo.in1.size() +
+                    c0 * geo.in1.channel_stride() + geo.in1.offset(geo.in1_column(j));
+              }
               for_each_block(Kx, [&](int64_t b0, int nb) {
                 for (const auto k : c10::irange(nb)) {
-                  w_rows[k] = go.data() + (b0 + k) * geo.go_stride + geo.shift_max;
                   b_rows[k] = chunk2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+                  for (const auto q : c10::irange(count)) {
+                    w_rows[q * nb + k] = go.data() + (q * Kx + b0 + k) * geo.go_stride + geo.shift_max;
+                  }
                 }
-                CORRELATION_DISPATCH_BLOCK(nb, gather_block, g_row, w_rows, b_rows,
+                dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, b_rows,
                     channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
-              });
+              }, max_block(count));
             }
           });
         }
       }
-      store_grad_row<scalar_t, opmath_t>(grad_input1, geo.in1, p, n, g, y1, grad_row.data());
+      for (const auto r : c10::irange(rows)) {
+        store_grad_row<scalar_t, opmath_t>(
+            grad_input1, geo.in1, p, n, g, y1_first + r * spacing,
+            grad_rows.data() + r * geo.in1.size());
+      }
     }
   });
 }
@@ -695,57 +722,88 @@ void correlation_grad_input2_typed(
     }
   }
 
-  // One item = one row y2 of one (n, group) plane of grad_input2:
+  // One item = rows y2_0, y2_0 + step, ... (step = the vertical
+  // displacement step) of one (n, group) plane of grad_input2:
   //   G2[c][t] += sum_{j, b} go[a*Kx+b][oy][t - shift] * A[c][... + t - shift]
-  at::parallel_for(0, p.batch * p.groups * p.height, geo.grain(work_per_row),
+  // Rows one step apart read the same input1 rows at neighbouring vertical
+  // displacements, so each load of input1 feeds both.
+  const int64_t spacing = p.disp_step_h;
+  const RowBlocks blocks(p.height, spacing, kMaxRows);
+  const int64_t rows1_per_block = p.disp_count_h + kMaxRows - 1;
+  at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.disp_count_h);
-    std::vector<opmath_t> grad_row(geo.in2.size());
-    std::vector<opmath_t> go(Kx * geo.go_stride);
-    const opmath_t* w_rows[kMaxBlock];
+        input1, p.channels_per_group(), p.height, p.width, geo.in1, rows1_per_block);
+    std::vector<opmath_t> grad_rows(kMaxRows * geo.in2.size());
+    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);
+    opmath_t* g_rows[kMaxRows];
+    const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const int64_t y2 = item % p.height;
-      const int64_t g = (item / p.height) % p.groups;
-      const int64_t n = item / (p.height * p.groups);
-      std::fill(grad_row.begin(), grad_row.end(), opmath_t(0));
+      const int64_t blk = item % blocks.size();
+      const int64_t g = (item / blocks.size()) % p.groups;
+      const int64_t n = item / (blocks.size() * p.groups);
+      const int64_t y2_first = blocks.first[blk];
+      const int rows = blocks.count[blk];
+      std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in2.size(), opmath_t(0));
 
-      for (const auto a : c10::irange(p.disp_count_h)) {
-        const int64_t y1 = y2 - geo.dy(a);
+      // Input1 row y1 = y2_first - dy(f) is at displacement number f + r
+      // from row r of the block, for f in [1 - kMaxRows, Ky).
+      for (int64_t f = 1 - kMaxRows; f < p.disp_count_h; ++f) {
+        const int64_t y1 = y2_first - (p.disp_min_h + f * p.disp_step_h);
         if (y1 < 0 || y1 >= p.height) continue;
+        int64_t pair_r[kMaxRows];
+        int64_t pair_a[kMaxRows];
+        int count = 0;
+        for (const auto r : c10::irange(rows)) {
+          const int64_t a = f + r;
+          if (a < 0 || a >= p.disp_count_h) continue;
+          pair_r[count] = r;
+          pair_a[count++] = a;
+        }
+        if (count == 0) continue;
         const opmath_t* row1 = nullptr;
         for (const auto i : c10::irange(p.kernel_h)) {
           const int64_t oy = output_row_of(p, y1, i);
           if (oy < 0) continue;
           if (row1 == nullptr) row1 = rows1.get(n, g, p.groups, y1);
-          load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, a, oy, go.data());
+          for (const auto q : c10::irange(count)) {
+            load_grad_output_row<scalar_t, opmath_t>(
+                grad_output, geo, n, g, pair_a[q], oy, go.data() + q * Kx * geo.go_stride);
+          }
           geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
             const opmath_t* chunk1 = row1 + c0 * geo.in1.channel_stride();
-            opmath_t* chunk2 = grad_row.data() + c0 * geo.in2.channel_stride();
             for (const auto phase : c10::irange(s)) {
               const auto& terms = terms_by_phase[phase];
-              opmath_t* g_row = chunk2 + phase * geo.in2.length;
+              for (const auto q : c10::irange(count)) {
+                g_rows[q] = grad_rows.data() + pair_r[q] * geo.in2.size() +
+                    c0 * geo.in2.channel_stride() + phase * geo.in2.length;
+              }
               for_each_block(static_cast<int64_t>(terms.size()), [&](int64_t k0, int nb) {
                 for (const auto k : c10::irange(nb)) {
                   const Term& term = terms[k0 + k];
-                  w_rows[k] = go.data() + term.b * geo.go_stride + geo.shift_max - term.shift;
                   a_rows[k] = chunk1 + geo.in1.offset(geo.in1_column(term.j)) - term.shift;
+                  for (const auto q : c10::irange(count)) {
+                    w_rows[q * nb + k] = go.data() + (q * Kx + term.b) * geo.go_stride +
+                        geo.shift_max - term.shift;
+                  }
                 }
-                CORRELATION_DISPATCH_BLOCK(nb, gather_block, g_row, w_rows, a_rows,
+                dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, a_rows,
                     channels, geo.in2.channel_stride(), geo.in1.channel_stride(), geo.width2);
-              });
+              }, max_block(count));
             }
           });
         }
       }
-      store_grad_row<scalar_t, opmath_t>(grad_input2, geo.in2, p, n, g, y2, grad_row.data());
+      for (const auto r : c10::irange(rows)) {
+        store_grad_row<scalar_t, opmath_t>(
+            grad_input2, geo.in2, p, n, g, y2_first + r * spacing,
+            grad_rows.data() + r * geo.in2.size());
+      }
     }
   });
 }
-
-#undef CORRELATION_DISPATCH_BLOCK
 
 void correlation_kernel(
     const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
