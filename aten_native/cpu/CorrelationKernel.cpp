@@ -582,22 +582,67 @@ void load_grad_output_row(
   }
 }
 
-// Writes scale * row (phase-split `layout`) into grad[n, g*Cg + c, y, :].
+// Writes scale * row (phase-split `layout`) into grad[n, g*Cg + c, y, :]:
+// the inverse of load_row, walking the phases so that no column needs a
+// division, and the destination in its contiguous order (columns for NCHW,
+// channels for channels_last). Columns outside the row's span receive no
+// terms and are written as zeros.
 template <typename scalar_t, typename opmath_t>
 void store_grad_row(
     const TensorBase& grad, const RowLayout& layout, const CorrelationParams& p,
     int64_t n, int64_t g, int64_t y, const opmath_t* row) {
   const Plane<scalar_t> plane = plane_of<scalar_t>(grad, n, g * layout.channels);
   const opmath_t scale = static_cast<opmath_t>(p.scale);
-  for (const auto c : c10::irange(layout.channels)) {
-    scalar_t* dst = plane.data + c * plane.stride_c + y * plane.stride_h;
-    const opmath_t* src = row + c * layout.channel_stride();
-    for (const auto x : c10::irange(p.width)) {
-      const int64_t r = x - layout.origin;
-      // Columns left of the origin (or past the row) receive no terms.
-      const bool inside = r >= 0 && r / layout.phases < layout.length;
-      dst[x * plane.stride_w] =
-          static_cast<scalar_t>(inside ? src[layout.offset(r)] * scale : opmath_t(0));
+  const int64_t step = layout.phases;
+  const int64_t cs = layout.channel_stride();
+  const int64_t width = p.width;
+  scalar_t* dst_row = plane.data + y * plane.stride_h;
+  const bool channels_inner = plane.stride_c < plane.stride_w;
+
+  const auto zero_columns = [&](int64_t x_begin, int64_t x_end) {
+    for (int64_t x = x_begin; x < x_end; ++x) {
+      for (const auto c : c10::irange(layout.channels)) {
+        dst_row[x * plane.stride_w + c * plane.stride_c] = scalar_t(0);
+      }
+    }
+  };
+  const int64_t span_begin = std::clamp<int64_t>(layout.origin, 0, width);
+  const int64_t span_end = std::clamp<int64_t>(layout.origin + step * layout.length, span_begin, width);
+  zero_columns(0, span_begin);
+  zero_columns(span_end, width);
+
+  for (const auto ph : c10::irange(step)) {
+    // Column x = x0 + t * step for t in [t_begin, t_end), inside the image.
+    const int64_t x0 = layout.origin + ph;
+    const int64_t t_begin = x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
+    const int64_t t_end = x0 >= width
+        ? t_begin
+        : std::max(t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
+    const opmath_t* src = row + ph * layout.length;
+    scalar_t* dst = dst_row + x0 * plane.stride_w;
+    const int64_t x_step = step * plane.stride_w;
+    if (channels_inner) {
+      for (int64_t t = t_begin; t < t_end; ++t) {
+        for (const auto c : c10::irange(layout.channels)) {
+          dst[t * x_step + c * plane.stride_c] = static_cast<scalar_t>(src[c * cs + t] * scale);
+        }
+      }
+    } else if (x_step == 1) {
+      for (const auto c : c10::irange(layout.channels)) {
+        const opmath_t* s = src + c * cs;
+        scalar_t* d = dst + c * plane.stride_c;
+        for (int64_t t = t_begin; t < t_end; ++t) {
+          d[t] = static_cast<scalar_t>(s[t] * scale);
+        }
+      }
+    } else {
+      for (const auto c : c10::irange(layout.channels)) {
+        const opmath_t* s = src + c * cs;
+        scalar_t* d = dst + c * plane.stride_c;
+        for (int64_t t = t_begin; t < t_end; ++t) {
+          d[t * x_step] = static_cast<scalar_t>(s[t] * scale);
+        }
+      }
     }
   }
 }
