@@ -575,8 +575,13 @@ void load_grad_output_row(
     opmath_t* d = dst + b * geo.go_stride;
     std::fill(d, d + geo.shift_max, opmath_t(0));
     d += geo.shift_max;
-    for (const auto ox : c10::irange(p.out_w)) {
-      d[ox] = static_cast<opmath_t>(s[ox * grad_output.stride(3)]);
+    const int64_t sx = grad_output.stride(3);
+    if (sx == 1) {
+      vec::convert(s, d, p.out_w);
+    } else {
+      for (const auto ox : c10::irange(p.out_w)) {
+        d[ox] = static_cast<opmath_t>(s[ox * sx]);
+      }
     }
     std::fill(d + p.out_w, d + geo.width2, opmath_t(0));
   }
