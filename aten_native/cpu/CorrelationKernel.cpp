@@ -186,7 +186,7 @@ class RowCache {
 
 // Largest number of displacements whose accumulators (or weights) stay in
 // registers across the channel loop.
-constexpr int kMaxBlock = 8;
+constexpr int kMaxBlock = 12;
 
 // Vector registers of the capability this file is compiled for.
 #if defined(CPU_CAPABILITY_AVX512)
@@ -198,7 +198,7 @@ constexpr int kVectorRegisters = 16;
 // Rows of input1 that the forward processes together (see NOTE above and
 // correlation_forward_typed): each load of input2 feeds up to this many
 // accumulator rows, which halves the loads per FMA that limit the kernel.
-constexpr int kMaxRows = 2;
+constexpr int kMaxRows = 3;
 
 // Largest displacement block for NR rows: NR * NB accumulators, NR values of
 // input1 and one of input2 must fit in the vector registers.
@@ -211,20 +211,31 @@ constexpr int max_block(int rows) {
 // NR rows would be read from L1 NR times.
 template <typename Vec>
 inline Vec in_register(Vec v) {
-#if defined(CPU_CAPABILITY_AVX512) && defined(__GNUC__)
-  using Raw = std::conditional_t<std::is_same_v<typename Vec::value_type, double>, __m512d, __m512>;
-  Raw raw = v;
-  asm("" : "+v"(raw));
-  return Vec(raw);
-#elif defined(CPU_CAPABILITY_AVX2) && defined(__GNUC__)
-  using Raw = std::conditional_t<std::is_same_v<typename Vec::value_type, double>, __m256d, __m256>;
-  Raw raw = v;
-  asm("" : "+x"(raw));
-  return Vec(raw);
-#else
   return v;
-#endif
 }
+#if defined(__GNUC__) && defined(CPU_CAPABILITY_AVX512)
+inline vec::Vectorized<float> in_register(vec::Vectorized<float> v) {
+  __m512 raw = v;
+  asm("" : "+v"(raw));
+  return raw;
+}
+inline vec::Vectorized<double> in_register(vec::Vectorized<double> v) {
+  __m512d raw = v;
+  asm("" : "+v"(raw));
+  return raw;
+}
+#elif defined(__GNUC__) && defined(CPU_CAPABILITY_AVX2)
+inline vec::Vectorized<float> in_register(vec::Vectorized<float> v) {
+  __m256 raw = v;
+  asm("" : "+x"(raw));
+  return raw;
+}
+inline vec::Vectorized<double> in_register(vec::Vectorized<double> v) {
+  __m256d raw = v;
+  asm("" : "+x"(raw));
+  return raw;
+}
+#endif
 
 // forward, NR rows at once: for t in [0, width), r < NR, k < NB,
 //   acc[r * NB + k][t] += sum_c a[r][c][t] * b[k][c][t].
