@@ -3,8 +3,9 @@
     python benchmarks/bench_correlation.py [--device cpu|cuda] [--quick] [--out docs/benchmarks]
 
 Times F.correlation (from the ``torch_correlation`` preview package) against
-spatial-correlation-sampler (when importable), a pure-PyTorch shift loop and an
-unfold+einsum composite (benchmarks/peers.py), on optical-flow and stereo
+spatial-correlation-sampler (when importable), a pure-PyTorch shift loop, an
+unfold+einsum composite and RAFT's all-pairs matmul (benchmarks/peers.py), on
+optical-flow and stereo
 shapes, forward and forward+backward, float32 and bfloat16, 1 and 2 threads,
 contiguous and channels_last. Reports medians, GFLOP/s, the ratio to the
 same-run torch.mm throughput, peak extra memory and a roofline bound, checks

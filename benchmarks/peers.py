@@ -223,6 +223,11 @@ def sampler_unsupported_reason(
     """Why spatial-correlation-sampler cannot run this configuration, or None."""
     if _sampler_op is None:
         return f"spatial_correlation_sampler is not importable ({SAMPLER_IMPORT_ERROR})"
+    if input1.dtype not in (torch.float32, torch.float64):
+        # Its CPU kernels dispatch on float and double only and raise inside
+        # an OpenMP region otherwise, which aborts the whole process.
+        return (f"spatial-correlation-sampler is timed in float32/float64 only (its CPU kernels "
+                f"abort the process on {input1.dtype})")
     g = geometry(input1, max_displacement, **kwargs)
     if kwargs.get("min_displacement") is not None:
         return "spatial-correlation-sampler has no one-sided (min_displacement) window"
