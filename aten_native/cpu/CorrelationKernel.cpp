@@ -88,6 +88,9 @@ Plane<T> plane_of(const TensorBase& t, int64_t n, int64_t c0) {
   return {base + n * t.stride(0) + c0 * t.stride(1), t.stride(1), t.stride(2), t.stride(3)};
 }
 
+// Pixels per transposed tile of a channels_last row (one AVX512 float vector).
+constexpr int64_t kTransposeTile = 16;
+
 // Copies row y of `plane` (channels [0, layout.channels)) into `dst` in the
 // phase-split layout, converting to opmath_t, with zeros outside [0, width).
 template <typename scalar_t, typename opmath_t>
@@ -101,6 +104,7 @@ void load_row(
   // source is read contiguously either way.
   const bool channels_inner = plane.stride_c < plane.stride_w;
   const scalar_t* src_row = plane.data + y * plane.stride_h;
+  std::vector<opmath_t> tile(channels_inner ? kTransposeTile * layout.channels : 0);
   for (const auto p : c10::irange(step)) {
     // Column x = origin + p + t * step for t in [0, length).
     const int64_t x0 = layout.origin + p;
@@ -118,11 +122,26 @@ void load_row(
     const scalar_t* first = src_row + (x0 + t_begin * step) * plane.stride_w;
     opmath_t* out = dst + p * layout.length;
     if (channels_inner) {
-      for (int64_t t = t_begin; t < t_end; ++t) {
-        const scalar_t* s = first + (t - t_begin) * x_step;
-        for (const auto c : c10::irange(layout.channels)) {
-          out[c * cs + t] = static_cast<opmath_t>(s[c * plane.stride_c]);
+      // Tiles of pixels: each pixel's channels converted into a pixel-major
+      // tile, which one transpose (vectorized where ATen has one) turns into
+      // the channel-major scratch.
+      const int64_t channels = layout.channels;
+      for (int64_t t0 = t_begin; t0 < t_end; t0 += kTransposeTile) {
+        const int64_t pixels = std::min(kTransposeTile, t_end - t0);
+        for (const auto q : c10::irange(pixels)) {
+          const scalar_t* s = first + (t0 - t_begin + q) * x_step;
+          opmath_t* d = tile.data() + q * channels;
+          if (plane.stride_c == 1) {
+            vec::convert(s, d, channels);
+          } else {
+            for (const auto c : c10::irange(channels)) {
+              d[c] = static_cast<opmath_t>(s[c * plane.stride_c]);
+            }
+          }
         }
+        vec::transpose_mxn<opmath_t>(
+            tile.data(), channels, out + t0, cs, static_cast<int>(pixels),
+            static_cast<int>(channels));
       }
     } else if (x_step == 1) {
       for (const auto c : c10::irange(layout.channels)) {
