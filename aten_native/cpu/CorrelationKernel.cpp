@@ -46,6 +46,13 @@
 // mostly the same input rows. Each thread keeps a small LRU cache of
 // converted rows, so each input row is converted about once per thread.
 //
+// Each vector of input2 that feeds an FMA is a window at a different offset
+// (an unaligned load), so the loads, not the FMAs, limit these loops. A work
+// item therefore covers up to kMaxRows rows spaced so that they meet the
+// same rows of the other input at neighbouring vertical displacements; each
+// load of that other input then feeds all of them (ForwardBlock and
+// GatherBlock's NR), with NR x NB accumulators or weights in registers.
+//
 // The backward is a gather: each thread owns whole rows of a gradient and
 // sums every term that reaches them, so no two threads write the same
 // element and the result does not depend on scheduling.
