@@ -221,9 +221,9 @@ constexpr int kVectorRegisters = 32;
 constexpr int kVectorRegisters = 16;
 #endif
 
-// Rows of input1 that the forward processes together (see NOTE above and
-// correlation_forward_typed): each load of input2 feeds up to this many
-// accumulator rows, which halves the loads per FMA that limit the kernel.
+// Rows that one work item of each kernel processes together (see NOTE
+// above): each load of the other input feeds up to this many accumulator or
+// gradient rows, which cuts the loads per FMA that limit the kernels.
 constexpr int kMaxRows = 3;
 
 // Largest displacement block for NR rows: NR * NB accumulators, NR values of
@@ -263,6 +263,18 @@ inline vec::Vectorized<double> in_register(vec::Vectorized<double> v) {
 }
 #endif
 
+// Loads a vector of the input that NR rows share: once, into a register,
+// when it feeds several FMAs.
+template <int NR, typename opmath_t>
+inline vec::Vectorized<opmath_t> load_shared(const opmath_t* ptr) {
+  using Vec = vec::Vectorized<opmath_t>;
+  if constexpr (NR > 1) {
+    return in_register(Vec::loadu(ptr));
+  } else {
+    return Vec::loadu(ptr);
+  }
+}
+
 // forward, NR rows at once: for t in [0, width), r < NR, k < NB,
 //   acc[r * NB + k][t] += sum_c a[r][c][t] * b[k][c][t].
 template <int NR, int NB>
@@ -281,8 +293,7 @@ struct ForwardBlock {
         Vec av[NR];
         for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
         for (int k = 0; k < NB; ++k) {
-          const Vec bv = NR > 1 ? in_register(Vec::loadu(b[k] + c * b_cstride + t))
-                                : Vec::loadu(b[k] + c * b_cstride + t);
+          const Vec bv = load_shared<NR>(b[k] + c * b_cstride + t);
           for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
         }
       }
@@ -328,6 +339,16 @@ struct RowBlocks {
     }
   }
   int64_t size() const { return static_cast<int64_t>(first.size()); }
+
+  // Work item `item` of a parallel loop over (n, group, block), block fastest.
+  struct Item {
+    int64_t n, g, first;
+    int count;
+  };
+  Item item(int64_t item, int64_t groups) const {
+    const int64_t blk = item % size();
+    return {item / (size() * groups), (item / size()) % groups, first[blk], count[blk]};
+  }
 };
 
 // backward, NR gradient rows at once: for t in [0, width), r < NR,
@@ -350,8 +371,7 @@ struct GatherBlock {
         Vec sums[NR];
         for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
         for (int k = 0; k < NB; ++k) {
-          const Vec bv = NR > 1 ? in_register(Vec::loadu(b[k] + c * b_cstride + t))
-                                : Vec::loadu(b[k] + c * b_cstride + t);
+          const Vec bv = load_shared<NR>(b[k] + c * b_cstride + t);
           for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
         }
         for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
@@ -527,11 +547,7 @@ void correlation_forward_typed(
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const int64_t blk = item % blocks.size();
-      const int64_t g = (item / blocks.size()) % p.groups;
-      const int64_t n = item / (blocks.size() * p.groups);
-      const int64_t oy0 = blocks.first[blk];
-      const int rows = blocks.count[blk];
+      const auto [n, g, oy0, rows] = blocks.item(item, p.groups);
       std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
 
       for (const auto i : c10::irange(p.kernel_h)) {
@@ -726,11 +742,7 @@ void correlation_grad_input1_typed(
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const int64_t blk = item % blocks.size();
-      const int64_t g = (item / blocks.size()) % p.groups;
-      const int64_t n = item / (blocks.size() * p.groups);
-      const int64_t y1_first = blocks.first[blk];
-      const int rows = blocks.count[blk];
+      const auto [n, g, y1_first, rows] = blocks.item(item, p.groups);
       std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in1.size(), opmath_t(0));
 
       for (const auto i : c10::irange(p.kernel_h)) {
@@ -828,11 +840,7 @@ void correlation_grad_input2_typed(
     const opmath_t* a_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const int64_t blk = item % blocks.size();
-      const int64_t g = (item / blocks.size()) % p.groups;
-      const int64_t n = item / (blocks.size() * p.groups);
-      const int64_t y2_first = blocks.first[blk];
-      const int rows = blocks.count[blk];
+      const auto [n, g, y2_first, rows] = blocks.item(item, p.groups);
       std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in2.size(), opmath_t(0));
 
       // Input1 row y1 = y2_first - dy(f) is at displacement number f + r
