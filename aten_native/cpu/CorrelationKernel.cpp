@@ -100,10 +100,12 @@ constexpr int64_t kTransposeTile = 16;
 
 // Copies row y of `plane` (channels [0, layout.channels)) into `dst` in the
 // phase-split layout, converting to opmath_t, with zeros outside [0, width).
+// `tile` holds kTransposeTile * layout.channels values; it is used only when
+// the channels are the inner dimension (channels_last).
 template <typename scalar_t, typename opmath_t>
 void load_row(
     const Plane<const scalar_t>& plane, int64_t y, int64_t width,
-    const RowLayout& layout, opmath_t* dst) {
+    const RowLayout& layout, opmath_t* dst, opmath_t* tile) {
   const int64_t step = layout.phases;
   const int64_t cs = layout.channel_stride();
   // Channel-major reads (NCHW) walk each channel's row; channel-minor
@@ -111,7 +113,6 @@ void load_row(
   // source is read contiguously either way.
   const bool channels_inner = plane.stride_c < plane.stride_w;
   const scalar_t* src_row = plane.data + y * plane.stride_h;
-  std::vector<opmath_t> tile(channels_inner ? kTransposeTile * layout.channels : 0);
   for (const auto p : c10::irange(step)) {
     // Column x = origin + p + t * step for t in [0, length).
     const int64_t x0 = layout.origin + p;
@@ -137,7 +138,7 @@ void load_row(
         const int64_t pixels = std::min(kTransposeTile, t_end - t0);
         for (const auto q : c10::irange(pixels)) {
           const scalar_t* s = first + (t0 - t_begin + q) * x_step;
-          opmath_t* d = tile.data() + q * channels;
+          opmath_t* d = tile + q * channels;
           if (plane.stride_c == 1) {
             vec::convert(s, d, channels);
           } else {
@@ -147,7 +148,7 @@ void load_row(
           }
         }
         vec::transpose_mxn<opmath_t>(
-            tile.data(), channels, out + t0, cs, static_cast<int>(pixels),
+            tile, channels, out + t0, cs, static_cast<int>(pixels),
             static_cast<int>(channels));
       }
     } else if (x_step == 1) {
@@ -176,7 +177,9 @@ class RowCache {
            int64_t width, RowLayout layout, int64_t capacity)
       : input_(input), channels_per_group_(channels_per_group), height_(height),
         width_(width), layout_(layout), keys_(capacity, -1), last_use_(capacity, 0),
-        storage_(capacity * layout.size()) {}
+        storage_(capacity * layout.size()),
+        // Only channels_last rows go through the transpose tile.
+        tile_(input.stride(1) < input.stride(3) ? kTransposeTile * layout.channels : 0) {}
 
   // Row y of plane (n, g); y must be inside the image.
   const opmath_t* get(int64_t n, int64_t g, int64_t groups, int64_t y) {
@@ -194,7 +197,7 @@ class RowCache {
     }
     opmath_t* row = storage_.data() + victim * layout_.size();
     const Plane<const scalar_t> plane = plane_of<const scalar_t>(input_, n, g * channels_per_group_);
-    load_row<scalar_t, opmath_t>(plane, y, width_, layout_, row);
+    load_row<scalar_t, opmath_t>(plane, y, width_, layout_, row, tile_.data());
     keys_[victim] = key;
     last_use_[victim] = clock_;
     return row;
@@ -207,6 +210,7 @@ class RowCache {
   std::vector<int64_t> keys_;
   std::vector<int64_t> last_use_;
   std::vector<opmath_t> storage_;
+  std::vector<opmath_t> tile_;
   int64_t clock_ = 0;
 };
 
