@@ -99,7 +99,9 @@ Plane<T> plane_of(const TensorBase& t, int64_t n, int64_t c0) {
 constexpr int64_t kTransposeTile = 16;
 
 // Copies row y of `plane` (channels [0, layout.channels)) into `dst` in the
-// phase-split layout, converting to opmath_t, with zeros outside [0, width).
+// phase-split layout, converting to opmath_t. Only the columns inside
+// [0, width) are written: the others are the same for every row of a layout,
+// so `dst` holds their zeros from its initialization (see RowCache).
 // `tile` holds kTransposeTile * layout.channels values; it is used only when
 // the channels are the inner dimension (channels_last).
 template <typename scalar_t, typename opmath_t>
@@ -121,11 +123,6 @@ void load_row(
     const int64_t t_end = x0 >= width
         ? t_begin
         : std::max(t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
-    for (const auto c : c10::irange(layout.channels)) {
-      opmath_t* out = dst + c * cs + p * layout.length;
-      std::fill(out, out + t_begin, opmath_t(0));
-      std::fill(out + t_end, out + layout.length, opmath_t(0));
-    }
     const int64_t x_step = step * plane.stride_w;
     const scalar_t* first = src_row + (x0 + t_begin * step) * plane.stride_w;
     opmath_t* out = dst + p * layout.length;
@@ -169,7 +166,10 @@ void load_row(
 
 // A per-thread LRU cache of converted rows of one input. Rows are keyed by
 // (plane, y); capacity is the number of distinct rows one work item reads,
-// so the rows of the current item are never evicted while in use.
+// so the rows of the current item are never evicted while in use. The
+// storage starts zeroed and load_row writes only the columns inside the
+// image, which are the same for every row, so the columns outside stay zero
+// with no per-row fill.
 template <typename scalar_t, typename opmath_t>
 class RowCache {
  public:
@@ -617,8 +617,10 @@ void correlation_forward_typed(
 }
 
 // Copies grad_output[n, g*D + a*Kx + b, oy, :] for all b into `dst`:
-// row b at dst + b * go_stride, output column ox at index shift_max + ox,
-// zeros around it (see RowGeometry).
+// row b at dst + b * go_stride, output column ox at index shift_max + ox
+// (see RowGeometry). Only those out_w columns are written: the zeros around
+// them are the same for every row, so `dst` holds them from its
+// initialization.
 template <typename scalar_t, typename opmath_t>
 void load_grad_output_row(
     const TensorBase& grad_output, const RowGeometry<opmath_t>& geo,
@@ -629,9 +631,7 @@ void load_grad_output_row(
       (g * p.displacements() + a * Kx) * grad_output.stride(1) + oy * grad_output.stride(2);
   for (const auto b : c10::irange(Kx)) {
     const scalar_t* s = src + b * grad_output.stride(1);
-    opmath_t* d = dst + b * geo.go_stride;
-    std::fill(d, d + geo.shift_max, opmath_t(0));
-    d += geo.shift_max;
+    opmath_t* d = dst + b * geo.go_stride + geo.shift_max;
     const int64_t sx = grad_output.stride(3);
     if (sx == 1) {
       vec::convert(s, d, p.out_w);
@@ -640,7 +640,6 @@ void load_grad_output_row(
         d[ox] = static_cast<opmath_t>(s[ox * sx]);
       }
     }
-    std::fill(d + p.out_w, d + geo.width2, opmath_t(0));
   }
 }
 
@@ -740,7 +739,7 @@ void correlation_grad_input1_typed(
     RowCache<scalar_t, opmath_t> rows2(
         input2, p.channels_per_group(), p.height, p.width, geo.in2, rows2_per_block);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in1.size());
-    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);
+    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* b_rows[kMaxBlock];
@@ -838,7 +837,7 @@ void correlation_grad_input2_typed(
     RowCache<scalar_t, opmath_t> rows1(
         input1, p.channels_per_group(), p.height, p.width, geo.in1, rows1_per_block);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in2.size());
-    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);
+    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxBlock];
