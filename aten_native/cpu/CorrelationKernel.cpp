@@ -133,6 +133,16 @@ void load_row(
       const int64_t channels = layout.channels;
       for (int64_t t0 = t_begin; t0 < t_end; t0 += kTransposeTile) {
         const int64_t pixels = std::min(kTransposeTile, t_end - t0);
+        if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+          // Nothing to convert: transpose straight from the input, whose
+          // pixels are rows x_step apart.
+          if (plane.stride_c == 1) {
+            vec::transpose_mxn<opmath_t>(
+                first + (t0 - t_begin) * x_step, x_step, out + t0, cs,
+                static_cast<int>(pixels), static_cast<int>(channels));
+            continue;
+          }
+        }
         for (const auto q : c10::irange(pixels)) {
           const scalar_t* s = first + (t0 - t_begin + q) * x_step;
           opmath_t* d = tile + q * channels;
@@ -178,8 +188,12 @@ class RowCache {
       : input_(input), channels_per_group_(channels_per_group), height_(height),
         width_(width), layout_(layout), keys_(capacity, -1), last_use_(capacity, 0),
         storage_(capacity * layout.size()),
-        // Only channels_last rows go through the transpose tile.
-        tile_(input.stride(1) < input.stride(3) ? kTransposeTile * layout.channels : 0) {}
+        // Only channels_last rows that need a conversion or a gather of
+        // strided channels go through the transpose tile (see load_row).
+        tile_(input.stride(1) < input.stride(3) &&
+                      (!std::is_same_v<scalar_t, opmath_t> || input.stride(1) != 1)
+                  ? kTransposeTile * layout.channels
+                  : 0) {}
 
   // Row y of plane (n, g); y must be inside the image.
   const opmath_t* get(int64_t n, int64_t g, int64_t groups, int64_t y) {
@@ -475,21 +489,47 @@ struct RowGeometry {
 
 // Writes scale * acc (D rows of width_padded) into out[n, g*D + d, oy, :]
 // through the output's strides, walking whichever of d and ox is contiguous
-// in the output.
+// in the output. acc is scaled in place (it is zeroed before its next use).
+// A channels_last output is written by transposing acc into `tile`
+// (kTransposeTile pixels of D values) and copying that out, so the output is
+// written in order rather than by scattered stores one pixel apart.
 template <typename scalar_t, typename opmath_t>
 void write_output_row(
     const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
-    int64_t n, int64_t g, int64_t oy, const opmath_t* acc) {
+    int64_t n, int64_t g, int64_t oy, opmath_t* acc, opmath_t* tile) {
+  using Vec = vec::Vectorized<opmath_t>;
   const int64_t D = p.displacements();
   scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
       g * D * output.stride(1) + oy * output.stride(2);
   const opmath_t scale = static_cast<opmath_t>(p.scale);
   const int64_t sd = output.stride(1);
   const int64_t sx = output.stride(3);
+  for (const auto d : c10::irange(D)) {
+    opmath_t* row = acc + d * width_padded;
+    for (int64_t t = 0; t < width_padded; t += Vec::size()) {
+      (Vec::loadu(row + t) * Vec(scale)).store(row + t);
+    }
+  }
+  if (sd == 1 && D > 1) {
+    for (int64_t ox0 = 0; ox0 < p.out_w; ox0 += kTransposeTile) {
+      const int64_t pixels = std::min(kTransposeTile, p.out_w - ox0);
+      vec::transpose_mxn<opmath_t>(
+          acc + ox0, width_padded, tile, D, static_cast<int>(D), static_cast<int>(pixels));
+      if (sx == D) {
+        // Consecutive pixels are adjacent (one group): one sequential copy.
+        vec::convert(tile, out + ox0 * sx, pixels * D);
+      } else {
+        for (const auto q : c10::irange(pixels)) {
+          vec::convert(tile + q * D, out + (ox0 + q) * sx, D);
+        }
+      }
+    }
+    return;
+  }
   if (sd < sx) {
     for (const auto ox : c10::irange(p.out_w)) {
       for (const auto d : c10::irange(D)) {
-        out[ox * sx + d * sd] = static_cast<scalar_t>(acc[d * width_padded + ox] * scale);
+        out[ox * sx + d * sd] = static_cast<scalar_t>(acc[d * width_padded + ox]);
       }
     }
     return;
@@ -498,12 +538,10 @@ void write_output_row(
     const opmath_t* src = acc + d * width_padded;
     scalar_t* dst = out + d * sd;
     if (sx == 1) {
-      for (const auto ox : c10::irange(p.out_w)) {
-        dst[ox] = static_cast<scalar_t>(src[ox] * scale);
-      }
+      vec::convert(src, dst, p.out_w);
     } else {
       for (const auto ox : c10::irange(p.out_w)) {
-        dst[ox * sx] = static_cast<scalar_t>(src[ox] * scale);
+        dst[ox * sx] = static_cast<scalar_t>(src[ox]);
       }
     }
   }
@@ -545,6 +583,7 @@ void correlation_forward_typed(
     RowCache<scalar_t, opmath_t> rows2(
         input2, p.channels_per_group(), p.height, p.width, geo.in2, p.kernel_h * rows2_per_i);
     std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
+    std::vector<opmath_t> out_tile(kTransposeTile * D);
     std::vector<Row2Use> uses(rows2_per_i);
     opmath_t* acc_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxRows];
@@ -610,7 +649,7 @@ void correlation_forward_typed(
       for (const auto r : c10::irange(rows)) {
         write_output_row<scalar_t, opmath_t>(
             output, p, geo.width_padded, n, g, oy0 + r * spacing,
-            acc.data() + r * D * geo.width_padded);
+            acc.data() + r * D * geo.width_padded, out_tile.data());
       }
     }
   });
