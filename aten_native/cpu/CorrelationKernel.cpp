@@ -487,6 +487,19 @@ struct RowGeometry {
   }
 };
 
+// v[i] *= scale for i < count.
+template <typename opmath_t>
+void scale_in_place(opmath_t* v, int64_t count, opmath_t scale) {
+  using Vec = vec::Vectorized<opmath_t>;
+  int64_t i = 0;
+  for (; i + Vec::size() <= count; i += Vec::size()) {
+    (Vec::loadu(v + i) * Vec(scale)).store(v + i);
+  }
+  if (i < count) {
+    (Vec::loadu(v + i, count - i) * Vec(scale)).store(v + i, count - i);
+  }
+}
+
 // Writes scale * acc (D rows of width_padded) into out[n, g*D + d, oy, :]
 // through the output's strides, walking whichever of d and ox is contiguous
 // in the output. acc is scaled in place (it is zeroed before its next use).
@@ -497,19 +510,12 @@ template <typename scalar_t, typename opmath_t>
 void write_output_row(
     const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
     int64_t n, int64_t g, int64_t oy, opmath_t* acc, opmath_t* tile) {
-  using Vec = vec::Vectorized<opmath_t>;
   const int64_t D = p.displacements();
   scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
       g * D * output.stride(1) + oy * output.stride(2);
-  const opmath_t scale = static_cast<opmath_t>(p.scale);
   const int64_t sd = output.stride(1);
   const int64_t sx = output.stride(3);
-  for (const auto d : c10::irange(D)) {
-    opmath_t* row = acc + d * width_padded;
-    for (int64_t t = 0; t < width_padded; t += Vec::size()) {
-      (Vec::loadu(row + t) * Vec(scale)).store(row + t);
-    }
-  }
+  scale_in_place(acc, D * width_padded, static_cast<opmath_t>(p.scale));
   if (sd == 1 && D > 1) {
     for (int64_t ox0 = 0; ox0 < p.out_w; ox0 += kTransposeTile) {
       const int64_t pixels = std::min(kTransposeTile, p.out_w - ox0);
@@ -663,15 +669,36 @@ void correlation_forward_typed(
 template <typename scalar_t, typename opmath_t>
 void load_grad_output_row(
     const TensorBase& grad_output, const RowGeometry<opmath_t>& geo,
-    int64_t n, int64_t g, int64_t a, int64_t oy, opmath_t* dst) {
+    int64_t n, int64_t g, int64_t a, int64_t oy, opmath_t* dst, opmath_t* tile) {
   const CorrelationParams& p = geo.p;
   const int64_t Kx = p.disp_count_w;
   const scalar_t* src = grad_output.const_data_ptr<scalar_t>() + n * grad_output.stride(0) +
       (g * p.displacements() + a * Kx) * grad_output.stride(1) + oy * grad_output.stride(2);
+  const int64_t sb = grad_output.stride(1);
+  const int64_t sx = grad_output.stride(3);
+  opmath_t* first = dst + geo.shift_max;
+  if (sb == 1 && Kx > 1) {
+    // channels_last: each pixel's Kx values are contiguous; transpose them
+    // into the Kx rows, through `tile` (kTransposeTile pixels of Kx values)
+    // when they need a conversion.
+    if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+      vec::transpose_mxn<opmath_t>(
+          src, sx, first, geo.go_stride, static_cast<int>(p.out_w), static_cast<int>(Kx));
+    } else {
+      for (int64_t ox0 = 0; ox0 < p.out_w; ox0 += kTransposeTile) {
+        const int64_t pixels = std::min(kTransposeTile, p.out_w - ox0);
+        for (const auto q : c10::irange(pixels)) {
+          vec::convert(src + (ox0 + q) * sx, tile + q * Kx, Kx);
+        }
+        vec::transpose_mxn<opmath_t>(
+            tile, Kx, first + ox0, geo.go_stride, static_cast<int>(pixels), static_cast<int>(Kx));
+      }
+    }
+    return;
+  }
   for (const auto b : c10::irange(Kx)) {
-    const scalar_t* s = src + b * grad_output.stride(1);
-    opmath_t* d = dst + b * geo.go_stride + geo.shift_max;
-    const int64_t sx = grad_output.stride(3);
+    const scalar_t* s = src + b * sb;
+    opmath_t* d = first + b * geo.go_stride;
     if (sx == 1) {
       vec::convert(s, d, p.out_w);
     } else {
@@ -685,12 +712,13 @@ void load_grad_output_row(
 // Writes scale * row (phase-split `layout`) into grad[n, g*Cg + c, y, :]:
 // the inverse of load_row, walking the phases so that no column needs a
 // division, and the destination in its contiguous order (columns for NCHW,
-// channels for channels_last). Columns outside the row's span receive no
-// terms and are written as zeros.
+// channels for channels_last, through `tile`: kTransposeTile pixels of
+// layout.channels values). Columns outside the row's span receive no terms
+// and are written as zeros.
 template <typename scalar_t, typename opmath_t>
 void store_grad_row(
     const TensorBase& grad, const RowLayout& layout, const CorrelationParams& p,
-    int64_t n, int64_t g, int64_t y, const opmath_t* row) {
+    int64_t n, int64_t g, int64_t y, const opmath_t* row, opmath_t* tile) {
   const Plane<scalar_t> plane = plane_of<scalar_t>(grad, n, g * layout.channels);
   const opmath_t scale = static_cast<opmath_t>(p.scale);
   const int64_t step = layout.phases;
@@ -721,7 +749,22 @@ void store_grad_row(
     const opmath_t* src = row + ph * layout.length;
     scalar_t* dst = dst_row + x0 * plane.stride_w;
     const int64_t x_step = step * plane.stride_w;
-    if (channels_inner) {
+    if (channels_inner && plane.stride_c == 1) {
+      const int64_t channels = layout.channels;
+      for (int64_t t0 = t_begin; t0 < t_end; t0 += kTransposeTile) {
+        const int64_t pixels = std::min(kTransposeTile, t_end - t0);
+        vec::transpose_mxn<opmath_t>(
+            src + t0, cs, tile, channels, static_cast<int>(channels), static_cast<int>(pixels));
+        scale_in_place(tile, pixels * channels, scale);
+        if (x_step == channels) {
+          vec::convert(tile, dst + t0 * x_step, pixels * channels);
+        } else {
+          for (const auto q : c10::irange(pixels)) {
+            vec::convert(tile + q * channels, dst + (t0 + q) * x_step, channels);
+          }
+        }
+      }
+    } else if (channels_inner) {
       for (int64_t t = t_begin; t < t_end; ++t) {
         for (const auto c : c10::irange(layout.channels)) {
           dst[t * x_step + c * plane.stride_c] = static_cast<scalar_t>(src[c * cs + t] * scale);
@@ -779,6 +822,7 @@ void correlation_grad_input1_typed(
         input2, p.channels_per_group(), p.height, p.width, geo.in2, rows2_per_block);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in1.size());
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
+    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* b_rows[kMaxBlock];
@@ -803,7 +847,7 @@ void correlation_grad_input1_typed(
             const int64_t a = e - r;
             if (oy[r] < 0 || a < 0 || a >= p.disp_count_h) continue;
             load_grad_output_row<scalar_t, opmath_t>(
-                grad_output, geo, n, g, a, oy[r], go.data() + count * Kx * geo.go_stride);
+                grad_output, geo, n, g, a, oy[r], go.data() + count * Kx * geo.go_stride, tile.data());
             pair_r[count++] = r;
           }
           if (count == 0) continue;
@@ -832,7 +876,7 @@ void correlation_grad_input1_typed(
       for (const auto r : c10::irange(rows)) {
         store_grad_row<scalar_t, opmath_t>(
             grad_input1, geo.in1, p, n, g, y1_first + r * spacing,
-            grad_rows.data() + r * geo.in1.size());
+            grad_rows.data() + r * geo.in1.size(), tile.data());
       }
     }
   });
@@ -877,6 +921,7 @@ void correlation_grad_input2_typed(
         input1, p.channels_per_group(), p.height, p.width, geo.in1, rows1_per_block);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in2.size());
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
+    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxBlock];
@@ -907,7 +952,7 @@ void correlation_grad_input2_typed(
           if (row1 == nullptr) row1 = rows1.get(n, g, p.groups, y1);
           for (const auto q : c10::irange(count)) {
             load_grad_output_row<scalar_t, opmath_t>(
-                grad_output, geo, n, g, pair_a[q], oy, go.data() + q * Kx * geo.go_stride);
+                grad_output, geo, n, g, pair_a[q], oy, go.data() + q * Kx * geo.go_stride, tile.data());
           }
           geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
             const opmath_t* chunk1 = row1 + c0 * geo.in1.channel_stride();
@@ -936,7 +981,7 @@ void correlation_grad_input2_typed(
       for (const auto r : c10::irange(rows)) {
         store_grad_row<scalar_t, opmath_t>(
             grad_input2, geo.in2, p, n, g, y2_first + r * spacing,
-            grad_rows.data() + r * geo.in2.size());
+            grad_rows.data() + r * geo.in2.size(), tile.data());
       }
     }
   });
