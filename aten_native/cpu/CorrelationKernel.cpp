@@ -176,7 +176,9 @@ void load_row(
 
 // A per-thread LRU cache of converted rows of one input. Rows are keyed by
 // (plane, y); capacity is the number of distinct rows one work item reads,
-// so the rows of the current item are never evicted while in use. The
+// so the rows of the current item are never evicted while in use. With
+// `partitions` == groups, each group has its own `capacity` slots, for work
+// items that walk the groups of a row block in turn (see groups_inner). The
 // storage starts zeroed and load_row writes only the columns inside the
 // image, which are the same for every row, so the columns outside stay zero
 // with no per-row fill.
@@ -184,10 +186,11 @@ template <typename scalar_t, typename opmath_t>
 class RowCache {
  public:
   RowCache(const TensorBase& input, int64_t channels_per_group, int64_t height,
-           int64_t width, RowLayout layout, int64_t capacity)
+           int64_t width, RowLayout layout, int64_t capacity, int64_t partitions = 1)
       : input_(input), channels_per_group_(channels_per_group), height_(height),
-        width_(width), layout_(layout), keys_(capacity, -1), last_use_(capacity, 0),
-        storage_(capacity * layout.size()),
+        width_(width), layout_(layout), capacity_(capacity),
+        keys_(capacity * partitions, -1), last_use_(capacity * partitions, 0),
+        storage_(capacity * partitions * layout.size()),
         // Only channels_last rows that need a conversion or a gather of
         // strided channels go through the transpose tile (see load_row).
         tile_(input.stride(1) < input.stride(3) &&
@@ -199,8 +202,9 @@ class RowCache {
   const opmath_t* get(int64_t n, int64_t g, int64_t groups, int64_t y) {
     const int64_t key = ((n * groups) + g) * height_ + y;
     ++clock_;
-    int64_t victim = 0;
-    for (const auto s : c10::irange(static_cast<int64_t>(keys_.size()))) {
+    const int64_t first_slot = keys_.size() > static_cast<size_t>(capacity_) ? g * capacity_ : 0;
+    int64_t victim = first_slot;
+    for (const auto s : c10::irange(first_slot, first_slot + capacity_)) {
       if (keys_[s] == key) {
         last_use_[s] = clock_;
         return storage_.data() + s * layout_.size();
@@ -221,6 +225,7 @@ class RowCache {
   const TensorBase& input_;
   int64_t channels_per_group_, height_, width_;
   RowLayout layout_;
+  int64_t capacity_;
   std::vector<int64_t> keys_;
   std::vector<int64_t> last_use_;
   std::vector<opmath_t> storage_;
@@ -358,16 +363,29 @@ struct RowBlocks {
   }
   int64_t size() const { return static_cast<int64_t>(first.size()); }
 
-  // Work item `item` of a parallel loop over (n, group, block), block fastest.
   struct Item {
     int64_t n, g, first;
     int count;
   };
-  Item item(int64_t item, int64_t groups) const {
+  // Work item `item` of a parallel loop over (n, group, block), block
+  // fastest, or over (n, block, group), group fastest, if `groups_inner`.
+  Item item(int64_t item, int64_t groups, bool groups_inner) const {
+    if (groups_inner) {
+      const int64_t blk = (item / groups) % size();
+      return {item / (size() * groups), item % groups, first[blk], count[blk]};
+    }
     const int64_t blk = item % size();
     return {item / (size() * groups), (item / size()) % groups, first[blk], count[blk]};
   }
 };
+
+// Whether work items walk the groups of a row block before the next block.
+// With groups and a channels_last input the groups of a pixel are adjacent
+// in memory, so taking them in turn reads (and writes the output) in order;
+// the NCHW planes of a group are contiguous, so there its blocks come first.
+inline bool groups_inner(const TensorBase& input, const CorrelationParams& p) {
+  return p.groups > 1 && input.stride(1) < input.stride(3);
+}
 
 // backward, NR gradient rows at once: for t in [0, width), r < NR,
 //   g[r][c][t] += sum_k w[r * NB + k][t] * b[k][c][t].
@@ -572,6 +590,8 @@ void correlation_forward_typed(
   const RowBlocks blocks(p.out_h, spacing, kMaxRows);
   // Distinct input2 rows one kernel row of a block reads.
   const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
+  const bool inner = groups_inner(output, p);
+  const int64_t partitions = inner ? p.groups : 1;
 
   // One row of input2 and the (block row, vertical displacement) pairs it
   // serves.
@@ -585,9 +605,9 @@ void correlation_forward_typed(
   at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.kernel_h * kMaxRows);
+        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.kernel_h * kMaxRows, partitions);
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.kernel_h * rows2_per_i);
+        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.kernel_h * rows2_per_i, partitions);
     std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
     std::vector<opmath_t> out_tile(kTransposeTile * D);
     std::vector<Row2Use> uses(rows2_per_i);
@@ -596,7 +616,7 @@ void correlation_forward_typed(
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const auto [n, g, oy0, rows] = blocks.item(item, p.groups);
+      const auto [n, g, oy0, rows] = blocks.item(item, p.groups, inner);
       std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
 
       for (const auto i : c10::irange(p.kernel_h)) {
@@ -816,10 +836,12 @@ void correlation_grad_input1_typed(
   const int64_t spacing = p.disp_step_h;
   const RowBlocks blocks(p.height, spacing, kMaxRows);
   const int64_t rows2_per_block = p.disp_count_h + kMaxRows - 1;
+  const bool inner = groups_inner(grad_input1, p);
+  const int64_t partitions = inner ? p.groups : 1;
   at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2, rows2_per_block);
+        input2, p.channels_per_group(), p.height, p.width, geo.in2, rows2_per_block, partitions);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in1.size());
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
@@ -828,7 +850,7 @@ void correlation_grad_input1_typed(
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const auto [n, g, y1_first, rows] = blocks.item(item, p.groups);
+      const auto [n, g, y1_first, rows] = blocks.item(item, p.groups, inner);
       std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in1.size(), opmath_t(0));
 
       for (const auto i : c10::irange(p.kernel_h)) {
@@ -915,10 +937,12 @@ void correlation_grad_input2_typed(
   const int64_t spacing = p.disp_step_h;
   const RowBlocks blocks(p.height, spacing, kMaxRows);
   const int64_t rows1_per_block = p.disp_count_h + kMaxRows - 1;
+  const bool inner = groups_inner(grad_input2, p);
+  const int64_t partitions = inner ? p.groups : 1;
   at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1, rows1_per_block);
+        input1, p.channels_per_group(), p.height, p.width, geo.in1, rows1_per_block, partitions);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in2.size());
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
@@ -927,7 +951,7 @@ void correlation_grad_input2_typed(
     const opmath_t* a_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const auto [n, g, y2_first, rows] = blocks.item(item, p.groups);
+      const auto [n, g, y2_first, rows] = blocks.item(item, p.groups, inner);
       std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in2.size(), opmath_t(0));
 
       // Input1 row y1 = y2_first - dy(f) is at displacement number f + r
