@@ -16,6 +16,7 @@ bfloat16 results additionally lose one rounding of the output.
 
 import os
 import random
+import subprocess
 import sys
 
 import torch
@@ -820,6 +821,30 @@ class TestCorrelation(TestCase):
             second = run()
         for a, b in zip(first, second):
             self.assertEqual(a, b, atol=0, rtol=0)
+
+    @onlyCPU
+    def test_lower_cpu_capabilities(self, device):
+        # The CPU kernels are compiled once per capability (DEFAULT, AVX2,
+        # AVX512) and the best one the machine has is picked at run time, so
+        # the rest of this suite only runs that one. Rerun the random-config
+        # tests with each lower capability forced by ATEN_CPU_CAPABILITY.
+        order = ["default", "avx2", "avx512"]
+        best = torch.backends.cpu.get_cpu_capability().lower()
+        if best not in order or best == "default":
+            self.skipTest(f"no lower CPU capability than {best!r} to test")
+        for capability in order[: order.index(best)]:
+            env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
+            probe = subprocess.run(
+                [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
+                env=env, capture_output=True, text=True, check=True)
+            self.assertEqual(probe.stdout.strip().lower(), capability)
+            run = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
+                 "-k", "random_configs_cpu and (float32 or bfloat16) and not large"],
+                env=env, capture_output=True, text=True)
+            with self.subTest(capability=capability):
+                self.assertEqual(run.returncode, 0, run.stdout[-4000:] + run.stderr[-2000:])
+                self.assertIn("4 passed", run.stdout)
 
     @onlyCPU
     @dtypes(torch.float32, torch.bfloat16)
