@@ -107,9 +107,12 @@ int64_t ceil_div(int64_t a, int64_t b) {
 }
 
 // Odd strides between the shared-memory planes make a warp that writes 32
-// consecutive planes (channels_last staging) hit 32 different banks.
-int odd(int64_t value) {
-  return static_cast<int>(value | 1);
+// consecutive planes (channels_last staging) hit 32 different banks. In
+// int64_t: the planners compare it with the shared-memory budget before any
+// narrowing, so an absurd tile (a huge displacement step) is rejected rather
+// than wrapped into a small one.
+int64_t odd(int64_t value) {
+  return value | 1;
 }
 
 // The arguments of CorrelationParams that the kernels need, in index_t. A
@@ -886,8 +889,8 @@ bool plan_backward(const CorrelationParams& p, int64_t elem_size, BackwardPlan& 
   plan.tile_h = static_cast<int>(tile_h);
   plan.halo_rows = static_cast<int>(halo_rows);
   plan.halo_cols = static_cast<int>(halo_cols);
-  plan.halo_stride = odd(halo_rows * halo_cols);
-  plan.grad_stride = odd(tile_h * kTileW);
+  plan.halo_stride = static_cast<int>(odd(halo_rows * halo_cols));
+  plan.grad_stride = static_cast<int>(odd(tile_h * kTileW));
   plan.threads = static_cast<int>(P * best_rg * best_cg * kWarpSize);
   plan.tiles_x = ceil_div(p.width, kTileW);
   plan.tiles_y = ceil_div(p.height, tile_h);
@@ -1086,9 +1089,11 @@ __global__ void correlation_backward_input2_generic_kernel(
 // Launchers.
 
 int generic_blocks(int64_t count) {
-  // The kernels loop over the elements, so the grid can be capped.
+  // The kernels loop over the elements, so the grid can be capped. The loop
+  // step blockDim.x * gridDim.x is computed in 32-bit unsigned arithmetic
+  // (CUDA_KERNEL_LOOP_TYPE), so the cap keeps it at or below 2^31.
   return static_cast<int>(std::min<int64_t>(
-      ceil_div(count, kGenericThreads), std::numeric_limits<int32_t>::max()));
+      ceil_div(count, kGenericThreads), std::numeric_limits<int32_t>::max() / kGenericThreads));
 }
 
 void check_cuda_tensors(
