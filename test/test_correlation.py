@@ -493,6 +493,40 @@ class TestCorrelation(TestCase):
         expected = correlation_reference(x1.cpu(), x2.cpu(), 1)
         self.assertEqual(out.isnan().cpu(), expected.isnan())
 
+    @dtypes(torch.float64, torch.float32)
+    def test_displacements_far_outside_the_image(self, device, dtype):
+        # Displacement ranges far wider than the image are valid: the
+        # displacements that land outside it read zeros. Their cost must not
+        # grow with the range (buffers sized by it would need tens of GiB
+        # here), and the values are known in closed form: with kernel_size 1
+        # only the zero displacement reads inside the image.
+        x1 = make_input((1, 4, 32, 8), dtype, device, seed=0, requires_grad=True)
+        x2 = make_input((1, 4, 32, 8), dtype, device, seed=1, requires_grad=True)
+        dot = (x1 * x2).sum(1)
+        far = 2**27 - 31
+        cases = [
+            # (max_displacement, kwargs, index of the zero displacement or None)
+            ((0, far), dict(min_displacement=(0, 0), displacement_stride=(1, far)), 0),
+            ((far, 0), dict(min_displacement=(-far, 0), displacement_stride=(far, 1)), 1),
+            ((0, -1000), dict(min_displacement=(0, -1010)), None),
+            ((far, far), dict(min_displacement=(far - 1, far - 2)), None),
+        ]
+        for max_disp, kwargs, zero in cases:
+            with self.subTest(max_displacement=max_disp, **kwargs):
+                out = F.correlation(x1, x2, max_disp, **kwargs)
+                go = torch.randn(out.shape, generator=torch.Generator().manual_seed(2),
+                                 dtype=dtype).to(device)
+                g1, g2 = torch.autograd.grad(out, (x1, x2), go)
+                expected = torch.zeros_like(out)
+                e1, e2 = torch.zeros_like(x1), torch.zeros_like(x2)
+                if zero is not None:
+                    expected[:, zero] = dot
+                    e1 = go[:, zero : zero + 1] * x2
+                    e2 = go[:, zero : zero + 1] * x1
+                self.assertEqual(out, expected)
+                self.assertEqual(g1, e1)
+                self.assertEqual(g2, e2)
+
     # ------------------------------------------------------- empty inputs
 
     @dtypes(*ALL_DTYPES)

@@ -451,13 +451,27 @@ struct RowGeometry {
   RowLayout in1;         // rows of input1 (and of grad_input1)
   RowLayout in2;         // rows of input2 (and of grad_input2)
   int64_t channel_chunk; // channels whose rows of both inputs fit in L1 together
+  // Horizontal displacements [b_begin, b_end) whose input2 columns can fall
+  // inside the image; the others read only zeros and are skipped, so the
+  // rows stay as wide as the image, not as the displacement range.
+  int64_t b_begin, b_end;
 
   explicit RowGeometry(const CorrelationParams& params) : p(params) {
     const int64_t vec_size = vec::Vectorized<opmath_t>::size();
     const auto round_up = [vec_size](int64_t v) { return (v + vec_size - 1) / vec_size * vec_size; };
+    const auto floor_div = [](int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); };
     const int64_t s = p.stride_w;
     const int64_t kernel_span = (p.kernel_w - 1) * p.dilation_w;
-    const int64_t disp_span = (p.disp_count_w - 1) * p.disp_step_w;
+    // Input2 columns of displacement b span [first + b*step, last + b*step].
+    const int64_t first = -p.pad_w + p.disp_min_w;
+    const int64_t last = first + (p.out_w - 1) * s + kernel_span;
+    const int64_t step = p.disp_step_w;
+    b_begin = std::clamp<int64_t>(-floor_div(last, step), 0, p.disp_count_w);  // ceil(-last / step)
+    b_end = std::clamp<int64_t>(floor_div(p.width - 1 - first, step) + 1, b_begin, p.disp_count_w);
+    if (b_begin == b_end) {
+      b_begin = b_end = 0;
+    }
+    const int64_t disp_span = std::max<int64_t>(0, b_end - b_begin - 1) * step;
     width_padded = round_up(p.out_w);
     shift_max = (kernel_span + disp_span) / s;
     width2 = round_up(p.out_w + shift_max);
@@ -470,7 +484,9 @@ struct RowGeometry {
     // + width2), and every image column (grad_input1 is read back whole).
     in1.length = std::max(shift_max + kernel_span / s + width2, (p.width - 1 - in1.origin) / s) + 1;
 
-    in2.origin = -p.pad_w + p.disp_min_w;
+    // With no displacement inside the image nothing is read or gathered:
+    // any origin will do, the image's own keeps the row short.
+    in2.origin = b_begin < b_end ? first + b_begin * step : -p.pad_w;
     in2.phases = s;
     in2.channels = p.channels_per_group();
     in2.length = std::max(std::max(width2, shift_max + width_padded), (p.width - 1 - in2.origin) / s) + 1;
@@ -495,9 +511,16 @@ struct RowGeometry {
 
   // Relative column (within in1's row) of output 0, kernel column j.
   int64_t in1_column(int64_t j) const { return j * p.dilation_w + shift_max * p.stride_w; }
-  // Relative column (within in2's row) of output 0, kernel column j, displacement b.
+  // Relative column (within in2's row) of output 0, kernel column j,
+  // displacement b in [b_begin, b_end).
   int64_t in2_column(int64_t j, int64_t b) const {
-    return j * p.dilation_w + b * p.disp_step_w;
+    return j * p.dilation_w + (b - b_begin) * p.disp_step_w;
+  }
+  // Calls fn(b0, count) for blocks of at most max_size displacements of
+  // [b_begin, b_end), as for_each_block.
+  template <typename Fn>
+  void for_each_disp_block(const Fn& fn, int64_t max_size) const {
+    for_each_block(b_end - b_begin, [&](int64_t b0, int nb) { fn(b_begin + b0, nb); }, max_size);
   }
   int64_t dy(int64_t a) const { return p.disp_min_h + a * p.disp_step_h; }
   int64_t grain(int64_t work_per_item) const {
@@ -604,13 +627,17 @@ void correlation_forward_typed(
 
   at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
+    // No more slots than image rows: a vertical range beyond the image
+    // reads no more distinct rows.
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1, p.kernel_h * kMaxRows, partitions);
+        input1, p.channels_per_group(), p.height, p.width, geo.in1,
+        std::min(p.kernel_h * kMaxRows, p.height), partitions);
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2, p.kernel_h * rows2_per_i, partitions);
+        input2, p.channels_per_group(), p.height, p.width, geo.in2,
+        std::min(p.kernel_h * rows2_per_i, p.height), partitions);
     std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
     std::vector<opmath_t> out_tile(kTransposeTile * D);
-    std::vector<Row2Use> uses(rows2_per_i);
+    std::vector<Row2Use> uses(std::min(rows2_per_i, p.height));
     opmath_t* acc_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxRows];
     const opmath_t* b_rows[kMaxBlock];
@@ -656,7 +683,7 @@ void correlation_forward_typed(
                 a_rows[q] = row1[use.r[q]] + c0 * geo.in1.channel_stride() +
                     geo.in1.offset(geo.in1_column(j));
               }
-              for_each_block(Kx, [&](int64_t b0, int nb) {
+              geo.for_each_disp_block([&](int64_t b0, int nb) {
                 for (const auto k : c10::irange(nb)) {
                   b_rows[k] = chunk2 + geo.in2.offset(geo.in2_column(j, b0 + k));
                   for (const auto q : c10::irange(use.count)) {
@@ -841,7 +868,8 @@ void correlation_grad_input1_typed(
   at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2, rows2_per_block, partitions);
+        input2, p.channels_per_group(), p.height, p.width, geo.in2,
+        std::min(rows2_per_block, p.height), partitions);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in1.size());
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
@@ -881,7 +909,7 @@ void correlation_grad_input1_typed(
                 g_rows[q] = grad_rows.data() + pair_r[q] * geo.in1.size() +
                     c0 * geo.in1.channel_stride() + geo.in1.offset(geo.in1_column(j));
               }
-              for_each_block(Kx, [&](int64_t b0, int nb) {
+              geo.for_each_disp_block([&](int64_t b0, int nb) {
                 for (const auto k : c10::irange(nb)) {
                   b_rows[k] = chunk2 + geo.in2.offset(geo.in2_column(j, b0 + k));
                   for (const auto q : c10::irange(count)) {
@@ -923,7 +951,7 @@ void correlation_grad_input2_typed(
   };
   std::vector<std::vector<Term>> terms_by_phase(s);
   for (const auto j : c10::irange(p.kernel_w)) {
-    for (const auto b : c10::irange(Kx)) {
+    for (const auto b : c10::irange(geo.b_begin, geo.b_end)) {
       const int64_t r = geo.in2_column(j, b);
       terms_by_phase[r % s].push_back({j, b, r / s});
     }
@@ -942,7 +970,8 @@ void correlation_grad_input2_typed(
   at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1, rows1_per_block, partitions);
+        input1, p.channels_per_group(), p.height, p.width, geo.in1,
+        std::min(rows1_per_block, p.height), partitions);
     std::vector<opmath_t> grad_rows(kMaxRows * geo.in2.size());
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
