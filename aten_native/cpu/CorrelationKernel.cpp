@@ -31,9 +31,11 @@
 // where A and B are rows of input1 and input2 (one channel group), copied
 // into a small per-thread scratch in the accumulation type. The copy does
 // three jobs at once: it converts half/bfloat16 to float, it reads any memory
-// layout (NCHW, channels_last, arbitrary strides) through strides, and it
-// writes zeros for columns outside the image, so the inner loops need no
-// bounds checks and no padded copy of a whole input is ever made.
+// layout (NCHW, channels_last through tile transposes, arbitrary strides),
+// and it leaves the scratch's columns outside the image at zero, so the inner
+// loops need no bounds checks and no padded copy of a whole input is ever
+// made. The rows span the image, not the displacement range: displacements
+// that only reach outside the image are skipped (RowGeometry::b_begin/b_end).
 //
 // With an output stride s > 1, the pixels that output ox reads are
 // ox*s + const, which is not contiguous in ox. The scratch row therefore
@@ -45,6 +47,9 @@
 // all kernel rows i and displacements dy, and neighbouring output rows read
 // mostly the same input rows. Each thread keeps a small LRU cache of
 // converted rows, so each input row is converted about once per thread.
+// (With groups and channels_last, the groups of a pixel are adjacent in
+// memory, so the work items take the groups of a row block in turn and the
+// cache keeps one partition per group; see groups_inner.)
 //
 // Each vector of input2 that feeds an FMA is a window at a different offset
 // (an unaligned load), so the loads, not the FMAs, limit these loops. A work
