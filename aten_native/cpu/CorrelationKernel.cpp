@@ -103,6 +103,53 @@ Plane<T> plane_of(const TensorBase& t, int64_t n, int64_t c0) {
 // Pixels per transposed tile of a channels_last row (one AVX512 float vector).
 constexpr int64_t kTransposeTile = 16;
 
+// Pixel-major to value-major: the `values` contiguous values of each of
+// `pixels` pixels, `pixel_stride` apart in `src`, go to
+// dst[v * ld_dst + t], converted to opmath_t. Same-type data is transposed
+// straight from the source; a conversion goes through `tile`
+// (kTransposeTile * values).
+template <typename scalar_t, typename opmath_t>
+void load_transposed(
+    const scalar_t* src, int64_t pixel_stride, int64_t pixels, int64_t values,
+    opmath_t* dst, int64_t ld_dst, opmath_t* tile) {
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    vec::transpose_mxn<opmath_t>(
+        src, pixel_stride, dst, ld_dst, static_cast<int>(pixels), static_cast<int>(values));
+  } else {
+    for (int64_t t0 = 0; t0 < pixels; t0 += kTransposeTile) {
+      const int64_t count = std::min(kTransposeTile, pixels - t0);
+      for (const auto q : c10::irange(count)) {
+        vec::convert(src + (t0 + q) * pixel_stride, tile + q * values, values);
+      }
+      vec::transpose_mxn<opmath_t>(
+          tile, values, dst + t0, ld_dst, static_cast<int>(count), static_cast<int>(values));
+    }
+  }
+}
+
+// The inverse of load_transposed: src[v * ld_src + t] for v < values and
+// t < pixels goes to the `values` contiguous scalar_t of pixel t at
+// dst + t * pixel_stride, through `tile` (kTransposeTile * values), so the
+// destination is written in order rather than by stores one pixel apart.
+template <typename scalar_t, typename opmath_t>
+void store_transposed(
+    const opmath_t* src, int64_t ld_src, int64_t pixels, int64_t values,
+    scalar_t* dst, int64_t pixel_stride, opmath_t* tile) {
+  for (int64_t t0 = 0; t0 < pixels; t0 += kTransposeTile) {
+    const int64_t count = std::min(kTransposeTile, pixels - t0);
+    vec::transpose_mxn<opmath_t>(
+        src + t0, ld_src, tile, values, static_cast<int>(values), static_cast<int>(count));
+    if (pixel_stride == values) {
+      // Consecutive pixels are adjacent: one sequential copy.
+      vec::convert(tile, dst + t0 * pixel_stride, count * values);
+    } else {
+      for (const auto q : c10::irange(count)) {
+        vec::convert(tile + q * values, dst + (t0 + q) * pixel_stride, values);
+      }
+    }
+  }
+}
+
 // Copies row y of `plane` (channels [0, layout.channels)) into `dst` in the
 // phase-split layout, converting to opmath_t. Only the columns inside
 // [0, width) are written: the others are the same for every row of a layout,
@@ -131,32 +178,18 @@ void load_row(
     const int64_t x_step = step * plane.stride_w;
     const scalar_t* first = src_row + (x0 + t_begin * step) * plane.stride_w;
     opmath_t* out = dst + p * layout.length;
-    if (channels_inner) {
-      // Tiles of pixels: each pixel's channels converted into a pixel-major
-      // tile, which one transpose (vectorized where ATen has one) turns into
-      // the channel-major scratch.
+    if (channels_inner && plane.stride_c == 1) {
+      load_transposed(first, x_step, t_end - t_begin, layout.channels, out + t_begin, cs, tile);
+    } else if (channels_inner) {
+      // Strided channels: each pixel's channels gathered into a pixel-major
+      // tile, which one transpose turns into the channel-major scratch.
       const int64_t channels = layout.channels;
       for (int64_t t0 = t_begin; t0 < t_end; t0 += kTransposeTile) {
         const int64_t pixels = std::min(kTransposeTile, t_end - t0);
-        if constexpr (std::is_same_v<scalar_t, opmath_t>) {
-          // Nothing to convert: transpose straight from the input, whose
-          // pixels are rows x_step apart.
-          if (plane.stride_c == 1) {
-            vec::transpose_mxn<opmath_t>(
-                first + (t0 - t_begin) * x_step, x_step, out + t0, cs,
-                static_cast<int>(pixels), static_cast<int>(channels));
-            continue;
-          }
-        }
         for (const auto q : c10::irange(pixels)) {
           const scalar_t* s = first + (t0 - t_begin + q) * x_step;
-          opmath_t* d = tile + q * channels;
-          if (plane.stride_c == 1) {
-            vec::convert(s, d, channels);
-          } else {
-            for (const auto c : c10::irange(channels)) {
-              d[c] = static_cast<opmath_t>(s[c * plane.stride_c]);
-            }
+          for (const auto c : c10::irange(channels)) {
+            tile[q * channels + c] = static_cast<opmath_t>(s[c * plane.stride_c]);
           }
         }
         vec::transpose_mxn<opmath_t>(
@@ -549,9 +582,8 @@ void scale_in_place(opmath_t* v, int64_t count, opmath_t scale) {
 // Writes scale * acc (D rows of width_padded) into out[n, g*D + d, oy, :]
 // through the output's strides, walking whichever of d and ox is contiguous
 // in the output. acc is scaled in place (it is zeroed before its next use).
-// A channels_last output is written by transposing acc into `tile`
-// (kTransposeTile pixels of D values) and copying that out, so the output is
-// written in order rather than by scattered stores one pixel apart.
+// A channels_last output is written by store_transposed through `tile`
+// (kTransposeTile pixels of D values).
 template <typename scalar_t, typename opmath_t>
 void write_output_row(
     const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
@@ -563,19 +595,7 @@ void write_output_row(
   const int64_t sx = output.stride(3);
   scale_in_place(acc, D * width_padded, static_cast<opmath_t>(p.scale));
   if (sd == 1 && D > 1) {
-    for (int64_t ox0 = 0; ox0 < p.out_w; ox0 += kTransposeTile) {
-      const int64_t pixels = std::min(kTransposeTile, p.out_w - ox0);
-      vec::transpose_mxn<opmath_t>(
-          acc + ox0, width_padded, tile, D, static_cast<int>(D), static_cast<int>(pixels));
-      if (sx == D) {
-        // Consecutive pixels are adjacent (one group): one sequential copy.
-        vec::convert(tile, out + ox0 * sx, pixels * D);
-      } else {
-        for (const auto q : c10::irange(pixels)) {
-          vec::convert(tile + q * D, out + (ox0 + q) * sx, D);
-        }
-      }
-    }
+    store_transposed(acc, width_padded, p.out_w, D, out, sx, tile);
     return;
   }
   if (sd < sx) {
@@ -731,21 +751,8 @@ void load_grad_output_row(
   opmath_t* first = dst + geo.shift_max;
   if (sb == 1 && Kx > 1) {
     // channels_last: each pixel's Kx values are contiguous; transpose them
-    // into the Kx rows, through `tile` (kTransposeTile pixels of Kx values)
-    // when they need a conversion.
-    if constexpr (std::is_same_v<scalar_t, opmath_t>) {
-      vec::transpose_mxn<opmath_t>(
-          src, sx, first, geo.go_stride, static_cast<int>(p.out_w), static_cast<int>(Kx));
-    } else {
-      for (int64_t ox0 = 0; ox0 < p.out_w; ox0 += kTransposeTile) {
-        const int64_t pixels = std::min(kTransposeTile, p.out_w - ox0);
-        for (const auto q : c10::irange(pixels)) {
-          vec::convert(src + (ox0 + q) * sx, tile + q * Kx, Kx);
-        }
-        vec::transpose_mxn<opmath_t>(
-            tile, Kx, first + ox0, geo.go_stride, static_cast<int>(pixels), static_cast<int>(Kx));
-      }
-    }
+    // into the Kx rows.
+    load_transposed(src, sx, p.out_w, Kx, first, geo.go_stride, tile);
     return;
   }
   for (const auto b : c10::irange(Kx)) {
@@ -764,15 +771,16 @@ void load_grad_output_row(
 // Writes scale * row (phase-split `layout`) into grad[n, g*Cg + c, y, :]:
 // the inverse of load_row, walking the phases so that no column needs a
 // division, and the destination in its contiguous order (columns for NCHW,
-// channels for channels_last, through `tile`: kTransposeTile pixels of
-// layout.channels values). Columns outside the row's span receive no terms
-// and are written as zeros.
+// channels for channels_last, by store_transposed through `tile`). row is
+// scaled in place (it is zeroed before its next use), as in
+// write_output_row. Columns outside the row's span receive no terms and are
+// written as zeros.
 template <typename scalar_t, typename opmath_t>
 void store_grad_row(
     const TensorBase& grad, const RowLayout& layout, const CorrelationParams& p,
-    int64_t n, int64_t g, int64_t y, const opmath_t* row, opmath_t* tile) {
+    int64_t n, int64_t g, int64_t y, opmath_t* row, opmath_t* tile) {
   const Plane<scalar_t> plane = plane_of<scalar_t>(grad, n, g * layout.channels);
-  const opmath_t scale = static_cast<opmath_t>(p.scale);
+  scale_in_place(row, layout.size(), static_cast<opmath_t>(p.scale));
   const int64_t step = layout.phases;
   const int64_t cs = layout.channel_stride();
   const int64_t width = p.width;
@@ -802,40 +810,24 @@ void store_grad_row(
     scalar_t* dst = dst_row + x0 * plane.stride_w;
     const int64_t x_step = step * plane.stride_w;
     if (channels_inner && plane.stride_c == 1) {
-      const int64_t channels = layout.channels;
-      for (int64_t t0 = t_begin; t0 < t_end; t0 += kTransposeTile) {
-        const int64_t pixels = std::min(kTransposeTile, t_end - t0);
-        vec::transpose_mxn<opmath_t>(
-            src + t0, cs, tile, channels, static_cast<int>(channels), static_cast<int>(pixels));
-        scale_in_place(tile, pixels * channels, scale);
-        if (x_step == channels) {
-          vec::convert(tile, dst + t0 * x_step, pixels * channels);
-        } else {
-          for (const auto q : c10::irange(pixels)) {
-            vec::convert(tile + q * channels, dst + (t0 + q) * x_step, channels);
-          }
-        }
-      }
+      store_transposed(src + t_begin, cs, t_end - t_begin, layout.channels,
+                       dst + t_begin * x_step, x_step, tile);
     } else if (channels_inner) {
       for (int64_t t = t_begin; t < t_end; ++t) {
         for (const auto c : c10::irange(layout.channels)) {
-          dst[t * x_step + c * plane.stride_c] = static_cast<scalar_t>(src[c * cs + t] * scale);
+          dst[t * x_step + c * plane.stride_c] = static_cast<scalar_t>(src[c * cs + t]);
         }
       }
     } else if (x_step == 1) {
       for (const auto c : c10::irange(layout.channels)) {
-        const opmath_t* s = src + c * cs;
-        scalar_t* d = dst + c * plane.stride_c;
-        for (int64_t t = t_begin; t < t_end; ++t) {
-          d[t] = static_cast<scalar_t>(s[t] * scale);
-        }
+        vec::convert(src + c * cs + t_begin, dst + c * plane.stride_c + t_begin, t_end - t_begin);
       }
     } else {
       for (const auto c : c10::irange(layout.channels)) {
         const opmath_t* s = src + c * cs;
         scalar_t* d = dst + c * plane.stride_c;
         for (int64_t t = t_begin; t < t_end; ++t) {
-          d[t * x_step] = static_cast<scalar_t>(s[t] * scale);
+          d[t * x_step] = static_cast<scalar_t>(s[t]);
         }
       }
     }
