@@ -881,6 +881,42 @@ class TestCorrelation(TestCase):
                 self.assertIn("4 passed", run.stdout)
 
     @onlyCPU
+    @dtypes(torch.float64, torch.float32, torch.bfloat16)
+    def test_channel_chunks(self, device, dtype):
+        # Many channels on a small image: the CPU kernels' row caches would
+        # outgrow their budget (a share of the output, or of grad_output and
+        # the gradients), so strips of rows walk the channels in chunks, the
+        # forward keeping its partial sums in a float output between chunks.
+        # Tails of chunks and of L1 pieces, several strips, kernel rows and
+        # columns, both layouts; the chunking depends on the thread count,
+        # the results must not.
+        shape = (1, 200, 22, 19)
+        x1 = make_input(shape, dtype, device, seed=0)
+        x2 = make_input(shape, dtype, device, seed=1)
+        kwargs = dict(kernel_size=(3, 2), padding=1, scale=1 / 200)
+        threads = torch.get_num_threads()
+        results = []
+        try:
+            for n in (1, 2, 3):
+                torch.set_num_threads(n)
+                for fmt in (torch.contiguous_format, torch.channels_last):
+                    with self.subTest(threads=n, memory_format=fmt):
+                        a = x1.contiguous(memory_format=fmt)
+                        b = x2.contiguous(memory_format=fmt)
+                        out = self.check_forward(a, b, (2, 3), kwargs, dtype)
+                        self.check_backward(a, b, (2, 3), kwargs, dtype)
+                        if fmt == torch.contiguous_format:
+                            a, b = a.detach().requires_grad_(), b.detach().requires_grad_()
+                            g = torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)
+                            F.correlation(a, b, (2, 3), **kwargs).backward(g)
+                            results.append((out, a.grad, b.grad))
+        finally:
+            torch.set_num_threads(threads)
+        for other in results[1:]:
+            for a, b in zip(results[0], other):
+                self.assertEqual(a, b, atol=0, rtol=0)
+
+    @onlyCPU
     @dtypes(torch.float32, torch.bfloat16)
     def test_thread_count_invariance(self, device, dtype):
         # The result does not depend on how the work is split between threads.

@@ -51,6 +51,14 @@
 // memory, so the work items take the groups of a row block in turn and the
 // cache keeps one partition per group; see groups_inner.)
 //
+// The caches are bounded by a budget, a share of the memory the caller
+// already holds (plan_strips): when whole rows would exceed it, a work item
+// is a strip of row blocks that walks its group's channels in chunks,
+// outermost, so the caches hold one chunk of each row and the strip's
+// blocks still share it. The backward's gradient rows are final after each
+// chunk; the forward keeps its partial sums in the output between chunks,
+// which only a float or double NCHW output can hold.
+//
 // Each vector of input2 that feeds an FMA is a window at a different offset
 // (an unaligned load), so the loads, not the FMAs, limit these loops. A work
 // item therefore covers up to kMaxRows rows spaced so that they meet the
@@ -212,48 +220,55 @@ void load_row(
   }
 }
 
-// A per-thread LRU cache of converted rows of one input. Rows are keyed by
-// (plane, y); capacity is the number of distinct rows one work item reads,
-// so the rows of the current item are never evicted while in use. With
-// `partitions` == groups, each group has its own `capacity` slots, for work
-// items that walk the groups of a row block in turn (see groups_inner). The
-// storage starts zeroed and load_row writes only the columns inside the
-// image, which are the same for every row, so the columns outside stay zero
-// with no per-row fill.
+// A per-thread LRU cache of converted rows of one input, a chunk of
+// channels at a time. Entries are keyed by (plane, first channel, y); each
+// slot holds up to `chunk` channels of a row. Capacity is the number of
+// distinct rows one work item reads, so the rows of the current block are
+// never evicted while in use. With `partitions` == groups, each group has its
+// own `capacity` slots, for work items that walk the groups of a row block in
+// turn (see groups_inner). The storage starts zeroed and load_row writes only
+// the columns inside the image, which are the same for every row, so the
+// columns outside stay zero with no per-row fill.
 template <typename scalar_t, typename opmath_t>
 class RowCache {
  public:
   RowCache(const TensorBase& input, int64_t channels_per_group, int64_t height,
-           int64_t width, RowLayout layout, int64_t capacity, int64_t partitions = 1)
+           int64_t width, RowLayout layout, int64_t chunk, int64_t capacity,
+           int64_t partitions = 1)
       : input_(input), channels_per_group_(channels_per_group), height_(height),
-        width_(width), layout_(layout), capacity_(capacity),
-        keys_(capacity * partitions, -1), last_use_(capacity * partitions, 0),
-        storage_(capacity * partitions * layout.size()),
+        width_(width), layout_(layout), slot_size_(chunk * layout.channel_stride()),
+        capacity_(capacity), keys_(capacity * partitions, -1),
+        last_use_(capacity * partitions, 0),
+        storage_(capacity * partitions * slot_size_),
         // Only channels_last rows that need a conversion or a gather of
         // strided channels go through the transpose tile (see load_row).
         tile_(input.stride(1) < input.stride(3) &&
                       (!std::is_same_v<scalar_t, opmath_t> || input.stride(1) != 1)
-                  ? kTransposeTile * layout.channels
+                  ? kTransposeTile * chunk
                   : 0) {}
 
-  // Row y of plane (n, g); y must be inside the image.
-  const opmath_t* get(int64_t n, int64_t g, int64_t groups, int64_t y) {
-    const int64_t key = ((n * groups) + g) * height_ + y;
+  // Channels [c0, c0 + count) (count <= chunk) of row y of plane (n, g), in
+  // the layout's channel stride; y must be inside the image.
+  const opmath_t* get(int64_t n, int64_t g, int64_t groups, int64_t y, int64_t c0, int64_t count) {
+    const int64_t key = ((n * groups + g) * channels_per_group_ + c0) * height_ + y;
     ++clock_;
     const int64_t first_slot = keys_.size() > static_cast<size_t>(capacity_) ? g * capacity_ : 0;
     int64_t victim = first_slot;
     for (const auto s : c10::irange(first_slot, first_slot + capacity_)) {
       if (keys_[s] == key) {
         last_use_[s] = clock_;
-        return storage_.data() + s * layout_.size();
+        return storage_.data() + s * slot_size_;
       }
       if (last_use_[s] < last_use_[victim]) {
         victim = s;
       }
     }
-    opmath_t* row = storage_.data() + victim * layout_.size();
-    const Plane<const scalar_t> plane = plane_of<const scalar_t>(input_, n, g * channels_per_group_);
-    load_row<scalar_t, opmath_t>(plane, y, width_, layout_, row, tile_.data());
+    opmath_t* row = storage_.data() + victim * slot_size_;
+    const Plane<const scalar_t> plane =
+        plane_of<const scalar_t>(input_, n, g * channels_per_group_ + c0);
+    RowLayout chunk_layout = layout_;
+    chunk_layout.channels = count;
+    load_row<scalar_t, opmath_t>(plane, y, width_, chunk_layout, row, tile_.data());
     keys_[victim] = key;
     last_use_[victim] = clock_;
     return row;
@@ -263,6 +278,7 @@ class RowCache {
   const TensorBase& input_;
   int64_t channels_per_group_, height_, width_;
   RowLayout layout_;
+  int64_t slot_size_;
   int64_t capacity_;
   std::vector<int64_t> keys_;
   std::vector<int64_t> last_use_;
@@ -401,21 +417,113 @@ struct RowBlocks {
   }
   int64_t size() const { return static_cast<int64_t>(first.size()); }
 
+};
+
+// How a kernel's work items cover its planes. An item is a strip of
+// consecutive row blocks of one (n, group) plane, and it walks the channels
+// of its group in chunks, outermost: for each chunk, every block of the
+// strip. The row caches then hold one chunk of each row, so their memory is
+// bounded by a budget instead of growing with the channel count, and the
+// blocks of a strip still share each converted row (only the rows at the
+// strip's edges are converted more than once per chunk). See plan_strips.
+struct StripPlan {
+  int64_t blocks;            // row blocks per plane
+  int64_t blocks_per_strip;
+  int64_t strips;            // per plane
+  int64_t chunk;             // channels per chunk (all of them: one chunk)
+
+  StripPlan(int64_t blocks_, int64_t blocks_per_strip_, int64_t chunk_)
+      : blocks(blocks_), blocks_per_strip(std::max<int64_t>(1, blocks_per_strip_)),
+        strips((blocks_ + blocks_per_strip - 1) / blocks_per_strip),
+        chunk(std::max<int64_t>(1, chunk_)) {}
+
+  int64_t items(int64_t planes) const { return planes * strips; }
+
   struct Item {
-    int64_t n, g, first;
-    int count;
+    int64_t n, g, block_begin, block_end;
   };
-  // Work item `item` of a parallel loop over (n, group, block), block
-  // fastest, or over (n, block, group), group fastest, if `groups_inner`.
+  // Work item `item` of a parallel loop over (n, group, strip), strip
+  // fastest, or over (n, strip, group), group fastest, if `groups_inner`.
   Item item(int64_t item, int64_t groups, bool groups_inner) const {
+    int64_t n = 0, g = 0, strip = 0;
     if (groups_inner) {
-      const int64_t blk = (item / groups) % size();
-      return {item / (size() * groups), item % groups, first[blk], count[blk]};
+      n = item / (strips * groups);
+      strip = (item / groups) % strips;
+      g = item % groups;
+    } else {
+      n = item / (strips * groups);
+      g = (item / strips) % groups;
+      strip = item % strips;
     }
-    const int64_t blk = item % size();
-    return {item / (size() * groups), (item / size()) % groups, first[blk], count[blk]};
+    const int64_t begin = strip * blocks_per_strip;
+    return {n, g, begin, std::min(blocks, begin + blocks_per_strip)};
+  }
+
+  // Calls fn(c0, count) for the chunks of `channels`: whole chunks, then
+  // the rest.
+  template <typename Fn>
+  void for_each_chunk(int64_t channels, const Fn& fn) const {
+    for (int64_t c0 = 0; c0 < channels; c0 += chunk) {
+      fn(c0, std::min(chunk, channels - c0));
+    }
   }
 };
+
+// Budgets of plan_strips. The static split of parallel_for balances the
+// threads' work when each gets a few items.
+constexpr int64_t kItemsPerThread = 4;
+// The row caches of all threads together take at most 1/cache_share of
+// `result_bytes`, the memory the caller already pays for, but never less
+// than kMinCacheBytes per thread, which small calls need not save.
+constexpr int64_t kMinCacheBytes = 64 * 1024;
+
+// Strips and chunks for `planes` planes of `blocks` row blocks of
+// `channels` channels: as many strips as give each thread kItemsPerThread
+// items, each of at most `max_blocks_per_strip` blocks, and chunks as large
+// as the cache budget allows, the caches needing `cache_bytes_per_channel`
+// per channel of a chunk. Chunks are whole multiples of `piece` (the L1
+// pieces the kernels split them into), so the budget, which depends on the
+// thread count, moves chunk boundaries only between pieces, where it does
+// not change the order of any sum's terms: results do not depend on the
+// number of threads.
+// Cache shares (see plan_strips). The backward's caches take at most 1/8
+// of grad_output and the gradients together: its chunks cost little, since
+// its gradient rows are final after each chunk and only grad_output's rows
+// are converted again (FlowNetC's backward, cut in 2 chunks, about 10%).
+// The forward's chunks cost more: each one stores its partial sums in the
+// output and loads them back, which made the PWC-Net and FlowNetC benchmark
+// levels 20 to 45% slower at a 1/16 share (their whole-row caches are 33%
+// and 18% of the output with 2 threads). Its caches are therefore bounded
+// only at half the output, against channel counts far beyond the output's
+// size.
+constexpr int64_t kForwardCacheShare = 2;
+constexpr int64_t kBackwardCacheShare = 8;
+
+// Strips and chunks for `planes` planes of `blocks` row blocks of
+// `channels` channels: as many strips as give each thread kItemsPerThread
+// items, each of at most `max_blocks_per_strip` blocks, and chunks as large
+// as the cache budget allows, the caches needing `cache_bytes_per_channel`
+// per channel of a chunk. Chunks are whole multiples of `piece` (the L1
+// pieces the kernels split them into), so the budget, which depends on the
+// thread count, moves chunk boundaries only between pieces, where it does
+// not change the order of any sum's terms: results do not depend on the
+// number of threads.
+inline StripPlan plan_strips(
+    int64_t planes, int64_t blocks, int64_t channels, int64_t max_blocks_per_strip,
+    int64_t cache_bytes_per_channel, int64_t result_bytes, int64_t cache_share, int64_t piece) {
+  const int64_t threads = at::get_num_threads();
+  const int64_t wanted_strips = std::clamp<int64_t>(
+      (kItemsPerThread * threads + planes - 1) / std::max<int64_t>(1, planes), 1, std::max<int64_t>(1, blocks));
+  const int64_t blocks_per_strip = std::clamp<int64_t>(
+      (blocks + wanted_strips - 1) / wanted_strips, 1, std::max<int64_t>(1, max_blocks_per_strip));
+  const int64_t items = planes * ((blocks + blocks_per_strip - 1) / blocks_per_strip);
+  const int64_t busy = std::clamp<int64_t>(items, 1, threads);
+  const int64_t budget = std::max(kMinCacheBytes, result_bytes / cache_share / busy);
+  const int64_t fit = budget / std::max<int64_t>(1, cache_bytes_per_channel);
+  const int64_t chunk = std::clamp<int64_t>(
+      std::max<int64_t>(1, fit / piece) * piece, 1, std::max<int64_t>(1, channels));
+  return StripPlan(blocks, blocks_per_strip, chunk);
+}
 
 // Whether work items walk the groups of a row block before the next block.
 // With groups and a channels_last input the groups of a pixel are adjacent
@@ -538,12 +646,12 @@ struct RowGeometry {
     channel_chunk = std::max<int64_t>(1, kL1Budget / chunk_bytes);
   }
 
-  // Calls fn(c0, count) for consecutive channel chunks of one group.
+  // Calls fn(c, count) for consecutive L1-sized pieces [c, c + count) of
+  // the channels [0, channels) of a cached chunk.
   template <typename Fn>
-  void for_each_channel_chunk(const Fn& fn) const {
-    const int64_t channels = p.channels_per_group();
-    for (int64_t c0 = 0; c0 < channels; c0 += channel_chunk) {
-      fn(c0, std::min(channel_chunk, channels - c0));
+  void for_each_l1_chunk(int64_t channels, const Fn& fn) const {
+    for (int64_t c = 0; c < channels; c += channel_chunk) {
+      fn(c, std::min(channel_chunk, channels - c));
     }
   }
 
@@ -619,16 +727,52 @@ void write_output_row(
   }
 }
 
+// A float or double NCHW output holding the partial sums of a chunked
+// forward (see correlation_forward_typed): output row oy's D rows are copied
+// to or from acc (D rows of width_padded). The last chunk stores
+// scale * acc; the others store acc as is, and the next chunk's loads carry
+// on each sum's chain of FMAs, so the sums are rounded exactly as without
+// chunks.
+template <typename opmath_t>
+opmath_t* output_row(const TensorBase& output, const CorrelationParams& p,
+                     int64_t n, int64_t g, int64_t oy, int64_t d) {
+  return output.data_ptr<opmath_t>() + n * output.stride(0) +
+      (g * p.displacements() + d) * output.stride(1) + oy * output.stride(2);
+}
+
+template <typename opmath_t>
+void load_partial_sums(
+    const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
+    int64_t n, int64_t g, int64_t oy, opmath_t* acc) {
+  for (const auto d : c10::irange(p.displacements())) {
+    std::copy_n(output_row<opmath_t>(output, p, n, g, oy, d), p.out_w, acc + d * width_padded);
+  }
+}
+
+template <typename opmath_t>
+void store_partial_sums(
+    const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
+    int64_t n, int64_t g, int64_t oy, opmath_t* acc, bool last) {
+  if (last) {
+    scale_in_place(acc, p.displacements() * width_padded, static_cast<opmath_t>(p.scale));
+  }
+  for (const auto d : c10::irange(p.displacements())) {
+    std::copy_n(acc + d * width_padded, p.out_w, output_row<opmath_t>(output, p, n, g, oy, d));
+  }
+}
+
 template <typename scalar_t>
 void correlation_forward_typed(
     const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
     const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
+  using Vec = vec::Vectorized<opmath_t>;
   const RowGeometry<opmath_t> geo(p);
   const int64_t D = p.displacements();
   const int64_t Kx = p.disp_count_w;
+  const int64_t Cg = p.channels_per_group();
   const int64_t work_per_row =
-      p.kernel_h * p.kernel_w * D * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
+      p.kernel_h * p.kernel_w * D * std::max<int64_t>(1, Cg) * p.out_w;
 
   // Output rows oy0, oy0 + spacing, ... read input1 rows that differ by a
   // multiple of the vertical displacement step, so a row of input2 is at a
@@ -640,6 +784,25 @@ void correlation_forward_typed(
   const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
   const bool inner = groups_inner(output, p);
   const int64_t partitions = inner ? p.groups : 1;
+  // No more slots than image rows: a vertical range beyond the image
+  // reads no more distinct rows.
+  const int64_t slots1 = std::min(p.kernel_h * kMaxRows, p.height);
+  const int64_t slots2 = std::min(p.kernel_h * rows2_per_i, p.height);
+
+  // A float or double NCHW output can hold partial sums: its strips then
+  // walk the channels in chunks (see StripPlan), each chunk's sums of a
+  // block added into the output. Other outputs (half, bfloat16, channels_last)
+  // would need a float buffer as large as the strip's output for that:
+  // their items are single blocks over all channels instead, and the caches
+  // keep whole rows, which the next block reuses.
+  const bool chunked = std::is_same_v<scalar_t, opmath_t> && output.stride(3) == 1;
+  const StripPlan plan = chunked
+      ? plan_strips(p.batch * p.groups, blocks.size(), Cg, blocks.size(),
+                    partitions * static_cast<int64_t>(sizeof(opmath_t)) *
+                        (slots1 * geo.in1.channel_stride() + slots2 * geo.in2.channel_stride()),
+                    output.numel() * output.element_size(), kForwardCacheShare,
+                    geo.channel_chunk)
+      : StripPlan(blocks.size(), 1, Cg);
 
   // One row of input2 and the (block row, vertical displacement) pairs it
   // serves.
@@ -650,85 +813,118 @@ void correlation_forward_typed(
     int64_t a[kMaxRows];
   };
 
-  at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
+  at::parallel_for(0, plan.items(p.batch * p.groups),
+                   geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
                    [&](int64_t begin, int64_t end) {
-    // No more slots than image rows: a vertical range beyond the image
-    // reads no more distinct rows.
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1,
-        std::min(p.kernel_h * kMaxRows, p.height), partitions);
+        input1, Cg, p.height, p.width, geo.in1, plan.chunk, slots1, partitions);
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2,
-        std::min(p.kernel_h * rows2_per_i, p.height), partitions);
+        input2, Cg, p.height, p.width, geo.in2, plan.chunk, slots2, partitions);
     std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
-    std::vector<opmath_t> out_tile(kTransposeTile * D);
-    std::vector<Row2Use> uses(std::min(rows2_per_i, p.height));
+    std::vector<opmath_t> out_tile(chunked ? 0 : kTransposeTile * D);
+    // Per kernel row: the block's input1 rows and its input2 rows' uses.
+    std::vector<const opmath_t*> row1_storage(p.kernel_h * kMaxRows);
+    std::vector<const opmath_t**> rows1_of(p.kernel_h);
+    for (const auto i : c10::irange(p.kernel_h)) {
+      rows1_of[i] = row1_storage.data() + i * kMaxRows;
+    }
+    const int64_t uses_per_i = std::min(rows2_per_i, p.height);  // distinct rows in the image
+    std::vector<Row2Use> uses_of(p.kernel_h * uses_per_i);
+    std::vector<int64_t> used_of(p.kernel_h);
     opmath_t* acc_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxRows];
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const auto [n, g, oy0, rows] = blocks.item(item, p.groups, inner);
-      std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
-
-      for (const auto i : c10::irange(p.kernel_h)) {
-        const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
-        const opmath_t* row1[kMaxRows];
-        for (const auto r : c10::irange(rows)) {
-          const int64_t y1 = y1_first + r * spacing * p.stride_h;
-          row1[r] = y1 >= 0 && y1 < p.height ? rows1.get(n, g, p.groups, y1) : nullptr;
-        }
-        // Every input2 row at a valid displacement from some row of the
-        // block: y2 = y1_first + geo.dy(e) for e in [0, rows2_per_i).
-        int64_t used = 0;
-        for (const auto e : c10::irange(rows2_per_i)) {
-          const int64_t y2 = y1_first + geo.dy(e);
-          if (y2 < 0 || y2 >= p.height) continue;
-          Row2Use use{nullptr, 0, {}, {}};
+      const StripPlan::Item it = plan.item(item, p.groups, inner);
+      const int64_t n = it.n;
+      const int64_t g = it.g;
+      plan.for_each_chunk(std::max<int64_t>(1, Cg), [&](int64_t c0, int64_t chunk) {
+        chunk = std::min(chunk, Cg - c0);  // no channels: a single empty chunk
+        for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
+          const int64_t oy0 = blocks.first[blk];
+          const int rows = blocks.count[blk];
           for (const auto r : c10::irange(rows)) {
-            const int64_t a = e - r * row_step;
-            if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
-              use.r[use.count] = r;
-              use.a[use.count] = a;
-              ++use.count;
+            opmath_t* sums = acc.data() + r * D * geo.width_padded;
+            if (c0 == 0) {
+              std::fill_n(sums, D * geo.width_padded, opmath_t(0));
+            } else {
+              load_partial_sums<opmath_t>(output, p, geo.width_padded, n, g, oy0 + r * spacing, sums);
             }
           }
-          if (use.count == 0) continue;
-          use.row = rows2.get(n, g, p.groups, y2);
-          uses[used++] = use;
-        }
-        // Channel chunks outermost: input1's chunks stay in L1 while every
-        // row of input2 streams past them.
-        geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
-          for (const auto u : c10::irange(used)) {
-            const Row2Use& use = uses[u];
-            const opmath_t* chunk2 = use.row + c0 * geo.in2.channel_stride();
-            for (const auto j : c10::irange(p.kernel_w)) {
-              for (const auto q : c10::irange(use.count)) {
-                a_rows[q] = row1[use.r[q]] + c0 * geo.in1.channel_stride() +
-                    geo.in1.offset(geo.in1_column(j));
-              }
-              geo.for_each_disp_block([&](int64_t b0, int nb) {
-                for (const auto k : c10::irange(nb)) {
-                  b_rows[k] = chunk2 + geo.in2.offset(geo.in2_column(j, b0 + k));
-                  for (const auto q : c10::irange(use.count)) {
-                    acc_rows[q * nb + k] = acc.data() +
-                        ((use.r[q] * D) + use.a[q] * Kx + b0 + k) * geo.width_padded;
-                  }
+          // The rows of every kernel row i, and every input2 row at a valid
+          // displacement from some row of the block:
+          // y2 = y1_first(i) + geo.dy(e) for e in [0, rows2_per_i).
+          for (const auto i : c10::irange(p.kernel_h)) {
+            const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
+            const opmath_t** row1 = rows1_of[i];
+            for (const auto r : c10::irange(rows)) {
+              const int64_t y1 = y1_first + r * spacing * p.stride_h;
+              row1[r] = y1 >= 0 && y1 < p.height ? rows1.get(n, g, p.groups, y1, c0, chunk) : nullptr;
+            }
+            Row2Use* uses = uses_of.data() + i * uses_per_i;
+            int64_t& used = used_of[i];
+            used = 0;
+            for (const auto e : c10::irange(rows2_per_i)) {
+              const int64_t y2 = y1_first + geo.dy(e);
+              if (y2 < 0 || y2 >= p.height) continue;
+              Row2Use use{nullptr, 0, {}, {}};
+              for (const auto r : c10::irange(rows)) {
+                const int64_t a = e - r * row_step;
+                if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
+                  use.r[use.count] = r;
+                  use.a[use.count] = a;
+                  ++use.count;
                 }
-                dispatch_block<ForwardBlock>(use.count, nb, acc_rows, a_rows, b_rows,
-                    channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
-              }, max_block(use.count));
+              }
+              if (use.count == 0) continue;
+              use.row = rows2.get(n, g, p.groups, y2, c0, chunk);
+              uses[used++] = use;
             }
           }
-        });
-      }
-
-      for (const auto r : c10::irange(rows)) {
-        write_output_row<scalar_t, opmath_t>(
-            output, p, geo.width_padded, n, g, oy0 + r * spacing,
-            acc.data() + r * D * geo.width_padded, out_tile.data());
-      }
+          // L1 pieces of the chunk outermost: input1's piece stays in L1
+          // while every row of input2 streams past it. Pieces before kernel
+          // rows, so that each sum takes its terms in the same order however
+          // the channels are chunked (plan_strips keeps chunks whole pieces).
+          geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
+            for (const auto i : c10::irange(p.kernel_h)) {
+              const opmath_t* const* row1 = rows1_of[i];
+              const Row2Use* uses = uses_of.data() + i * uses_per_i;
+              for (const auto u : c10::irange(used_of[i])) {
+                const Row2Use& use = uses[u];
+                const opmath_t* piece2 = use.row + c * geo.in2.channel_stride();
+                for (const auto j : c10::irange(p.kernel_w)) {
+                  for (const auto q : c10::irange(use.count)) {
+                    a_rows[q] = row1[use.r[q]] + c * geo.in1.channel_stride() +
+                        geo.in1.offset(geo.in1_column(j));
+                  }
+                  geo.for_each_disp_block([&](int64_t b0, int nb) {
+                    for (const auto k : c10::irange(nb)) {
+                      b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+                      for (const auto q : c10::irange(use.count)) {
+                        acc_rows[q * nb + k] = acc.data() +
+                            ((use.r[q] * D) + use.a[q] * Kx + b0 + k) * geo.width_padded;
+                      }
+                    }
+                    dispatch_block<ForwardBlock>(use.count, nb, acc_rows, a_rows, b_rows,
+                        channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
+                  }, max_block(use.count));
+                }
+              }
+            }
+          });
+          for (const auto r : c10::irange(rows)) {
+            opmath_t* sums = acc.data() + r * D * geo.width_padded;
+            if (chunked) {
+              store_partial_sums<opmath_t>(
+                  output, p, geo.width_padded, n, g, oy0 + r * spacing, sums, c0 + chunk >= Cg);
+            } else {
+              write_output_row<scalar_t, opmath_t>(
+                  output, p, geo.width_padded, n, g, oy0 + r * spacing, sums, out_tile.data());
+            }
+          }
+        }
+      });
     }
   });
 }
@@ -768,7 +964,8 @@ void load_grad_output_row(
   }
 }
 
-// Writes scale * row (phase-split `layout`) into grad[n, g*Cg + c, y, :]:
+// Writes scale * row (phase-split `layout`, layout.channels channels from
+// channel c0 of group g) into grad[n, g*Cg + c0 + c, y, :]:
 // the inverse of load_row, walking the phases so that no column needs a
 // division, and the destination in its contiguous order (columns for NCHW,
 // channels for channels_last, by store_transposed through `tile`). row is
@@ -778,8 +975,8 @@ void load_grad_output_row(
 template <typename scalar_t, typename opmath_t>
 void store_grad_row(
     const TensorBase& grad, const RowLayout& layout, const CorrelationParams& p,
-    int64_t n, int64_t g, int64_t y, opmath_t* row, opmath_t* tile) {
-  const Plane<scalar_t> plane = plane_of<scalar_t>(grad, n, g * layout.channels);
+    int64_t n, int64_t g, int64_t c0, int64_t y, opmath_t* row, opmath_t* tile) {
+  const Plane<scalar_t> plane = plane_of<scalar_t>(grad, n, g * p.channels_per_group() + c0);
   scale_in_place(row, layout.size(), static_cast<opmath_t>(p.scale));
   const int64_t step = layout.phases;
   const int64_t cs = layout.channel_stride();
@@ -845,7 +1042,7 @@ inline int64_t output_row_of(const CorrelationParams& p, int64_t y1, int64_t i) 
 template <typename scalar_t>
 void correlation_grad_input1_typed(
     const TensorBase& grad_input1, const TensorBase& grad_output,
-    const TensorBase& input2, const CorrelationParams& p) {
+    const TensorBase& input2, const CorrelationParams& p, int64_t result_bytes) {
   using opmath_t = at::opmath_type<scalar_t>;
   const RowGeometry<opmath_t> geo(p);
   const int64_t Kx = p.disp_count_w;
@@ -862,69 +1059,89 @@ void correlation_grad_input1_typed(
   const int64_t rows2_per_block = p.disp_count_h + kMaxRows - 1;
   const bool inner = groups_inner(grad_input1, p);
   const int64_t partitions = inner ? p.groups : 1;
-  at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
+  const int64_t Cg = p.channels_per_group();
+  const int64_t slots2 = std::min(rows2_per_block, p.height);
+  // The gradient rows of a block are written out after each chunk (channels
+  // do not mix), so strips need no sums kept between chunks.
+  const StripPlan plan = plan_strips(
+      p.batch * p.groups, blocks.size(), Cg, blocks.size(),
+      static_cast<int64_t>(sizeof(opmath_t)) *
+          (partitions * slots2 * geo.in2.channel_stride() + kMaxRows * geo.in1.channel_stride()),
+      result_bytes, kBackwardCacheShare, geo.channel_chunk);
+  const int64_t grad_row_size = plan.chunk * geo.in1.channel_stride();
+  at::parallel_for(0, plan.items(p.batch * p.groups),
+                   geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows2(
-        input2, p.channels_per_group(), p.height, p.width, geo.in2,
-        std::min(rows2_per_block, p.height), partitions);
-    std::vector<opmath_t> grad_rows(kMaxRows * geo.in1.size());
+        input2, Cg, p.height, p.width, geo.in2, plan.chunk, slots2, partitions);
+    std::vector<opmath_t> grad_rows(kMaxRows * grad_row_size);
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
-    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
+    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, plan.chunk));
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* b_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const auto [n, g, y1_first, rows] = blocks.item(item, p.groups, inner);
-      std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in1.size(), opmath_t(0));
+      const StripPlan::Item it = plan.item(item, p.groups, inner);
+      const int64_t n = it.n;
+      const int64_t g = it.g;
+      plan.for_each_chunk(Cg, [&](int64_t c0, int64_t chunk) {
+        RowLayout chunk_layout = geo.in1;
+        chunk_layout.channels = chunk;
+        for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
+          const int64_t y1_first = blocks.first[blk];
+          const int rows = blocks.count[blk];
+          std::fill(grad_rows.begin(), grad_rows.begin() + rows * grad_row_size, opmath_t(0));
 
-      for (const auto i : c10::irange(p.kernel_h)) {
-        int64_t oy[kMaxRows];
-        for (const auto r : c10::irange(rows)) {
-          oy[r] = output_row_of(p, y1_first + r * spacing, i);
-        }
-        // Input2 row y2 = y1_first + dy(e) is at displacement number e - r
-        // from row r of the block.
-        for (const auto e : c10::irange(rows2_per_block)) {
-          const int64_t y2 = y1_first + geo.dy(e);
-          if (y2 < 0 || y2 >= p.height) continue;
-          int count = 0;
-          int64_t pair_r[kMaxRows];
-          for (const auto r : c10::irange(rows)) {
-            const int64_t a = e - r;
-            if (oy[r] < 0 || a < 0 || a >= p.disp_count_h) continue;
-            load_grad_output_row<scalar_t, opmath_t>(
-                grad_output, geo, n, g, a, oy[r], go.data() + count * Kx * geo.go_stride, tile.data());
-            pair_r[count++] = r;
-          }
-          if (count == 0) continue;
-          const opmath_t* row2 = rows2.get(n, g, p.groups, y2);
-          geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
-            const opmath_t* chunk2 = row2 + c0 * geo.in2.channel_stride();
-            for (const auto j : c10::irange(p.kernel_w)) {
-              for (const auto q : c10::irange(count)) {
-                g_rows[q] = grad_rows.data() + pair_r[q] * geo.in1.size() +
-                    c0 * geo.in1.channel_stride() + geo.in1.offset(geo.in1_column(j));
-              }
-              geo.for_each_disp_block([&](int64_t b0, int nb) {
-                for (const auto k : c10::irange(nb)) {
-                  b_rows[k] = chunk2 + geo.in2.offset(geo.in2_column(j, b0 + k));
-                  for (const auto q : c10::irange(count)) {
-                    w_rows[q * nb + k] = go.data() + (q * Kx + b0 + k) * geo.go_stride + geo.shift_max;
-                  }
-                }
-                dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, b_rows,
-                    channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
-              }, max_block(count));
+          for (const auto i : c10::irange(p.kernel_h)) {
+            int64_t oy[kMaxRows];
+            for (const auto r : c10::irange(rows)) {
+              oy[r] = output_row_of(p, y1_first + r * spacing, i);
             }
-          });
+            // Input2 row y2 = y1_first + dy(e) is at displacement number e - r
+            // from row r of the block.
+            for (const auto e : c10::irange(rows2_per_block)) {
+              const int64_t y2 = y1_first + geo.dy(e);
+              if (y2 < 0 || y2 >= p.height) continue;
+              int count = 0;
+              int64_t pair_r[kMaxRows];
+              for (const auto r : c10::irange(rows)) {
+                const int64_t a = e - r;
+                if (oy[r] < 0 || a < 0 || a >= p.disp_count_h) continue;
+                load_grad_output_row<scalar_t, opmath_t>(
+                    grad_output, geo, n, g, a, oy[r], go.data() + count * Kx * geo.go_stride, tile.data());
+                pair_r[count++] = r;
+              }
+              if (count == 0) continue;
+              const opmath_t* row2 = rows2.get(n, g, p.groups, y2, c0, chunk);
+              geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
+                const opmath_t* piece2 = row2 + c * geo.in2.channel_stride();
+                for (const auto j : c10::irange(p.kernel_w)) {
+                  for (const auto q : c10::irange(count)) {
+                    g_rows[q] = grad_rows.data() + pair_r[q] * grad_row_size +
+                        c * geo.in1.channel_stride() + geo.in1.offset(geo.in1_column(j));
+                  }
+                  geo.for_each_disp_block([&](int64_t b0, int nb) {
+                    for (const auto k : c10::irange(nb)) {
+                      b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+                      for (const auto q : c10::irange(count)) {
+                        w_rows[q * nb + k] = go.data() + (q * Kx + b0 + k) * geo.go_stride + geo.shift_max;
+                      }
+                    }
+                    dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, b_rows,
+                        channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
+                  }, max_block(count));
+                }
+              });
+            }
+          }
+          for (const auto r : c10::irange(rows)) {
+            store_grad_row<scalar_t, opmath_t>(
+                grad_input1, chunk_layout, p, n, g, c0, y1_first + r * spacing,
+                grad_rows.data() + r * grad_row_size, tile.data());
+          }
         }
-      }
-      for (const auto r : c10::irange(rows)) {
-        store_grad_row<scalar_t, opmath_t>(
-            grad_input1, geo.in1, p, n, g, y1_first + r * spacing,
-            grad_rows.data() + r * geo.in1.size(), tile.data());
-      }
+      });
     }
   });
 }
@@ -932,7 +1149,7 @@ void correlation_grad_input1_typed(
 template <typename scalar_t>
 void correlation_grad_input2_typed(
     const TensorBase& grad_input2, const TensorBase& grad_output,
-    const TensorBase& input1, const CorrelationParams& p) {
+    const TensorBase& input1, const CorrelationParams& p, int64_t result_bytes) {
   using opmath_t = at::opmath_type<scalar_t>;
   const RowGeometry<opmath_t> geo(p);
   const int64_t Kx = p.disp_count_w;
@@ -964,75 +1181,94 @@ void correlation_grad_input2_typed(
   const int64_t rows1_per_block = p.disp_count_h + kMaxRows - 1;
   const bool inner = groups_inner(grad_input2, p);
   const int64_t partitions = inner ? p.groups : 1;
-  at::parallel_for(0, p.batch * p.groups * blocks.size(), geo.grain(work_per_row * kMaxRows),
+  const int64_t Cg = p.channels_per_group();
+  const int64_t slots1 = std::min(rows1_per_block, p.height);
+  // As in grad_input1: each chunk's gradient rows are final when written.
+  const StripPlan plan = plan_strips(
+      p.batch * p.groups, blocks.size(), Cg, blocks.size(),
+      static_cast<int64_t>(sizeof(opmath_t)) *
+          (partitions * slots1 * geo.in1.channel_stride() + kMaxRows * geo.in2.channel_stride()),
+      result_bytes, kBackwardCacheShare, geo.channel_chunk);
+  const int64_t grad_row_size = plan.chunk * geo.in2.channel_stride();
+  at::parallel_for(0, plan.items(p.batch * p.groups),
+                   geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, p.channels_per_group(), p.height, p.width, geo.in1,
-        std::min(rows1_per_block, p.height), partitions);
-    std::vector<opmath_t> grad_rows(kMaxRows * geo.in2.size());
+        input1, Cg, p.height, p.width, geo.in1, plan.chunk, slots1, partitions);
+    std::vector<opmath_t> grad_rows(kMaxRows * grad_row_size);
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
-    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, p.channels_per_group()));
+    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, plan.chunk));
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
-      const auto [n, g, y2_first, rows] = blocks.item(item, p.groups, inner);
-      std::fill(grad_rows.begin(), grad_rows.begin() + rows * geo.in2.size(), opmath_t(0));
+      const StripPlan::Item it = plan.item(item, p.groups, inner);
+      const int64_t n = it.n;
+      const int64_t g = it.g;
+      plan.for_each_chunk(Cg, [&](int64_t c0, int64_t chunk) {
+        RowLayout chunk_layout = geo.in2;
+        chunk_layout.channels = chunk;
+        for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
+          const int64_t y2_first = blocks.first[blk];
+          const int rows = blocks.count[blk];
+          std::fill(grad_rows.begin(), grad_rows.begin() + rows * grad_row_size, opmath_t(0));
 
-      // Input1 row y1 = y2_first - dy(f) is at displacement number f + r
-      // from row r of the block, for f in [1 - kMaxRows, Ky).
-      for (int64_t f = 1 - kMaxRows; f < p.disp_count_h; ++f) {
-        const int64_t y1 = y2_first - (p.disp_min_h + f * p.disp_step_h);
-        if (y1 < 0 || y1 >= p.height) continue;
-        int64_t pair_r[kMaxRows];
-        int64_t pair_a[kMaxRows];
-        int count = 0;
-        for (const auto r : c10::irange(rows)) {
-          const int64_t a = f + r;
-          if (a < 0 || a >= p.disp_count_h) continue;
-          pair_r[count] = r;
-          pair_a[count++] = a;
-        }
-        if (count == 0) continue;
-        const opmath_t* row1 = nullptr;
-        for (const auto i : c10::irange(p.kernel_h)) {
-          const int64_t oy = output_row_of(p, y1, i);
-          if (oy < 0) continue;
-          if (row1 == nullptr) row1 = rows1.get(n, g, p.groups, y1);
-          for (const auto q : c10::irange(count)) {
-            load_grad_output_row<scalar_t, opmath_t>(
-                grad_output, geo, n, g, pair_a[q], oy, go.data() + q * Kx * geo.go_stride, tile.data());
-          }
-          geo.for_each_channel_chunk([&](int64_t c0, int64_t channels) {
-            const opmath_t* chunk1 = row1 + c0 * geo.in1.channel_stride();
-            for (const auto phase : c10::irange(s)) {
-              const auto& terms = terms_by_phase[phase];
-              for (const auto q : c10::irange(count)) {
-                g_rows[q] = grad_rows.data() + pair_r[q] * geo.in2.size() +
-                    c0 * geo.in2.channel_stride() + phase * geo.in2.length;
-              }
-              for_each_block(static_cast<int64_t>(terms.size()), [&](int64_t k0, int nb) {
-                for (const auto k : c10::irange(nb)) {
-                  const Term& term = terms[k0 + k];
-                  a_rows[k] = chunk1 + geo.in1.offset(geo.in1_column(term.j)) - term.shift;
-                  for (const auto q : c10::irange(count)) {
-                    w_rows[q * nb + k] = go.data() + (q * Kx + term.b) * geo.go_stride +
-                        geo.shift_max - term.shift;
-                  }
-                }
-                dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, a_rows,
-                    channels, geo.in2.channel_stride(), geo.in1.channel_stride(), geo.width2);
-              }, max_block(count));
+          // Input1 row y1 = y2_first - dy(f) is at displacement number f + r
+          // from row r of the block, for f in [1 - kMaxRows, Ky).
+          for (int64_t f = 1 - kMaxRows; f < p.disp_count_h; ++f) {
+            const int64_t y1 = y2_first - (p.disp_min_h + f * p.disp_step_h);
+            if (y1 < 0 || y1 >= p.height) continue;
+            int64_t pair_r[kMaxRows];
+            int64_t pair_a[kMaxRows];
+            int count = 0;
+            for (const auto r : c10::irange(rows)) {
+              const int64_t a = f + r;
+              if (a < 0 || a >= p.disp_count_h) continue;
+              pair_r[count] = r;
+              pair_a[count++] = a;
             }
-          });
+            if (count == 0) continue;
+            const opmath_t* row1 = nullptr;
+            for (const auto i : c10::irange(p.kernel_h)) {
+              const int64_t oy = output_row_of(p, y1, i);
+              if (oy < 0) continue;
+              if (row1 == nullptr) row1 = rows1.get(n, g, p.groups, y1, c0, chunk);
+              for (const auto q : c10::irange(count)) {
+                load_grad_output_row<scalar_t, opmath_t>(
+                    grad_output, geo, n, g, pair_a[q], oy, go.data() + q * Kx * geo.go_stride, tile.data());
+              }
+              geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
+                const opmath_t* piece1 = row1 + c * geo.in1.channel_stride();
+                for (const auto phase : c10::irange(s)) {
+                  const auto& terms = terms_by_phase[phase];
+                  for (const auto q : c10::irange(count)) {
+                    g_rows[q] = grad_rows.data() + pair_r[q] * grad_row_size +
+                        c * geo.in2.channel_stride() + phase * geo.in2.length;
+                  }
+                  for_each_block(static_cast<int64_t>(terms.size()), [&](int64_t k0, int nb) {
+                    for (const auto k : c10::irange(nb)) {
+                      const Term& term = terms[k0 + k];
+                      a_rows[k] = piece1 + geo.in1.offset(geo.in1_column(term.j)) - term.shift;
+                      for (const auto q : c10::irange(count)) {
+                        w_rows[q * nb + k] = go.data() + (q * Kx + term.b) * geo.go_stride +
+                            geo.shift_max - term.shift;
+                      }
+                    }
+                    dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, a_rows,
+                        channels, geo.in2.channel_stride(), geo.in1.channel_stride(), geo.width2);
+                  }, max_block(count));
+                }
+              });
+            }
+          }
+          for (const auto r : c10::irange(rows)) {
+            store_grad_row<scalar_t, opmath_t>(
+                grad_input2, chunk_layout, p, n, g, c0, y2_first + r * spacing,
+                grad_rows.data() + r * grad_row_size, tile.data());
+          }
         }
-      }
-      for (const auto r : c10::irange(rows)) {
-        store_grad_row<scalar_t, opmath_t>(
-            grad_input2, geo.in2, p, n, g, y2_first + r * spacing,
-            grad_rows.data() + r * geo.in2.size(), tile.data());
-      }
+      });
     }
   });
 }
@@ -1050,11 +1286,20 @@ void correlation_backward_kernel(
     const TensorBase& grad_output, const TensorBase& input1,
     const TensorBase& input2, const CorrelationParams& params) {
   AT_DISPATCH_FLOATING_TYPES_AND2(kHalf, kBFloat16, input1.scalar_type(), "correlation_backward_cpu", [&] {
+    // The caches' budget (see plan_strips) is a share of grad_output and the
+    // gradients, which the caller holds while the backward runs, counted in
+    // the accumulation type: half and bfloat16 calls are cut into the same
+    // chunks as float ones (chunks cost them more, in the transposes and
+    // conversions of grad_output's rows that each chunk repeats), so their
+    // caches may take up to twice that share of their smaller tensors.
+    const auto elements = [](const TensorBase& t) { return t.defined() ? t.numel() : int64_t(0); };
+    const int64_t result_bytes = static_cast<int64_t>(sizeof(at::opmath_type<scalar_t>)) *
+        (elements(grad_output) + elements(grad_input1) + elements(grad_input2));
     if (grad_input1.defined()) {
-      correlation_grad_input1_typed<scalar_t>(grad_input1, grad_output, input2, params);
+      correlation_grad_input1_typed<scalar_t>(grad_input1, grad_output, input2, params, result_bytes);
     }
     if (grad_input2.defined()) {
-      correlation_grad_input2_typed<scalar_t>(grad_input2, grad_output, input1, params);
+      correlation_grad_input2_typed<scalar_t>(grad_input2, grad_output, input1, params, result_bytes);
     }
   });
 }
