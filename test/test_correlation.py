@@ -493,6 +493,26 @@ class TestCorrelation(TestCase):
         expected = correlation_reference(x1.cpu(), x2.cpu(), 1)
         self.assertEqual(out.isnan().cpu(), expected.isnan())
 
+    @dtypes(torch.float32, torch.float64)
+    def test_rows_read_in_place(self, device, dtype):
+        # Float and double rows with unit column stride are read straight
+        # from the inputs on CPU: vectors across either edge of the image
+        # (padding, displacements past it) load only their lanes inside it.
+        # Widths below, at and around the vector sizes, displacement ranges
+        # wider than the image, channel strides of a slice.
+        for width in (1, 3, 8, 15, 16, 17, 40):
+            for kwargs in (
+                dict(padding=(0, 2), kernel_size=3, dilation=(1, 2)),
+                dict(min_displacement=(-1, -width - 3), scale=0.5),
+                dict(padding=(1, 3), displacement_stride=(1, 3), groups=2),
+            ):
+                with self.subTest(width=width, **kwargs):
+                    base1 = make_input((2, 8, 5, width), dtype, device, seed=width)
+                    base2 = make_input((2, 8, 5, width), dtype, device, seed=width + 1)
+                    x1, x2 = base1[:, 1::2], base2[:, ::2]
+                    self.assertEqual(x1.stride(3), 1)
+                    self.check_forward(x1, x2, (1, width + 2), kwargs, dtype)
+
     @dtypes(torch.float64, torch.float32)
     def test_displacements_far_outside_the_image(self, device, dtype):
         # Displacement ranges far wider than the image are valid: the
@@ -861,7 +881,8 @@ class TestCorrelation(TestCase):
         # The CPU kernels are compiled once per capability (DEFAULT, AVX2,
         # AVX512) and the best one the machine has is picked at run time, so
         # the rest of this suite only runs that one. Rerun the random-config
-        # tests with each lower capability forced by ATEN_CPU_CAPABILITY.
+        # tests and the in-place rows' edge cases (masked loads differ per
+        # capability) with each lower capability forced by ATEN_CPU_CAPABILITY.
         order = ["default", "avx2", "avx512"]
         best = torch.backends.cpu.get_cpu_capability().lower()
         if best not in order or best == "default":
@@ -874,22 +895,23 @@ class TestCorrelation(TestCase):
             self.assertEqual(probe.stdout.strip().lower(), capability)
             run = subprocess.run(
                 [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
-                 "-k", "random_configs_cpu and (float32 or bfloat16) and not large"],
+                 "-k", "(random_configs_cpu and (float32 or bfloat16) and not large)"
+                       " or rows_read_in_place_cpu"],
                 env=env, capture_output=True, text=True)
             with self.subTest(capability=capability):
                 self.assertEqual(run.returncode, 0, run.stdout[-4000:] + run.stderr[-2000:])
-                self.assertIn("4 passed", run.stdout)
+                self.assertIn("6 passed", run.stdout)
 
     @onlyCPU
     @dtypes(torch.float64, torch.float32, torch.bfloat16)
     def test_channel_chunks(self, device, dtype):
-        # Many channels on a small image: the CPU kernels' row caches would
-        # outgrow their budget (a share of the output, or of grad_output and
-        # the gradients), so strips of rows walk the channels in chunks, the
-        # forward keeping its partial sums in a float output between chunks.
-        # Tails of chunks and of L1 pieces, several strips, kernel rows and
-        # columns, both layouts; the chunking depends on the thread count,
-        # the results must not.
+        # Many channels on a small image: the backward's row caches would
+        # outgrow their budget (a share of grad_output and the gradients), so
+        # strips of rows walk the channels in chunks. Tails of chunks and of
+        # L1 pieces, several strips, kernel rows and columns, both layouts
+        # (the forward reads float and double rows in place, and caches
+        # channels_last and bfloat16 ones); the chunking depends on the
+        # thread count, the results must not.
         shape = (1, 200, 22, 19)
         x1 = make_input(shape, dtype, device, seed=0)
         x2 = make_input(shape, dtype, device, seed=1)

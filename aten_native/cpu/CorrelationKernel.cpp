@@ -51,13 +51,17 @@
 // memory, so the work items take the groups of a row block in turn and the
 // cache keeps one partition per group; see groups_inner.)
 //
-// The caches are bounded by a budget, a share of the memory the caller
-// already holds (plan_strips): when whole rows would exceed it, a work item
-// is a strip of row blocks that walks its group's channels in chunks,
-// outermost, so the caches hold one chunk of each row and the strip's
-// blocks still share it. The backward's gradient rows are final after each
-// chunk; the forward keeps its partial sums in the output between chunks,
-// which only a float or double NCHW output can hold.
+// The backward's caches are bounded by a budget, a share of the memory the
+// caller already holds (plan_strips): when whole rows would exceed it, a
+// work item is a strip of row blocks that walks its group's channels in
+// chunks, outermost, so the caches hold one chunk of each row and the
+// strip's blocks still share it; the gradient rows are final after each
+// chunk. The forward's sums would have to be kept between chunks, which
+// costs more than the rows' reuse saves, so float and double inputs whose
+// rows are contiguous (NCHW) are read in place instead, with no copy and no
+// cache: vectors that cross the image's edge load only their lanes inside
+// it (load_lanes, a masked load). Only the forward's other cases (half,
+// bfloat16, channels_last, a horizontal stride) keep whole rows.
 //
 // Each vector of input2 that feeds an FMA is a window at a different offset
 // (an unaligned load), so the loads, not the FMAs, limit these loops. A work
@@ -381,6 +385,105 @@ struct ForwardBlock {
   }
 };
 
+// The vector at `ptr` with lanes [lo, hi) read from memory and the others
+// zero; memory outside those lanes is not touched (a masked load where the
+// ISA has one), so `ptr` may point before the start of a row of the image.
+template <typename opmath_t>
+inline vec::Vectorized<opmath_t> load_lanes(const opmath_t* ptr, int lo, int hi) {
+  using Vec = vec::Vectorized<opmath_t>;
+#if defined(CPU_CAPABILITY_AVX512)
+  const auto mask = ((1u << hi) - 1u) & ~((1u << lo) - 1u);
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    return _mm512_maskz_loadu_ps(static_cast<__mmask16>(mask), ptr);
+  } else {
+    return _mm512_maskz_loadu_pd(static_cast<__mmask8>(mask), ptr);
+  }
+#elif defined(CPU_CAPABILITY_AVX2)
+  if constexpr (std::is_same_v<opmath_t, float>) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i mask = _mm256_and_si256(
+        _mm256_cmpgt_epi32(lane, _mm256_set1_epi32(lo - 1)),
+        _mm256_cmpgt_epi32(_mm256_set1_epi32(hi), lane));
+    return _mm256_maskload_ps(ptr, mask);
+  } else {
+    const __m256i lane = _mm256_setr_epi64x(0, 1, 2, 3);
+    const __m256i mask = _mm256_and_si256(
+        _mm256_cmpgt_epi64(lane, _mm256_set1_epi64x(lo - 1)),
+        _mm256_cmpgt_epi64(_mm256_set1_epi64x(hi), lane));
+    return _mm256_maskload_pd(ptr, mask);
+  }
+#else
+  __at_align__ opmath_t lanes[Vec::size()] = {};
+  for (int l = lo; l < hi; ++l) {
+    lanes[l] = ptr[l];
+  }
+  return Vec::loadu(lanes);
+#endif
+}
+
+// ForwardBlock reading the inputs in place (float and double rows with
+// unit column stride; see correlation_forward_direct): a[r] and b[k] point
+// at image column 0 of their rows, and the vector t of row r (k) holds
+// columns a_x[r] + t (b_x[k] + t) on. Vectors wholly inside [0, width)
+// take ForwardBlock's loop; those across an edge load only their lanes
+// inside the image, so the columns outside read as zeros.
+template <int NR, int NB>
+struct ForwardBlockInPlace {
+  template <typename opmath_t>
+  static void run(
+      opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
+      int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t out_width,
+      const int64_t* a_x, const int64_t* b_x, int64_t width) {
+    using Vec = vec::Vectorized<opmath_t>;
+    constexpr int64_t V = Vec::size();
+    const auto lanes = [width, v = V](int64_t x, int& lo, int& hi) {
+      lo = static_cast<int>(std::clamp<int64_t>(-x, 0, v));
+      hi = static_cast<int>(std::clamp<int64_t>(width - x, lo, v));
+      return lo == 0 && hi == v;
+    };
+    for (int64_t t = 0; t < out_width; t += V) {
+      const opmath_t* ap[NR];
+      const opmath_t* bp[NB];
+      int a_lo[NR], a_hi[NR], b_lo[NB], b_hi[NB];
+      bool inside = true;
+      for (int r = 0; r < NR; ++r) {
+        ap[r] = a[r] + a_x[r] + t;
+        inside &= lanes(a_x[r] + t, a_lo[r], a_hi[r]);
+      }
+      for (int k = 0; k < NB; ++k) {
+        bp[k] = b[k] + b_x[k] + t;
+        inside &= lanes(b_x[k] + t, b_lo[k], b_hi[k]);
+      }
+      Vec sums[NR][NB];
+      for (int r = 0; r < NR; ++r) {
+        for (int k = 0; k < NB; ++k) sums[r][k] = Vec::loadu(acc[r * NB + k] + t);
+      }
+      if (inside) {
+        for (int64_t c = 0; c < channels; ++c) {
+          Vec av[NR];
+          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(ap[r] + c * a_cstride);
+          for (int k = 0; k < NB; ++k) {
+            const Vec bv = load_shared<NR>(bp[k] + c * b_cstride);
+            for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
+          }
+        }
+      } else {
+        for (int64_t c = 0; c < channels; ++c) {
+          Vec av[NR];
+          for (int r = 0; r < NR; ++r) av[r] = load_lanes(ap[r] + c * a_cstride, a_lo[r], a_hi[r]);
+          for (int k = 0; k < NB; ++k) {
+            const Vec bv = load_lanes(bp[k] + c * b_cstride, b_lo[k], b_hi[k]);
+            for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
+          }
+        }
+      }
+      for (int r = 0; r < NR; ++r) {
+        for (int k = 0; k < NB; ++k) sums[r][k].store(acc[r * NB + k] + t);
+      }
+    }
+  }
+};
+
 // Calls Block<nr, nb>::run(args...) for a runtime nr in [1, kMaxRows] and
 // nb in [1, max_block(nr)].
 template <template <int, int> class Block, int NR = 1, int NB = 1, typename... Args>
@@ -486,17 +589,15 @@ constexpr int64_t kMinCacheBytes = 64 * 1024;
 // thread count, moves chunk boundaries only between pieces, where it does
 // not change the order of any sum's terms: results do not depend on the
 // number of threads.
-// Cache shares (see plan_strips). The backward's caches take at most 1/8
-// of grad_output and the gradients together: its chunks cost little, since
-// its gradient rows are final after each chunk and only grad_output's rows
-// are converted again (FlowNetC's backward, cut in 2 chunks, about 10%).
-// The forward's chunks cost more: each one stores its partial sums in the
-// output and loads them back, which made the PWC-Net and FlowNetC benchmark
-// levels 20 to 45% slower at a 1/16 share (their whole-row caches are 33%
-// and 18% of the output with 2 threads). Its caches are therefore bounded
-// only at half the output, against channel counts far beyond the output's
-// size.
-constexpr int64_t kForwardCacheShare = 2;
+// The backward's caches take at most 1/kBackwardCacheShare of grad_output
+// and the gradients together (see plan_strips). Its chunks cost little,
+// since its gradient rows are final after each chunk and only grad_output's
+// rows are converted again (FlowNetC's backward, cut in 2 chunks, about
+// 10%). A chunked forward would have to keep partial sums between chunks:
+// in the output, that made the PWC-Net and FlowNetC benchmark levels 20 to
+// 45% slower at a 1/16 share, so the forward reads float and double inputs
+// in place instead (correlation_forward_in_place) and its cached path keeps
+// whole rows.
 constexpr int64_t kBackwardCacheShare = 8;
 
 // Strips and chunks for `planes` planes of `blocks` row blocks of
@@ -727,38 +828,101 @@ void write_output_row(
   }
 }
 
-// A float or double NCHW output holding the partial sums of a chunked
-// forward (see correlation_forward_typed): output row oy's D rows are copied
-// to or from acc (D rows of width_padded). The last chunk stores
-// scale * acc; the others store acc as is, and the next chunk's loads carry
-// on each sum's chain of FMAs, so the sums are rounded exactly as without
-// chunks.
+// The forward for float and double inputs whose rows are contiguous and an
+// output column stride of 1, reading both inputs in place: no row is
+// copied, so the only scratch is each thread's accumulators. The columns
+// outside the image (padding, displacements across an edge) come from
+// ForwardBlockInPlace's masked loads. The work items and blocking are those
+// of the general path (correlation_forward_typed).
 template <typename opmath_t>
-opmath_t* output_row(const TensorBase& output, const CorrelationParams& p,
-                     int64_t n, int64_t g, int64_t oy, int64_t d) {
-  return output.data_ptr<opmath_t>() + n * output.stride(0) +
-      (g * p.displacements() + d) * output.stride(1) + oy * output.stride(2);
-}
+void correlation_forward_in_place(
+    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const CorrelationParams& p) {
+  const RowGeometry<opmath_t> geo(p);
+  const int64_t D = p.displacements();
+  const int64_t Kx = p.disp_count_w;
+  const int64_t Cg = p.channels_per_group();
+  const int64_t work_per_row = p.kernel_h * p.kernel_w * D * std::max<int64_t>(1, Cg) * p.out_w;
+  const int64_t spacing = p.disp_step_h / std::gcd(p.stride_h, p.disp_step_h);
+  const int64_t row_step = spacing * p.stride_h / p.disp_step_h;
+  const RowBlocks blocks(p.out_h, spacing, kMaxRows);
+  const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
+  const bool inner = groups_inner(output, p);
+  const StripPlan plan(blocks.size(), 1, Cg);
+  const opmath_t* data1 = input1.const_data_ptr<opmath_t>();
+  const opmath_t* data2 = input2.const_data_ptr<opmath_t>();
+  // Row y of channel 0 of plane (n, g), at image column 0.
+  const auto row_of = [&](const opmath_t* data, const TensorBase& t, int64_t n, int64_t g, int64_t y) {
+    return data + n * t.stride(0) + g * Cg * t.stride(1) + y * t.stride(2);
+  };
 
-template <typename opmath_t>
-void load_partial_sums(
-    const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
-    int64_t n, int64_t g, int64_t oy, opmath_t* acc) {
-  for (const auto d : c10::irange(p.displacements())) {
-    std::copy_n(output_row<opmath_t>(output, p, n, g, oy, d), p.out_w, acc + d * width_padded);
-  }
-}
+  at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(work_per_row * kMaxRows),
+                   [&](int64_t begin, int64_t end) {
+    std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
+    std::vector<opmath_t> out_tile(kTransposeTile * D);
+    opmath_t* acc_rows[kMaxRows * kMaxBlock];
+    const opmath_t* a_rows[kMaxRows];
+    const opmath_t* b_rows[kMaxBlock];
+    int64_t a_x[kMaxRows];
+    int64_t b_x[kMaxBlock];
 
-template <typename opmath_t>
-void store_partial_sums(
-    const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
-    int64_t n, int64_t g, int64_t oy, opmath_t* acc, bool last) {
-  if (last) {
-    scale_in_place(acc, p.displacements() * width_padded, static_cast<opmath_t>(p.scale));
-  }
-  for (const auto d : c10::irange(p.displacements())) {
-    std::copy_n(acc + d * width_padded, p.out_w, output_row<opmath_t>(output, p, n, g, oy, d));
-  }
+    for (const auto item : c10::irange(begin, end)) {
+      const StripPlan::Item it = plan.item(item, p.groups, inner);
+      const int64_t n = it.n;
+      const int64_t g = it.g;
+      const int64_t oy0 = blocks.first[it.block_begin];
+      const int rows = blocks.count[it.block_begin];
+      std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
+      for (const auto i : c10::irange(p.kernel_h)) {
+        const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
+        const opmath_t* row1[kMaxRows];
+        for (const auto r : c10::irange(rows)) {
+          const int64_t y1 = y1_first + r * spacing * p.stride_h;
+          row1[r] = y1 >= 0 && y1 < p.height ? row_of(data1, input1, n, g, y1) : nullptr;
+        }
+        for (const auto e : c10::irange(rows2_per_i)) {
+          const int64_t y2 = y1_first + geo.dy(e);
+          if (y2 < 0 || y2 >= p.height) continue;
+          int count = 0;
+          int64_t use_r[kMaxRows];
+          int64_t use_a[kMaxRows];
+          for (const auto r : c10::irange(rows)) {
+            const int64_t a = e - r * row_step;
+            if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
+              use_r[count] = r;
+              use_a[count++] = a;
+            }
+          }
+          if (count == 0) continue;
+          const opmath_t* row2 = row_of(data2, input2, n, g, y2);
+          for (const auto j : c10::irange(p.kernel_w)) {
+            const int64_t x1 = -p.pad_w + j * p.dilation_w;
+            for (const auto q : c10::irange(count)) {
+              a_rows[q] = row1[use_r[q]];
+              a_x[q] = x1;
+            }
+            geo.for_each_disp_block([&](int64_t b0, int nb) {
+              for (const auto k : c10::irange(nb)) {
+                b_rows[k] = row2;
+                b_x[k] = x1 + p.disp_min_w + (b0 + k) * p.disp_step_w;
+                for (const auto q : c10::irange(count)) {
+                  acc_rows[q * nb + k] = acc.data() +
+                      ((use_r[q] * D) + use_a[q] * Kx + b0 + k) * geo.width_padded;
+                }
+              }
+              dispatch_block<ForwardBlockInPlace>(count, nb, acc_rows, a_rows, b_rows,
+                  Cg, input1.stride(1), input2.stride(1), p.out_w, a_x, b_x, p.width);
+            }, max_block(count));
+          }
+        }
+      }
+      for (const auto r : c10::irange(rows)) {
+        write_output_row<opmath_t, opmath_t>(
+            output, p, geo.width_padded, n, g, oy0 + r * spacing,
+            acc.data() + r * D * geo.width_padded, out_tile.data());
+      }
+    }
+  });
 }
 
 template <typename scalar_t>
@@ -766,7 +930,12 @@ void correlation_forward_typed(
     const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
     const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
-  using Vec = vec::Vectorized<opmath_t>;
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    if (p.stride_w == 1 && input1.stride(3) == 1 && input2.stride(3) == 1) {
+      correlation_forward_in_place<opmath_t>(output, input1, input2, p);
+      return;
+    }
+  }
   const RowGeometry<opmath_t> geo(p);
   const int64_t D = p.displacements();
   const int64_t Kx = p.disp_count_w;
@@ -789,20 +958,10 @@ void correlation_forward_typed(
   const int64_t slots1 = std::min(p.kernel_h * kMaxRows, p.height);
   const int64_t slots2 = std::min(p.kernel_h * rows2_per_i, p.height);
 
-  // A float or double NCHW output can hold partial sums: its strips then
-  // walk the channels in chunks (see StripPlan), each chunk's sums of a
-  // block added into the output. Other outputs (half, bfloat16, channels_last)
-  // would need a float buffer as large as the strip's output for that:
-  // their items are single blocks over all channels instead, and the caches
-  // keep whole rows, which the next block reuses.
-  const bool chunked = std::is_same_v<scalar_t, opmath_t> && output.stride(3) == 1;
-  const StripPlan plan = chunked
-      ? plan_strips(p.batch * p.groups, blocks.size(), Cg, blocks.size(),
-                    partitions * static_cast<int64_t>(sizeof(opmath_t)) *
-                        (slots1 * geo.in1.channel_stride() + slots2 * geo.in2.channel_stride()),
-                    output.numel() * output.element_size(), kForwardCacheShare,
-                    geo.channel_chunk)
-      : StripPlan(blocks.size(), 1, Cg);
+  // Items are single blocks over all channels: the caches keep whole rows,
+  // which the next block reuses. (Float and double inputs with contiguous
+  // rows take correlation_forward_in_place, which needs no caches.)
+  const StripPlan plan(blocks.size(), 1, Cg);
 
   // One row of input2 and the (block row, vertical displacement) pairs it
   // serves.
@@ -821,7 +980,7 @@ void correlation_forward_typed(
     RowCache<scalar_t, opmath_t> rows2(
         input2, Cg, p.height, p.width, geo.in2, plan.chunk, slots2, partitions);
     std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
-    std::vector<opmath_t> out_tile(chunked ? 0 : kTransposeTile * D);
+    std::vector<opmath_t> out_tile(kTransposeTile * D);
     // Per kernel row: the block's input1 rows and its input2 rows' uses.
     std::vector<const opmath_t*> row1_storage(p.kernel_h * kMaxRows);
     std::vector<const opmath_t**> rows1_of(p.kernel_h);
@@ -844,14 +1003,7 @@ void correlation_forward_typed(
         for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
           const int64_t oy0 = blocks.first[blk];
           const int rows = blocks.count[blk];
-          for (const auto r : c10::irange(rows)) {
-            opmath_t* sums = acc.data() + r * D * geo.width_padded;
-            if (c0 == 0) {
-              std::fill_n(sums, D * geo.width_padded, opmath_t(0));
-            } else {
-              load_partial_sums<opmath_t>(output, p, geo.width_padded, n, g, oy0 + r * spacing, sums);
-            }
-          }
+          std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
           // The rows of every kernel row i, and every input2 row at a valid
           // displacement from some row of the block:
           // y2 = y1_first(i) + geo.dy(e) for e in [0, rows2_per_i).
@@ -882,10 +1034,8 @@ void correlation_forward_typed(
               uses[used++] = use;
             }
           }
-          // L1 pieces of the chunk outermost: input1's piece stays in L1
-          // while every row of input2 streams past it. Pieces before kernel
-          // rows, so that each sum takes its terms in the same order however
-          // the channels are chunked (plan_strips keeps chunks whole pieces).
+          // L1 pieces outermost: input1's piece stays in L1 while every row
+          // of input2 streams past it.
           geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
             for (const auto i : c10::irange(p.kernel_h)) {
               const opmath_t* const* row1 = rows1_of[i];
@@ -914,14 +1064,9 @@ void correlation_forward_typed(
             }
           });
           for (const auto r : c10::irange(rows)) {
-            opmath_t* sums = acc.data() + r * D * geo.width_padded;
-            if (chunked) {
-              store_partial_sums<opmath_t>(
-                  output, p, geo.width_padded, n, g, oy0 + r * spacing, sums, c0 + chunk >= Cg);
-            } else {
-              write_output_row<scalar_t, opmath_t>(
-                  output, p, geo.width_padded, n, g, oy0 + r * spacing, sums, out_tile.data());
-            }
+            write_output_row<scalar_t, opmath_t>(
+                output, p, geo.width_padded, n, g, oy0 + r * spacing,
+                acc.data() + r * D * geo.width_padded, out_tile.data());
           }
         }
       });
