@@ -433,10 +433,10 @@ struct ForwardBlockInPlace {
   static void run(
       opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
       int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t out_width,
-      const int64_t* a_x, const int64_t* b_x, int64_t width) {
+      const int64_t* a_x, const int64_t* b_x, int64_t a_width, int64_t b_width) {
     using Vec = vec::Vectorized<opmath_t>;
     constexpr int64_t V = Vec::size();
-    const auto lanes = [width, v = V](int64_t x, int& lo, int& hi) {
+    const auto lanes = [v = V](int64_t x, int64_t width, int& lo, int& hi) {
       lo = static_cast<int>(std::clamp<int64_t>(-x, 0, v));
       hi = static_cast<int>(std::clamp<int64_t>(width - x, lo, v));
       return lo == 0 && hi == v;
@@ -448,11 +448,11 @@ struct ForwardBlockInPlace {
       bool inside = true;
       for (int r = 0; r < NR; ++r) {
         ap[r] = a[r] + a_x[r] + t;
-        inside &= lanes(a_x[r] + t, a_lo[r], a_hi[r]);
+        inside &= lanes(a_x[r] + t, a_width, a_lo[r], a_hi[r]);
       }
       for (int k = 0; k < NB; ++k) {
         bp[k] = b[k] + b_x[k] + t;
-        inside &= lanes(b_x[k] + t, b_lo[k], b_hi[k]);
+        inside &= lanes(b_x[k] + t, b_width, b_lo[k], b_hi[k]);
       }
       Vec sums[NR][NB];
       for (int r = 0; r < NR; ++r) {
@@ -828,12 +828,14 @@ void write_output_row(
   }
 }
 
-// The forward for float and double inputs whose rows are contiguous and an
-// output column stride of 1, reading both inputs in place: no row is
-// copied, so the only scratch is each thread's accumulators. The columns
-// outside the image (padding, displacements across an edge) come from
-// ForwardBlockInPlace's masked loads. The work items and blocking are those
-// of the general path (correlation_forward_typed).
+// The forward for float and double inputs whose rows are contiguous and
+// unit horizontal stride, reading input2 in place: its rows are not copied,
+// so no window of them is cached, and the columns outside the image
+// (padding, displacements across an edge) come from ForwardBlockInPlace's
+// masked loads. Input1's rows, which only the current block reads (for one
+// kernel row), are copied a piece of channels at a time into a small
+// zero-padded scratch that stays in L1 while the rows of input2 stream
+// past it. The work items and blocking are those of the cached path.
 template <typename opmath_t>
 void correlation_forward_in_place(
     const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
@@ -849,22 +851,32 @@ void correlation_forward_in_place(
   const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
   const bool inner = groups_inner(output, p);
   const StripPlan plan(blocks.size(), 1, Cg);
-  const opmath_t* data1 = input1.const_data_ptr<opmath_t>();
   const opmath_t* data2 = input2.const_data_ptr<opmath_t>();
-  // Row y of channel 0 of plane (n, g), at image column 0.
-  const auto row_of = [&](const opmath_t* data, const TensorBase& t, int64_t n, int64_t g, int64_t y) {
-    return data + n * t.stride(0) + g * Cg * t.stride(1) + y * t.stride(2);
-  };
+  // Input1's scratch rows: columns from -pad_w, as many as the kernel
+  // columns of every output vector read.
+  RowLayout in1;
+  in1.origin = -p.pad_w;
+  in1.phases = 1;
+  in1.length = geo.width_padded + (p.kernel_w - 1) * p.dilation_w;
+  // A piece of channels of kMaxRows such rows fills about 24 KiB of L1.
+  constexpr int64_t kL1Budget = 24 * 1024;
+  const int64_t piece = std::clamp<int64_t>(
+      kL1Budget / (kMaxRows * in1.length * static_cast<int64_t>(sizeof(opmath_t))), 1, std::max<int64_t>(1, Cg));
+  in1.channels = piece;
 
   at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
     std::vector<opmath_t> out_tile(kTransposeTile * D);
+    // Zeros outside the image columns: load_row writes only those inside.
+    std::vector<opmath_t> rows1(kMaxRows * in1.size());
     opmath_t* acc_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxRows];
     const opmath_t* b_rows[kMaxBlock];
-    int64_t a_x[kMaxRows];
+    const int64_t a_x[kMaxRows] = {};
     int64_t b_x[kMaxBlock];
+    // Scratch rows are read whole: every lane is "inside".
+    constexpr int64_t kWhole = int64_t(1) << 62;
 
     for (const auto item : c10::irange(begin, end)) {
       const StripPlan::Item it = plan.item(item, p.groups, inner);
@@ -875,44 +887,57 @@ void correlation_forward_in_place(
       std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
       for (const auto i : c10::irange(p.kernel_h)) {
         const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
-        const opmath_t* row1[kMaxRows];
+        bool row1_inside[kMaxRows];
         for (const auto r : c10::irange(rows)) {
           const int64_t y1 = y1_first + r * spacing * p.stride_h;
-          row1[r] = y1 >= 0 && y1 < p.height ? row_of(data1, input1, n, g, y1) : nullptr;
+          row1_inside[r] = y1 >= 0 && y1 < p.height;
         }
-        for (const auto e : c10::irange(rows2_per_i)) {
-          const int64_t y2 = y1_first + geo.dy(e);
-          if (y2 < 0 || y2 >= p.height) continue;
-          int count = 0;
-          int64_t use_r[kMaxRows];
-          int64_t use_a[kMaxRows];
+        for (int64_t c0 = 0; c0 < Cg; c0 += piece) {
+          const int64_t channels = std::min(piece, Cg - c0);
+          RowLayout layout = in1;
+          layout.channels = channels;
+          const Plane<const opmath_t> plane = plane_of<const opmath_t>(input1, n, g * Cg + c0);
           for (const auto r : c10::irange(rows)) {
-            const int64_t a = e - r * row_step;
-            if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
-              use_r[count] = r;
-              use_a[count++] = a;
+            if (row1_inside[r]) {
+              load_row<opmath_t, opmath_t>(plane, y1_first + r * spacing * p.stride_h, p.width,
+                                           layout, rows1.data() + r * in1.size(), nullptr);
             }
           }
-          if (count == 0) continue;
-          const opmath_t* row2 = row_of(data2, input2, n, g, y2);
-          for (const auto j : c10::irange(p.kernel_w)) {
-            const int64_t x1 = -p.pad_w + j * p.dilation_w;
-            for (const auto q : c10::irange(count)) {
-              a_rows[q] = row1[use_r[q]];
-              a_x[q] = x1;
-            }
-            geo.for_each_disp_block([&](int64_t b0, int nb) {
-              for (const auto k : c10::irange(nb)) {
-                b_rows[k] = row2;
-                b_x[k] = x1 + p.disp_min_w + (b0 + k) * p.disp_step_w;
-                for (const auto q : c10::irange(count)) {
-                  acc_rows[q * nb + k] = acc.data() +
-                      ((use_r[q] * D) + use_a[q] * Kx + b0 + k) * geo.width_padded;
-                }
+          for (const auto e : c10::irange(rows2_per_i)) {
+            const int64_t y2 = y1_first + geo.dy(e);
+            if (y2 < 0 || y2 >= p.height) continue;
+            int count = 0;
+            int64_t use_r[kMaxRows];
+            int64_t use_a[kMaxRows];
+            for (const auto r : c10::irange(rows)) {
+              const int64_t a = e - r * row_step;
+              if (row1_inside[r] && a >= 0 && a < p.disp_count_h) {
+                use_r[count] = r;
+                use_a[count++] = a;
               }
-              dispatch_block<ForwardBlockInPlace>(count, nb, acc_rows, a_rows, b_rows,
-                  Cg, input1.stride(1), input2.stride(1), p.out_w, a_x, b_x, p.width);
-            }, max_block(count));
+            }
+            if (count == 0) continue;
+            const opmath_t* row2 = data2 + n * input2.stride(0) + (g * Cg + c0) * input2.stride(1) +
+                y2 * input2.stride(2);
+            for (const auto j : c10::irange(p.kernel_w)) {
+              const int64_t x1 = -p.pad_w + j * p.dilation_w;
+              for (const auto q : c10::irange(count)) {
+                a_rows[q] = rows1.data() + use_r[q] * in1.size() + j * p.dilation_w;
+              }
+              geo.for_each_disp_block([&](int64_t b0, int nb) {
+                for (const auto k : c10::irange(nb)) {
+                  b_rows[k] = row2;
+                  b_x[k] = x1 + p.disp_min_w + (b0 + k) * p.disp_step_w;
+                  for (const auto q : c10::irange(count)) {
+                    acc_rows[q * nb + k] = acc.data() +
+                        ((use_r[q] * D) + use_a[q] * Kx + b0 + k) * geo.width_padded;
+                  }
+                }
+                dispatch_block<ForwardBlockInPlace>(count, nb, acc_rows, a_rows, b_rows,
+                    channels, in1.channel_stride(), input2.stride(1), p.out_w, a_x, b_x,
+                    kWhole, p.width);
+              }, max_block(count));
+            }
           }
         }
       }
