@@ -496,7 +496,8 @@ class TestCorrelation(TestCase):
     @dtypes(torch.float32, torch.float64)
     def test_rows_read_in_place(self, device, dtype):
         # Float and double rows with unit column stride are read straight
-        # from the inputs on CPU: vectors across either edge of the image
+        # from the inputs on CPU (forward and backward): vectors across
+        # either edge of the image
         # (padding, displacements past it) load only their lanes inside it.
         # Widths below, at and around the vector sizes, displacement ranges
         # wider than the image, channel strides of a slice.
@@ -512,6 +513,7 @@ class TestCorrelation(TestCase):
                     x1, x2 = base1[:, 1::2], base2[:, ::2]
                     self.assertEqual(x1.stride(3), 1)
                     self.check_forward(x1, x2, (1, width + 2), kwargs, dtype)
+                    self.check_backward(x1, x2, (1, width + 2), kwargs, dtype)
 
     @dtypes(torch.float64, torch.float32)
     def test_displacements_far_outside_the_image(self, device, dtype):
@@ -908,10 +910,10 @@ class TestCorrelation(TestCase):
         # Many channels on a small image: the backward's row caches would
         # outgrow their budget (a share of grad_output and the gradients), so
         # strips of rows walk the channels in chunks. Tails of chunks and of
-        # L1 pieces, several strips, kernel rows and columns, both layouts
-        # (the forward reads float and double rows in place, and caches
-        # channels_last and bfloat16 ones); the chunking depends on the
-        # thread count, the results must not.
+        # L1 pieces, several strips, kernel rows and columns. The caches
+        # serve bfloat16 and channels_last rows (float and double NCHW rows
+        # are read in place: the same call must agree with them); the
+        # chunking depends on the thread count, the results must not.
         shape = (1, 200, 22, 19)
         x1 = make_input(shape, dtype, device, seed=0)
         x2 = make_input(shape, dtype, device, seed=1)

@@ -51,17 +51,21 @@
 // memory, so the work items take the groups of a row block in turn and the
 // cache keeps one partition per group; see groups_inner.)
 //
-// The backward's caches are bounded by a budget, a share of the memory the
-// caller already holds (plan_strips): when whole rows would exceed it, a
-// work item is a strip of row blocks that walks its group's channels in
-// chunks, outermost, so the caches hold one chunk of each row and the
-// strip's blocks still share it; the gradient rows are final after each
-// chunk. The forward's sums would have to be kept between chunks, which
-// costs more than the rows' reuse saves, so float and double inputs whose
-// rows are contiguous (NCHW) are read in place instead, with no copy and no
-// cache: vectors that cross the image's edge load only their lanes inside
-// it (load_lanes, a masked load). Only the forward's other cases (half,
-// bfloat16, channels_last, a horizontal stride) keep whole rows.
+// Float and double rows with unit column stride (NCHW, unit horizontal
+// stride) need no conversion, so the rows the kernels stream (input2 in the
+// forward and grad_input1, input1 in grad_input2) are read in place, with no
+// copy and no cache: vectors that cross the image's edge load only their
+// lanes inside it (load_lanes, a masked load). Only the forward's input1
+// rows, reused from L1 by every row of input2, are still copied, a piece of
+// channels at a time (correlation_forward_in_place). The caches above serve
+// the other cases (half, bfloat16, channels_last, a horizontal stride). The
+// backward's are bounded by a budget, a share of the memory the caller
+// already holds (plan_strips): when whole rows would exceed it, a work item
+// is a strip of row blocks that walks its group's channels in chunks,
+// outermost, so the caches hold one chunk of each row and the strip's
+// blocks still share it; the gradient rows are final after each chunk. The
+// forward's cached path keeps whole rows: its sums would have to be kept
+// between chunks, which costs more than the rows' reuse saves.
 //
 // Each vector of input2 that feeds an FMA is a window at a different offset
 // (an unaligned load), so the loads, not the FMAs, limit these loops. A work
@@ -589,15 +593,15 @@ constexpr int64_t kMinCacheBytes = 64 * 1024;
 // thread count, moves chunk boundaries only between pieces, where it does
 // not change the order of any sum's terms: results do not depend on the
 // number of threads.
-// The backward's caches take at most 1/kBackwardCacheShare of grad_output
-// and the gradients together (see plan_strips). Its chunks cost little,
-// since its gradient rows are final after each chunk and only grad_output's
-// rows are converted again (FlowNetC's backward, cut in 2 chunks, about
-// 10%). A chunked forward would have to keep partial sums between chunks:
-// in the output, that made the PWC-Net and FlowNetC benchmark levels 20 to
-// 45% slower at a 1/16 share, so the forward reads float and double inputs
-// in place instead (correlation_forward_in_place) and its cached path keeps
-// whole rows.
+// The backward's caches (half, bfloat16, channels_last: see the NOTE) take
+// at most 1/kBackwardCacheShare of grad_output and the gradients together
+// (see plan_strips). Its chunks repeat only the conversion of grad_output's
+// rows, but for channels_last that is a transpose, which made the PWC-Net
+// level's channels_last backward 15% slower when cut in 2 chunks; at 1/8
+// the benchmark cases keep whole rows and FlowNetC's is cut in 2. A chunked
+// forward would have to keep partial sums between chunks: in the output,
+// that made the PWC-Net and FlowNetC levels 20 to 45% slower at a 1/16
+// share, so the forward's cached path keeps whole rows.
 constexpr int64_t kBackwardCacheShare = 8;
 
 // Strips and chunks for `planes` planes of `blocks` row blocks of
@@ -662,6 +666,76 @@ struct GatherBlock {
     }
   }
 };
+
+// GatherBlock reading the input rows `b` in place, as ForwardBlockInPlace
+// reads input2: b[k] points at image column 0 of its row and vector t holds
+// columns b_x[k] + t on; lanes outside [0, image_width) read as zeros.
+template <int NR, int NB>
+struct GatherBlockInPlace {
+  template <typename opmath_t>
+  static void run(
+      opmath_t* const* g, const opmath_t* const* w, const opmath_t* const* b,
+      int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width,
+      const int64_t* b_x, int64_t image_width) {
+    using Vec = vec::Vectorized<opmath_t>;
+    constexpr int64_t V = Vec::size();
+    for (int64_t t = 0; t < width; t += V) {
+      const opmath_t* bp[NB];
+      int lo[NB], hi[NB];
+      bool inside = true;
+      for (int k = 0; k < NB; ++k) {
+        const int64_t x = b_x[k] + t;
+        bp[k] = b[k] + x;
+        lo[k] = static_cast<int>(std::clamp<int64_t>(-x, 0, V));
+        hi[k] = static_cast<int>(std::clamp<int64_t>(image_width - x, lo[k], V));
+        inside &= lo[k] == 0 && hi[k] == V;
+      }
+      Vec weights[NR][NB];
+      for (int r = 0; r < NR; ++r) {
+        for (int k = 0; k < NB; ++k) weights[r][k] = Vec::loadu(w[r * NB + k] + t);
+      }
+      if (inside) {
+        for (int64_t c = 0; c < channels; ++c) {
+          Vec sums[NR];
+          for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
+          for (int k = 0; k < NB; ++k) {
+            const Vec bv = load_shared<NR>(bp[k] + c * b_cstride);
+            for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
+          }
+          for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
+        }
+      } else {
+        for (int64_t c = 0; c < channels; ++c) {
+          Vec sums[NR];
+          for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
+          for (int k = 0; k < NB; ++k) {
+            const Vec bv = load_lanes(bp[k] + c * b_cstride, lo[k], hi[k]);
+            for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
+          }
+          for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
+        }
+      }
+    }
+  }
+};
+
+// Whether the kernels read `input`'s rows in place rather than through
+// converted copies: float or double rows with unit column stride, read at
+// unit horizontal stride (no phase split).
+template <typename scalar_t>
+bool rows_in_place(const TensorBase& input, const CorrelationParams& p) {
+  return std::is_same_v<scalar_t, at::opmath_type<scalar_t>> && p.stride_w == 1 &&
+      input.stride(3) == 1;
+}
+
+// Row y, channel c of plane (n, g) of a float or double input, at image
+// column 0.
+template <typename opmath_t>
+const opmath_t* image_row(const TensorBase& t, const CorrelationParams& p,
+                          int64_t n, int64_t g, int64_t c, int64_t y) {
+  return t.const_data_ptr<opmath_t>() + n * t.stride(0) +
+      (g * p.channels_per_group() + c) * t.stride(1) + y * t.stride(2);
+}
 
 // Splits [0, count) into the fewest blocks of at most max_size, of nearly
 // equal size (9 -> 5 + 4 rather than 8 + 1: a block of one would load as
@@ -956,7 +1030,7 @@ void correlation_forward_typed(
     const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
   if constexpr (std::is_same_v<scalar_t, opmath_t>) {
-    if (p.stride_w == 1 && input1.stride(3) == 1 && input2.stride(3) == 1) {
+    if (rows_in_place<scalar_t>(input1, p) && rows_in_place<scalar_t>(input2, p)) {
       correlation_forward_in_place<opmath_t>(output, input1, input2, p);
       return;
     }
@@ -1230,7 +1304,10 @@ void correlation_grad_input1_typed(
   const bool inner = groups_inner(grad_input1, p);
   const int64_t partitions = inner ? p.groups : 1;
   const int64_t Cg = p.channels_per_group();
-  const int64_t slots2 = std::min(rows2_per_block, p.height);
+  // Float rows of input2 with unit column stride are read in place, with no
+  // cache; others are converted into it.
+  const bool in_place = rows_in_place<scalar_t>(input2, p);
+  const int64_t slots2 = in_place ? 0 : std::min(rows2_per_block, p.height);
   // The gradient rows of a block are written out after each chunk (channels
   // do not mix), so strips need no sums kept between chunks.
   const StripPlan plan = plan_strips(
@@ -1238,6 +1315,7 @@ void correlation_grad_input1_typed(
       static_cast<int64_t>(sizeof(opmath_t)) *
           (partitions * slots2 * geo.in2.channel_stride() + kMaxRows * geo.in1.channel_stride()),
       result_bytes, kBackwardCacheShare, geo.channel_chunk);
+  const int64_t b_cstride = in_place ? input2.stride(1) : geo.in2.channel_stride();
   const int64_t grad_row_size = plan.chunk * geo.in1.channel_stride();
   at::parallel_for(0, plan.items(p.batch * p.groups),
                    geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
@@ -1250,6 +1328,7 @@ void correlation_grad_input1_typed(
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* b_rows[kMaxBlock];
+    int64_t b_x[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
       const StripPlan::Item it = plan.item(item, p.groups, inner);
@@ -1283,9 +1362,10 @@ void correlation_grad_input1_typed(
                 pair_r[count++] = r;
               }
               if (count == 0) continue;
-              const opmath_t* row2 = rows2.get(n, g, p.groups, y2, c0, chunk);
+              const opmath_t* row2 = in_place ? image_row<opmath_t>(input2, p, n, g, c0, y2)
+                                              : rows2.get(n, g, p.groups, y2, c0, chunk);
               geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
-                const opmath_t* piece2 = row2 + c * geo.in2.channel_stride();
+                const opmath_t* piece2 = row2 + c * b_cstride;
                 for (const auto j : c10::irange(p.kernel_w)) {
                   for (const auto q : c10::irange(count)) {
                     g_rows[q] = grad_rows.data() + pair_r[q] * grad_row_size +
@@ -1293,13 +1373,23 @@ void correlation_grad_input1_typed(
                   }
                   geo.for_each_disp_block([&](int64_t b0, int nb) {
                     for (const auto k : c10::irange(nb)) {
-                      b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+                      if (in_place) {
+                        b_rows[k] = piece2;
+                        b_x[k] = geo.in2.origin + geo.in2_column(j, b0 + k);
+                      } else {
+                        b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+                      }
                       for (const auto q : c10::irange(count)) {
                         w_rows[q * nb + k] = go.data() + (q * Kx + b0 + k) * geo.go_stride + geo.shift_max;
                       }
                     }
-                    dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, b_rows,
-                        channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
+                    if (in_place) {
+                      dispatch_block<GatherBlockInPlace>(count, nb, g_rows, w_rows, b_rows,
+                          channels, geo.in1.channel_stride(), b_cstride, p.out_w, b_x, p.width);
+                    } else {
+                      dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, b_rows,
+                          channels, geo.in1.channel_stride(), b_cstride, p.out_w);
+                    }
                   }, max_block(count));
                 }
               });
@@ -1352,13 +1442,15 @@ void correlation_grad_input2_typed(
   const bool inner = groups_inner(grad_input2, p);
   const int64_t partitions = inner ? p.groups : 1;
   const int64_t Cg = p.channels_per_group();
-  const int64_t slots1 = std::min(rows1_per_block, p.height);
+  const bool in_place = rows_in_place<scalar_t>(input1, p);
+  const int64_t slots1 = in_place ? 0 : std::min(rows1_per_block, p.height);
   // As in grad_input1: each chunk's gradient rows are final when written.
   const StripPlan plan = plan_strips(
       p.batch * p.groups, blocks.size(), Cg, blocks.size(),
       static_cast<int64_t>(sizeof(opmath_t)) *
           (partitions * slots1 * geo.in1.channel_stride() + kMaxRows * geo.in2.channel_stride()),
       result_bytes, kBackwardCacheShare, geo.channel_chunk);
+  const int64_t a_cstride = in_place ? input1.stride(1) : geo.in1.channel_stride();
   const int64_t grad_row_size = plan.chunk * geo.in2.channel_stride();
   at::parallel_for(0, plan.items(p.batch * p.groups),
                    geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
@@ -1371,6 +1463,7 @@ void correlation_grad_input2_typed(
     opmath_t* g_rows[kMaxRows];
     const opmath_t* w_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxBlock];
+    int64_t a_x[kMaxBlock];
 
     for (const auto item : c10::irange(begin, end)) {
       const StripPlan::Item it = plan.item(item, p.groups, inner);
@@ -1403,13 +1496,16 @@ void correlation_grad_input2_typed(
             for (const auto i : c10::irange(p.kernel_h)) {
               const int64_t oy = output_row_of(p, y1, i);
               if (oy < 0) continue;
-              if (row1 == nullptr) row1 = rows1.get(n, g, p.groups, y1, c0, chunk);
+              if (row1 == nullptr) {
+                row1 = in_place ? image_row<opmath_t>(input1, p, n, g, c0, y1)
+                                : rows1.get(n, g, p.groups, y1, c0, chunk);
+              }
               for (const auto q : c10::irange(count)) {
                 load_grad_output_row<scalar_t, opmath_t>(
                     grad_output, geo, n, g, pair_a[q], oy, go.data() + q * Kx * geo.go_stride, tile.data());
               }
               geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
-                const opmath_t* piece1 = row1 + c * geo.in1.channel_stride();
+                const opmath_t* piece1 = row1 + c * a_cstride;
                 for (const auto phase : c10::irange(s)) {
                   const auto& terms = terms_by_phase[phase];
                   for (const auto q : c10::irange(count)) {
@@ -1419,14 +1515,24 @@ void correlation_grad_input2_typed(
                   for_each_block(static_cast<int64_t>(terms.size()), [&](int64_t k0, int nb) {
                     for (const auto k : c10::irange(nb)) {
                       const Term& term = terms[k0 + k];
-                      a_rows[k] = piece1 + geo.in1.offset(geo.in1_column(term.j)) - term.shift;
+                      if (in_place) {
+                        a_rows[k] = piece1;
+                        a_x[k] = geo.in1.origin + geo.in1_column(term.j) - term.shift;
+                      } else {
+                        a_rows[k] = piece1 + geo.in1.offset(geo.in1_column(term.j)) - term.shift;
+                      }
                       for (const auto q : c10::irange(count)) {
                         w_rows[q * nb + k] = go.data() + (q * Kx + term.b) * geo.go_stride +
                             geo.shift_max - term.shift;
                       }
                     }
-                    dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, a_rows,
-                        channels, geo.in2.channel_stride(), geo.in1.channel_stride(), geo.width2);
+                    if (in_place) {
+                      dispatch_block<GatherBlockInPlace>(count, nb, g_rows, w_rows, a_rows,
+                          channels, geo.in2.channel_stride(), a_cstride, geo.width2, a_x, p.width);
+                    } else {
+                      dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, a_rows,
+                          channels, geo.in2.channel_stride(), a_cstride, geo.width2);
+                    }
                   }, max_block(count));
                 }
               });
