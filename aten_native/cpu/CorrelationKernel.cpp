@@ -864,7 +864,9 @@ void scale_in_place(opmath_t* v, int64_t count, opmath_t scale) {
 
 // Writes scale * acc (D rows of width_padded) into out[n, g*D + d, oy, :]
 // through the output's strides, walking whichever of d and ox is contiguous
-// in the output. acc is scaled in place (it is zeroed before its next use).
+// in the output. Except for contiguous rows of the accumulation type, which
+// are scaled as they are copied, acc is scaled in place first (it is zeroed
+// before its next use).
 // A channels_last output is written by store_transposed through `tile`
 // (kTransposeTile pixels of D values).
 template <typename scalar_t, typename opmath_t>
@@ -876,6 +878,26 @@ void write_output_row(
       g * D * output.stride(1) + oy * output.stride(2);
   const int64_t sd = output.stride(1);
   const int64_t sx = output.stride(3);
+  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+    if (sx == 1) {
+      // Contiguous rows of the output type: scaled on the way out, in one
+      // pass over acc.
+      using Vec = vec::Vectorized<opmath_t>;
+      const Vec scale(static_cast<opmath_t>(p.scale));
+      for (const auto d : c10::irange(D)) {
+        const opmath_t* src = acc + d * width_padded;
+        scalar_t* dst = out + d * sd;
+        int64_t x = 0;
+        for (; x + Vec::size() <= p.out_w; x += Vec::size()) {
+          (Vec::loadu(src + x) * scale).store(dst + x);
+        }
+        if (x < p.out_w) {
+          (Vec::loadu(src + x, p.out_w - x) * scale).store(dst + x, p.out_w - x);
+        }
+      }
+      return;
+    }
+  }
   scale_in_place(acc, D * width_padded, static_cast<opmath_t>(p.scale));
   if (sd == 1 && D > 1) {
     store_transposed(acc, width_padded, p.out_w, D, out, sx, tile);
