@@ -1119,8 +1119,10 @@ void correlation_forward_typed(
       const StripPlan::Item it = plan.item(item, p.groups, inner);
       const int64_t n = it.n;
       const int64_t g = it.g;
-      plan.for_each_chunk(std::max<int64_t>(1, Cg), [&](int64_t c0, int64_t chunk) {
-        chunk = std::min(chunk, Cg - c0);  // no channels: a single empty chunk
+      {
+        // One chunk of all the channels: the rows stay whole (see the NOTE).
+        const int64_t c0 = 0;
+        const int64_t chunk = Cg;
         for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
           const int64_t oy0 = blocks.first[blk];
           const int rows = blocks.count[blk];
@@ -1190,7 +1192,7 @@ void correlation_forward_typed(
                 acc.data() + r * D * geo.width_padded, out_tile.data());
           }
         }
-      });
+      }
     }
   });
 }
