@@ -425,38 +425,35 @@ inline vec::Vectorized<opmath_t> load_lanes(const opmath_t* ptr, int lo, int hi)
 #endif
 }
 
-// ForwardBlock reading the inputs in place (float and double rows with
-// unit column stride; see correlation_forward_direct): a[r] and b[k] point
-// at image column 0 of their rows, and the vector t of row r (k) holds
-// columns a_x[r] + t (b_x[k] + t) on. Vectors wholly inside [0, width)
-// take ForwardBlock's loop; those across an edge load only their lanes
-// inside the image, so the columns outside read as zeros.
+// Lanes [lo, hi) of the vector of columns [x, x + size) that lie inside
+// [0, width); returns whether that is the whole vector.
+inline bool lanes_inside(int64_t x, int64_t width, int64_t size, int& lo, int& hi) {
+  lo = static_cast<int>(std::clamp<int64_t>(-x, 0, size));
+  hi = static_cast<int>(std::clamp<int64_t>(width - x, lo, size));
+  return lo == 0 && hi == size;
+}
+
+// ForwardBlock reading the rows `b` of input2 in place (float and double
+// rows with unit column stride; see correlation_forward_in_place): b[k]
+// points at image column 0 of its row and vector t holds columns
+// b_x[k] + t on. Vectors wholly inside [0, width) take ForwardBlock's loop;
+// those across an edge load only their lanes inside the image, so the
+// columns outside read as zeros. The rows `a` are a zero-padded scratch.
 template <int NR, int NB>
 struct ForwardBlockInPlace {
   template <typename opmath_t>
   static void run(
       opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
       int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t out_width,
-      const int64_t* a_x, const int64_t* b_x, int64_t a_width, int64_t b_width) {
+      const int64_t* b_x, int64_t width) {
     using Vec = vec::Vectorized<opmath_t>;
-    constexpr int64_t V = Vec::size();
-    const auto lanes = [v = V](int64_t x, int64_t width, int& lo, int& hi) {
-      lo = static_cast<int>(std::clamp<int64_t>(-x, 0, v));
-      hi = static_cast<int>(std::clamp<int64_t>(width - x, lo, v));
-      return lo == 0 && hi == v;
-    };
-    for (int64_t t = 0; t < out_width; t += V) {
-      const opmath_t* ap[NR];
+    for (int64_t t = 0; t < out_width; t += Vec::size()) {
       const opmath_t* bp[NB];
-      int a_lo[NR], a_hi[NR], b_lo[NB], b_hi[NB];
+      int lo[NB], hi[NB];
       bool inside = true;
-      for (int r = 0; r < NR; ++r) {
-        ap[r] = a[r] + a_x[r] + t;
-        inside &= lanes(a_x[r] + t, a_width, a_lo[r], a_hi[r]);
-      }
       for (int k = 0; k < NB; ++k) {
         bp[k] = b[k] + b_x[k] + t;
-        inside &= lanes(b_x[k] + t, b_width, b_lo[k], b_hi[k]);
+        inside &= lanes_inside(b_x[k] + t, width, Vec::size(), lo[k], hi[k]);
       }
       Vec sums[NR][NB];
       for (int r = 0; r < NR; ++r) {
@@ -465,7 +462,7 @@ struct ForwardBlockInPlace {
       if (inside) {
         for (int64_t c = 0; c < channels; ++c) {
           Vec av[NR];
-          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(ap[r] + c * a_cstride);
+          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
           for (int k = 0; k < NB; ++k) {
             const Vec bv = load_shared<NR>(bp[k] + c * b_cstride);
             for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
@@ -474,9 +471,9 @@ struct ForwardBlockInPlace {
       } else {
         for (int64_t c = 0; c < channels; ++c) {
           Vec av[NR];
-          for (int r = 0; r < NR; ++r) av[r] = load_lanes(ap[r] + c * a_cstride, a_lo[r], a_hi[r]);
+          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
           for (int k = 0; k < NB; ++k) {
-            const Vec bv = load_lanes(bp[k] + c * b_cstride, b_lo[k], b_hi[k]);
+            const Vec bv = load_lanes(bp[k] + c * b_cstride, lo[k], hi[k]);
             for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
           }
         }
@@ -584,15 +581,6 @@ constexpr int64_t kItemsPerThread = 4;
 // than kMinCacheBytes per thread, which small calls need not save.
 constexpr int64_t kMinCacheBytes = 64 * 1024;
 
-// Strips and chunks for `planes` planes of `blocks` row blocks of
-// `channels` channels: as many strips as give each thread kItemsPerThread
-// items, each of at most `max_blocks_per_strip` blocks, and chunks as large
-// as the cache budget allows, the caches needing `cache_bytes_per_channel`
-// per channel of a chunk. Chunks are whole multiples of `piece` (the L1
-// pieces the kernels split them into), so the budget, which depends on the
-// thread count, moves chunk boundaries only between pieces, where it does
-// not change the order of any sum's terms: results do not depend on the
-// number of threads.
 // The backward's caches (half, bfloat16, channels_last: see the NOTE) take
 // at most 1/kBackwardCacheShare of grad_output and the gradients together
 // (see plan_strips). Its chunks repeat only the conversion of grad_output's
@@ -684,11 +672,8 @@ struct GatherBlockInPlace {
       int lo[NB], hi[NB];
       bool inside = true;
       for (int k = 0; k < NB; ++k) {
-        const int64_t x = b_x[k] + t;
-        bp[k] = b[k] + x;
-        lo[k] = static_cast<int>(std::clamp<int64_t>(-x, 0, V));
-        hi[k] = static_cast<int>(std::clamp<int64_t>(image_width - x, lo[k], V));
-        inside &= lo[k] == 0 && hi[k] == V;
+        bp[k] = b[k] + b_x[k] + t;
+        inside &= lanes_inside(b_x[k] + t, image_width, V, lo[k], hi[k]);
       }
       Vec weights[NR][NB];
       for (int r = 0; r < NR; ++r) {
@@ -947,7 +932,6 @@ void correlation_forward_in_place(
   const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
   const bool inner = groups_inner(output, p);
   const StripPlan plan(blocks.size(), 1, Cg);
-  const opmath_t* data2 = input2.const_data_ptr<opmath_t>();
   // Input1's scratch rows: columns from -pad_w, as many as the kernel
   // columns of every output vector read.
   RowLayout in1;
@@ -969,10 +953,7 @@ void correlation_forward_in_place(
     opmath_t* acc_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxRows];
     const opmath_t* b_rows[kMaxBlock];
-    const int64_t a_x[kMaxRows] = {};
     int64_t b_x[kMaxBlock];
-    // Scratch rows are read whole: every lane is "inside".
-    constexpr int64_t kWhole = int64_t(1) << 62;
 
     for (const auto item : c10::irange(begin, end)) {
       const StripPlan::Item it = plan.item(item, p.groups, inner);
@@ -1013,8 +994,7 @@ void correlation_forward_in_place(
               }
             }
             if (count == 0) continue;
-            const opmath_t* row2 = data2 + n * input2.stride(0) + (g * Cg + c0) * input2.stride(1) +
-                y2 * input2.stride(2);
+            const opmath_t* row2 = image_row<opmath_t>(input2, p, n, g, c0, y2);
             for (const auto j : c10::irange(p.kernel_w)) {
               const int64_t x1 = -p.pad_w + j * p.dilation_w;
               for (const auto q : c10::irange(count)) {
@@ -1030,8 +1010,7 @@ void correlation_forward_in_place(
                   }
                 }
                 dispatch_block<ForwardBlockInPlace>(count, nb, acc_rows, a_rows, b_rows,
-                    channels, in1.channel_stride(), input2.stride(1), p.out_w, a_x, b_x,
-                    kWhole, p.width);
+                    channels, in1.channel_stride(), input2.stride(1), p.out_w, b_x, p.width);
               }, max_block(count));
             }
           }
@@ -1093,24 +1072,15 @@ void correlation_forward_typed(
     int64_t a[kMaxRows];
   };
 
-  at::parallel_for(0, plan.items(p.batch * p.groups),
-                   geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
+  at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(work_per_row * kMaxRows),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, Cg, p.height, p.width, geo.in1, plan.chunk, slots1, partitions);
+        input1, Cg, p.height, p.width, geo.in1, Cg, slots1, partitions);
     RowCache<scalar_t, opmath_t> rows2(
-        input2, Cg, p.height, p.width, geo.in2, plan.chunk, slots2, partitions);
+        input2, Cg, p.height, p.width, geo.in2, Cg, slots2, partitions);
     std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
     std::vector<opmath_t> out_tile(kTransposeTile * D);
-    // Per kernel row: the block's input1 rows and its input2 rows' uses.
-    std::vector<const opmath_t*> row1_storage(p.kernel_h * kMaxRows);
-    std::vector<const opmath_t**> rows1_of(p.kernel_h);
-    for (const auto i : c10::irange(p.kernel_h)) {
-      rows1_of[i] = row1_storage.data() + i * kMaxRows;
-    }
-    const int64_t uses_per_i = std::min(rows2_per_i, p.height);  // distinct rows in the image
-    std::vector<Row2Use> uses_of(p.kernel_h * uses_per_i);
-    std::vector<int64_t> used_of(p.kernel_h);
+    std::vector<Row2Use> uses(std::min(rows2_per_i, p.height));  // distinct rows in the image
     opmath_t* acc_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxRows];
     const opmath_t* b_rows[kMaxBlock];
@@ -1119,79 +1089,67 @@ void correlation_forward_typed(
       const StripPlan::Item it = plan.item(item, p.groups, inner);
       const int64_t n = it.n;
       const int64_t g = it.g;
-      {
-        // One chunk of all the channels: the rows stay whole (see the NOTE).
-        const int64_t c0 = 0;
-        const int64_t chunk = Cg;
-        for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
-          const int64_t oy0 = blocks.first[blk];
-          const int rows = blocks.count[blk];
-          std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
-          // The rows of every kernel row i, and every input2 row at a valid
-          // displacement from some row of the block:
-          // y2 = y1_first(i) + geo.dy(e) for e in [0, rows2_per_i).
-          for (const auto i : c10::irange(p.kernel_h)) {
-            const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
-            const opmath_t** row1 = rows1_of[i];
-            for (const auto r : c10::irange(rows)) {
-              const int64_t y1 = y1_first + r * spacing * p.stride_h;
-              row1[r] = y1 >= 0 && y1 < p.height ? rows1.get(n, g, p.groups, y1, c0, chunk) : nullptr;
-            }
-            Row2Use* uses = uses_of.data() + i * uses_per_i;
-            int64_t& used = used_of[i];
-            used = 0;
-            for (const auto e : c10::irange(rows2_per_i)) {
-              const int64_t y2 = y1_first + geo.dy(e);
-              if (y2 < 0 || y2 >= p.height) continue;
-              Row2Use use{nullptr, 0, {}, {}};
-              for (const auto r : c10::irange(rows)) {
-                const int64_t a = e - r * row_step;
-                if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
-                  use.r[use.count] = r;
-                  use.a[use.count] = a;
-                  ++use.count;
-                }
-              }
-              if (use.count == 0) continue;
-              use.row = rows2.get(n, g, p.groups, y2, c0, chunk);
-              uses[used++] = use;
-            }
-          }
-          // L1 pieces outermost: input1's piece stays in L1 while every row
-          // of input2 streams past it.
-          geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
-            for (const auto i : c10::irange(p.kernel_h)) {
-              const opmath_t* const* row1 = rows1_of[i];
-              const Row2Use* uses = uses_of.data() + i * uses_per_i;
-              for (const auto u : c10::irange(used_of[i])) {
-                const Row2Use& use = uses[u];
-                const opmath_t* piece2 = use.row + c * geo.in2.channel_stride();
-                for (const auto j : c10::irange(p.kernel_w)) {
-                  for (const auto q : c10::irange(use.count)) {
-                    a_rows[q] = row1[use.r[q]] + c * geo.in1.channel_stride() +
-                        geo.in1.offset(geo.in1_column(j));
-                  }
-                  geo.for_each_disp_block([&](int64_t b0, int nb) {
-                    for (const auto k : c10::irange(nb)) {
-                      b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
-                      for (const auto q : c10::irange(use.count)) {
-                        acc_rows[q * nb + k] = acc.data() +
-                            ((use.r[q] * D) + use.a[q] * Kx + b0 + k) * geo.width_padded;
-                      }
-                    }
-                    dispatch_block<ForwardBlock>(use.count, nb, acc_rows, a_rows, b_rows,
-                        channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
-                  }, max_block(use.count));
-                }
-              }
-            }
-          });
-          for (const auto r : c10::irange(rows)) {
-            write_output_row<scalar_t, opmath_t>(
-                output, p, geo.width_padded, n, g, oy0 + r * spacing,
-                acc.data() + r * D * geo.width_padded, out_tile.data());
-          }
+      const int64_t oy0 = blocks.first[it.block_begin];
+      const int rows = blocks.count[it.block_begin];
+      std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
+
+      for (const auto i : c10::irange(p.kernel_h)) {
+        const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
+        const opmath_t* row1[kMaxRows];
+        for (const auto r : c10::irange(rows)) {
+          const int64_t y1 = y1_first + r * spacing * p.stride_h;
+          row1[r] = y1 >= 0 && y1 < p.height ? rows1.get(n, g, p.groups, y1, 0, Cg) : nullptr;
         }
+        // Every input2 row at a valid displacement from some row of the
+        // block: y2 = y1_first + geo.dy(e) for e in [0, rows2_per_i).
+        int64_t used = 0;
+        for (const auto e : c10::irange(rows2_per_i)) {
+          const int64_t y2 = y1_first + geo.dy(e);
+          if (y2 < 0 || y2 >= p.height) continue;
+          Row2Use use{nullptr, 0, {}, {}};
+          for (const auto r : c10::irange(rows)) {
+            const int64_t a = e - r * row_step;
+            if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
+              use.r[use.count] = r;
+              use.a[use.count] = a;
+              ++use.count;
+            }
+          }
+          if (use.count == 0) continue;
+          use.row = rows2.get(n, g, p.groups, y2, 0, Cg);
+          uses[used++] = use;
+        }
+        // L1 pieces outermost: input1's piece stays in L1 while every row of
+        // input2 streams past it.
+        geo.for_each_l1_chunk(Cg, [&](int64_t c, int64_t channels) {
+          for (const auto u : c10::irange(used)) {
+            const Row2Use& use = uses[u];
+            const opmath_t* piece2 = use.row + c * geo.in2.channel_stride();
+            for (const auto j : c10::irange(p.kernel_w)) {
+              for (const auto q : c10::irange(use.count)) {
+                a_rows[q] = row1[use.r[q]] + c * geo.in1.channel_stride() +
+                    geo.in1.offset(geo.in1_column(j));
+              }
+              geo.for_each_disp_block([&](int64_t b0, int nb) {
+                for (const auto k : c10::irange(nb)) {
+                  b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
+                  for (const auto q : c10::irange(use.count)) {
+                    acc_rows[q * nb + k] = acc.data() +
+                        ((use.r[q] * D) + use.a[q] * Kx + b0 + k) * geo.width_padded;
+                  }
+                }
+                dispatch_block<ForwardBlock>(use.count, nb, acc_rows, a_rows, b_rows,
+                    channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
+              }, max_block(use.count));
+            }
+          }
+        });
+      }
+
+      for (const auto r : c10::irange(rows)) {
+        write_output_row<scalar_t, opmath_t>(
+            output, p, geo.width_padded, n, g, oy0 + r * spacing,
+            acc.data() + r * D * geo.width_padded, out_tile.data());
       }
     }
   });
@@ -1307,6 +1265,36 @@ inline int64_t output_row_of(const CorrelationParams& p, int64_t y1, int64_t i) 
   return oy < p.out_h ? oy : -1;
 }
 
+// How a backward kernel reads the input it streams (input2 for grad_input1,
+// input1 for grad_input2; rows in `read_layout`) and splits its work: in
+// place, or through a cache of `slots` rows per partition, in strips and
+// channel chunks within the cache budget (plan_strips). The gradient rows
+// of a block (in `grad_layout`) are written out after each chunk, since
+// channels do not mix, so strips need no sums kept between chunks.
+template <typename scalar_t>
+struct BackwardReads {
+  using opmath_t = at::opmath_type<scalar_t>;
+  bool in_place;
+  int64_t slots;          // cached rows per partition (0 in place)
+  StripPlan plan;
+  int64_t read_cstride;   // channel stride of the rows read
+  int64_t grad_row_size;  // one gradient row of a chunk in the scratch
+
+  BackwardReads(const TensorBase& input, const RowLayout& read_layout, const RowLayout& grad_layout,
+                const RowGeometry<opmath_t>& geo, const RowBlocks& blocks,
+                int64_t rows_per_block, int64_t partitions, int64_t result_bytes)
+      : in_place(rows_in_place<scalar_t>(input, geo.p)),
+        slots(in_place ? 0 : std::min(rows_per_block, geo.p.height)),
+        plan(plan_strips(
+            geo.p.batch * geo.p.groups, blocks.size(), geo.p.channels_per_group(), blocks.size(),
+            static_cast<int64_t>(sizeof(opmath_t)) *
+                (partitions * slots * read_layout.channel_stride() +
+                 kMaxRows * grad_layout.channel_stride()),
+            result_bytes, kBackwardCacheShare, geo.channel_chunk)),
+        read_cstride(in_place ? input.stride(1) : read_layout.channel_stride()),
+        grad_row_size(plan.chunk * grad_layout.channel_stride()) {}
+};
+
 template <typename scalar_t>
 void correlation_grad_input1_typed(
     const TensorBase& grad_input1, const TensorBase& grad_output,
@@ -1328,24 +1316,17 @@ void correlation_grad_input1_typed(
   const bool inner = groups_inner(grad_input1, p);
   const int64_t partitions = inner ? p.groups : 1;
   const int64_t Cg = p.channels_per_group();
-  // Float rows of input2 with unit column stride are read in place, with no
-  // cache; others are converted into it.
-  const bool in_place = rows_in_place<scalar_t>(input2, p);
-  const int64_t slots2 = in_place ? 0 : std::min(rows2_per_block, p.height);
-  // The gradient rows of a block are written out after each chunk (channels
-  // do not mix), so strips need no sums kept between chunks.
-  const StripPlan plan = plan_strips(
-      p.batch * p.groups, blocks.size(), Cg, blocks.size(),
-      static_cast<int64_t>(sizeof(opmath_t)) *
-          (partitions * slots2 * geo.in2.channel_stride() + kMaxRows * geo.in1.channel_stride()),
-      result_bytes, kBackwardCacheShare, geo.channel_chunk);
-  const int64_t b_cstride = in_place ? input2.stride(1) : geo.in2.channel_stride();
-  const int64_t grad_row_size = plan.chunk * geo.in1.channel_stride();
+  const BackwardReads<scalar_t> reads(
+      input2, geo.in2, geo.in1, geo, blocks, rows2_per_block, partitions, result_bytes);
+  const bool in_place = reads.in_place;
+  const StripPlan& plan = reads.plan;
+  const int64_t b_cstride = reads.read_cstride;
+  const int64_t grad_row_size = reads.grad_row_size;
   at::parallel_for(0, plan.items(p.batch * p.groups),
                    geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows2(
-        input2, Cg, p.height, p.width, geo.in2, plan.chunk, slots2, partitions);
+        input2, Cg, p.height, p.width, geo.in2, plan.chunk, reads.slots, partitions);
     std::vector<opmath_t> grad_rows(kMaxRows * grad_row_size);
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, plan.chunk));
@@ -1466,21 +1447,17 @@ void correlation_grad_input2_typed(
   const bool inner = groups_inner(grad_input2, p);
   const int64_t partitions = inner ? p.groups : 1;
   const int64_t Cg = p.channels_per_group();
-  const bool in_place = rows_in_place<scalar_t>(input1, p);
-  const int64_t slots1 = in_place ? 0 : std::min(rows1_per_block, p.height);
-  // As in grad_input1: each chunk's gradient rows are final when written.
-  const StripPlan plan = plan_strips(
-      p.batch * p.groups, blocks.size(), Cg, blocks.size(),
-      static_cast<int64_t>(sizeof(opmath_t)) *
-          (partitions * slots1 * geo.in1.channel_stride() + kMaxRows * geo.in2.channel_stride()),
-      result_bytes, kBackwardCacheShare, geo.channel_chunk);
-  const int64_t a_cstride = in_place ? input1.stride(1) : geo.in1.channel_stride();
-  const int64_t grad_row_size = plan.chunk * geo.in2.channel_stride();
+  const BackwardReads<scalar_t> reads(
+      input1, geo.in1, geo.in2, geo, blocks, rows1_per_block, partitions, result_bytes);
+  const bool in_place = reads.in_place;
+  const StripPlan& plan = reads.plan;
+  const int64_t a_cstride = reads.read_cstride;
+  const int64_t grad_row_size = reads.grad_row_size;
   at::parallel_for(0, plan.items(p.batch * p.groups),
                    geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
                    [&](int64_t begin, int64_t end) {
     RowCache<scalar_t, opmath_t> rows1(
-        input1, Cg, p.height, p.width, geo.in1, plan.chunk, slots1, partitions);
+        input1, Cg, p.height, p.width, geo.in1, plan.chunk, reads.slots, partitions);
     std::vector<opmath_t> grad_rows(kMaxRows * grad_row_size);
     std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
     std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, plan.chunk));
