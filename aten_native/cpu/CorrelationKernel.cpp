@@ -433,27 +433,39 @@ inline bool lanes_inside(int64_t x, int64_t width, int64_t size, int& lo, int& h
   return lo == 0 && hi == size;
 }
 
-// ForwardBlock reading the rows `b` of input2 in place (float and double
-// rows with unit column stride; see correlation_forward_in_place): b[k]
-// points at image column 0 of its row and vector t holds columns
-// b_x[k] + t on. Vectors wholly inside [0, width) take ForwardBlock's loop;
-// those across an edge load only their lanes inside the image, so the
-// columns outside read as zeros. The rows `a` are a zero-padded scratch.
+// ForwardBlock reading its rows in place (float and double rows with unit
+// column stride; see correlation_forward_in_place): a[r] and b[k] point at
+// column 0 of their rows, and the vector t of row r (k) holds columns
+// a_x[r] + t (b_x[k] + t) on, inside [0, a_width) ([0, b_width)). Vectors
+// wholly inside take ForwardBlock's loop; those across an edge load only
+// their lanes inside, so the columns outside read as zeros. The forward
+// passes input1's zero-padded scratch as `a` with a width no vector
+// reaches, so only b is ever masked. The masked path still loads a with
+// its (full) masks: a version that loaded a plainly there, or dropped a's
+// lane arithmetic altogether, ran the PWC-Net level forward about 40%
+// slower on this machine, for a reason not established (keeping those
+// loads in registers did not help).
 template <int NR, int NB>
 struct ForwardBlockInPlace {
   template <typename opmath_t>
   static void run(
       opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
       int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t out_width,
-      const int64_t* b_x, int64_t width) {
+      const int64_t* a_x, const int64_t* b_x, int64_t a_width, int64_t b_width) {
     using Vec = vec::Vectorized<opmath_t>;
-    for (int64_t t = 0; t < out_width; t += Vec::size()) {
+    constexpr int64_t V = Vec::size();
+    for (int64_t t = 0; t < out_width; t += V) {
+      const opmath_t* ap[NR];
       const opmath_t* bp[NB];
-      int lo[NB], hi[NB];
+      int a_lo[NR], a_hi[NR], b_lo[NB], b_hi[NB];
       bool inside = true;
+      for (int r = 0; r < NR; ++r) {
+        ap[r] = a[r] + a_x[r] + t;
+        inside &= lanes_inside(a_x[r] + t, a_width, V, a_lo[r], a_hi[r]);
+      }
       for (int k = 0; k < NB; ++k) {
         bp[k] = b[k] + b_x[k] + t;
-        inside &= lanes_inside(b_x[k] + t, width, Vec::size(), lo[k], hi[k]);
+        inside &= lanes_inside(b_x[k] + t, b_width, V, b_lo[k], b_hi[k]);
       }
       Vec sums[NR][NB];
       for (int r = 0; r < NR; ++r) {
@@ -462,7 +474,7 @@ struct ForwardBlockInPlace {
       if (inside) {
         for (int64_t c = 0; c < channels; ++c) {
           Vec av[NR];
-          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
+          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(ap[r] + c * a_cstride);
           for (int k = 0; k < NB; ++k) {
             const Vec bv = load_shared<NR>(bp[k] + c * b_cstride);
             for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
@@ -471,9 +483,9 @@ struct ForwardBlockInPlace {
       } else {
         for (int64_t c = 0; c < channels; ++c) {
           Vec av[NR];
-          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
+          for (int r = 0; r < NR; ++r) av[r] = load_lanes(ap[r] + c * a_cstride, a_lo[r], a_hi[r]);
           for (int k = 0; k < NB; ++k) {
-            const Vec bv = load_lanes(bp[k] + c * b_cstride, lo[k], hi[k]);
+            const Vec bv = load_lanes(bp[k] + c * b_cstride, b_lo[k], b_hi[k]);
             for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
           }
         }
@@ -953,7 +965,10 @@ void correlation_forward_in_place(
     opmath_t* acc_rows[kMaxRows * kMaxBlock];
     const opmath_t* a_rows[kMaxRows];
     const opmath_t* b_rows[kMaxBlock];
+    const int64_t a_x[kMaxRows] = {};
     int64_t b_x[kMaxBlock];
+    // input1's scratch rows are read whole: every lane is inside.
+    constexpr int64_t kWhole = int64_t(1) << 62;
 
     for (const auto item : c10::irange(begin, end)) {
       const StripPlan::Item it = plan.item(item, p.groups, inner);
@@ -1010,7 +1025,7 @@ void correlation_forward_in_place(
                   }
                 }
                 dispatch_block<ForwardBlockInPlace>(count, nb, acc_rows, a_rows, b_rows,
-                    channels, in1.channel_stride(), input2.stride(1), p.out_w, b_x, p.width);
+                    channels, in1.channel_stride(), input2.stride(1), p.out_w, a_x, b_x, kWhole, p.width);
               }, max_block(count));
             }
           }
