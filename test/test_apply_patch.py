@@ -367,12 +367,12 @@ FUNCTIONAL_SOURCE = '''
     '''
 
 SOURCE_FILES = {
-    "aten_native/CorrelationUtils.h": "#pragma once\n// checks\n",
-    "aten_native/Correlation.cpp": "// entry\n",
-    "aten_native/cpu/CorrelationKernel.h": "#pragma once\n",
-    "aten_native/cpu/CorrelationKernel.cpp": "// kernels\n",
-    "aten_native/cuda/Correlation.cu": "// cuda kernels\n",
-    "aten_native/cuda/.Correlation.cu.swp": "editor junk, never copied\n",
+    "aten_native/SpatialCorrelationUtils.h": "#pragma once\n// checks\n",
+    "aten_native/SpatialCorrelation.cpp": "// entry\n",
+    "aten_native/cpu/SpatialCorrelationKernel.h": "#pragma once\n",
+    "aten_native/cpu/SpatialCorrelationKernel.cpp": "// kernels\n",
+    "aten_native/cuda/SpatialCorrelation.cu": "// cuda kernels\n",
+    "aten_native/cuda/.SpatialCorrelation.cu.swp": "editor junk, never copied\n",
     "native_functions_patch.yaml": """
         # Entries for native_functions.yaml; this header is not copied.
         #
@@ -511,14 +511,14 @@ def test_apply_then_idempotent(trees, capsys):
     assert code == 0, err
     applied = digest(pytorch)
     for rel in [
-        "aten/src/ATen/native/Correlation.cpp",
-        "aten/src/ATen/native/cuda/Correlation.cu",
+        "aten/src/ATen/native/SpatialCorrelation.cpp",
+        "aten/src/ATen/native/cuda/SpatialCorrelation.cu",
         "torch/nn/modules/correlation.py",
         "test/nn/test_correlation.py",
         "test/nn/correlation_reference.py",
     ]:
         assert rel in applied
-    assert "aten/src/ATen/native/cuda/.Correlation.cu.swp" not in applied
+    assert "aten/src/ATen/native/cuda/.SpatialCorrelation.cu.swp" not in applied
     for rel in PYTORCH_FILES:
         if rel not in ("torch/nn/__init__.py", "aten/src/ATen/native/Activation.cpp"):
             assert read(pytorch, rel) != dedent(PYTORCH_FILES[rel]), f"{rel} was not patched"
@@ -777,11 +777,11 @@ def test_missing_target_file(trees, capsys):
 def test_missing_sources_are_listed_together(trees, capsys):
     pytorch, sources = trees
     (sources / "torch_correlation/_meta.py").unlink()
-    (sources / "aten_native/cuda/Correlation.cu").unlink()
+    (sources / "aten_native/cuda/SpatialCorrelation.cu").unlink()
     before = digest(pytorch)
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert "torch_correlation/_meta.py" in err and "aten_native/cuda/Correlation.cu" in err
+    assert "torch_correlation/_meta.py" in err and "aten_native/cuda/SpatialCorrelation.cu" in err
     assert digest(pytorch) == before
 
 

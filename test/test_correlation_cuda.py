@@ -2,7 +2,7 @@
 """CUDA-specific tests of ``torch.nn.functional.correlation``.
 
 The device-generic tests (test_correlation.py) already run on CUDA; these
-cover what is particular to the CUDA kernels (aten_native/cuda/Correlation.cu):
+cover what is particular to the CUDA kernels (aten_native/cuda/SpatialCorrelation.cu):
 
 * CPU-vs-CUDA agreement, forward and backward, over many random
   configurations chosen to hit both the tiled kernels (kernel_size 1,

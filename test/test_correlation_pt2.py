@@ -1,6 +1,6 @@
 """F.correlation in the PyTorch 2 stack and the other program transforms.
 
-What each class exercises (issue 5):
+What each class exercises:
 
 * TestCorrelationMeta: the Meta kernels (torch_correlation/_meta.py): shape,
   dtype, memory format of both ops on meta tensors, the same errors as the

@@ -103,11 +103,11 @@ PREVIEW_ONLY_END = "# [preview only end]"
 NATIVE_SRC = "aten_native"
 NATIVE_DST = "aten/src/ATen/native"
 NATIVE_REQUIRED = (
-    "CorrelationUtils.h",
-    "Correlation.cpp",
-    "cpu/CorrelationKernel.h",
-    "cpu/CorrelationKernel.cpp",
-    "cuda/Correlation.cu",
+    "SpatialCorrelationUtils.h",
+    "SpatialCorrelation.cpp",
+    "cpu/SpatialCorrelationKernel.h",
+    "cpu/SpatialCorrelationKernel.cpp",
+    "cuda/SpatialCorrelation.cu",
 )
 
 SRC_NATIVE_YAML = "native_functions_patch.yaml"

@@ -29,7 +29,7 @@ def _install() -> None:
 
 _install()
 
-# --- PyTorch 2 stack and transforms (issue 5) --------------------------------
+# --- PyTorch 2 stack and transforms -----------------------------------------
 # Meta kernels (FakeTensor, torch.compile, export), the core ATen
 # decomposition (export's run_decompositions, ONNX), Dynamo/Inductor list
 # entries, vmap batching rules and nn.Correlation. The Autocast kernels are

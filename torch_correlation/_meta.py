@@ -10,7 +10,7 @@ CPU/CUDA kernels. Sizes may be SymInts (dynamic shapes): the arithmetic below
 is the conv2d formula with floor division, and every check goes through
 ``torch._check`` so that symbolic conditions become guards or runtime asserts.
 
-The checks and messages are those of ``aten/src/ATen/native/CorrelationUtils.h``
+The checks and messages are those of ``aten/src/ATen/native/SpatialCorrelationUtils.h``
 (``correlation_params`` and ``check_correlation_grad_output``), in the same
 order, so that fake and real tensors fail alike.
 
@@ -101,7 +101,7 @@ def _correlation_output_shape(
     displacement_stride,
     groups,
 ):
-    # Mirrors correlation_params() in CorrelationUtils.h and returns the
+    # Mirrors correlation_params() in SpatialCorrelationUtils.h and returns the
     # output sizes, in input1's batched (N, C, H, W) or unbatched (C, H, W)
     # form. The sizes of the inputs may be symbolic; the arguments are ints.
     _correlation_check_inputs(input1, input2)

@@ -1,7 +1,7 @@
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 #include <ATen/core/Tensor.h>
-#include <ATen/native/CorrelationUtils.h>
-#include <ATen/native/cpu/CorrelationKernel.h>
+#include <ATen/native/SpatialCorrelationUtils.h>
+#include <ATen/native/cpu/SpatialCorrelationKernel.h>
 
 #ifndef AT_PER_OPERATOR_HEADERS
 #include <ATen/Functions.h>
@@ -23,11 +23,11 @@
 //
 // with y0 = oy*stride_h - pad_h, x0 = ox*stride_w - pad_w and zeros outside
 // the image. The geometry (displacement ranges, output size) is derived once
-// in correlation_params() (CorrelationUtils.h), which every backend calls.
+// in correlation_params() (SpatialCorrelationUtils.h), which every backend calls.
 //
 // One entry point serves CPU and CUDA: it checks, allocates and calls the
-// device's kernel through a DispatchStub (cpu/CorrelationKernel.cpp,
-// cuda/Correlation.cu). Kernels take batched 4D tensors with arbitrary
+// device's kernel through a DispatchStub (cpu/SpatialCorrelationKernel.cpp,
+// cuda/SpatialCorrelation.cu). Kernels take batched 4D tensors with arbitrary
 // strides; the unbatched (C, H, W) form is handled here with a view. The
 // backward is a gather over the outputs that touch each input element, so it
 // is deterministic on every backend.

@@ -2,7 +2,7 @@
 
 // Argument checks and the derived geometry of correlation, shared by every
 // backend (CPU, CUDA, Meta) and by both the forward and the backward.
-// See NOTE [ correlation Native Functions ] in Correlation.cpp.
+// See NOTE [ correlation Native Functions ] in SpatialCorrelation.cpp.
 //
 // The helpers take TensorBase so that .cu files can include this header.
 

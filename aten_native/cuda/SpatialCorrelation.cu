@@ -1,6 +1,6 @@
 #define TORCH_ASSERT_NO_OPERATORS
-#include <ATen/native/cpu/CorrelationKernel.h>
-#include <ATen/native/CorrelationUtils.h>
+#include <ATen/native/cpu/SpatialCorrelationKernel.h>
+#include <ATen/native/SpatialCorrelationUtils.h>
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -21,7 +21,7 @@
 
 // NOTE [ Correlation CUDA Kernels ]
 //
-// Notation (see NOTE [ correlation Native Functions ] in Correlation.cpp):
+// Notation (see NOTE [ correlation Native Functions ] in SpatialCorrelation.cpp):
 // displacement (a, b) is (dy, dx) = (disp_min_h + a*step_h,
 // disp_min_w + b*step_w), a < Ky, b < Kx, D = Ky*Kx, G is grad_output.
 //
@@ -1205,7 +1205,7 @@ void correlation_kernel_cuda(
     const TensorBase& input1,
     const TensorBase& input2,
     const CorrelationParams& params) {
-  // The entry (Correlation.cpp) has checked the arguments; these checks
+  // The entry (SpatialCorrelation.cpp) has checked the arguments; these checks
   // guard direct callers of the stub.
   check_cuda_tensors("correlation", input1, {&output, &input1, &input2});
   if (output.numel() == 0) {

@@ -1,5 +1,5 @@
 #define TORCH_ASSERT_NO_OPERATORS
-#include <ATen/native/cpu/CorrelationKernel.h>
+#include <ATen/native/cpu/SpatialCorrelationKernel.h>
 
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
@@ -7,7 +7,7 @@
 #include <ATen/TensorIterator.h>
 #include <ATen/core/TensorBase.h>
 #include <ATen/cpu/vec/vec.h>
-#include <ATen/native/CorrelationUtils.h>
+#include <ATen/native/SpatialCorrelationUtils.h>
 #include <c10/util/irange.h>
 
 #include <algorithm>
