@@ -45,6 +45,10 @@ case "$what" in
     "$PY" tools/demo.py "$@"
     ;;
   test)
+    # Lint as upstream runs it on the files the patch adds (tools/lint.sh,
+    # a few seconds); a finding fails the run, after the tests have run.
+    lint_status=0
+    PYTHON="$PY" bash tools/lint.sh || lint_status=$?
     # The upstream patch: apply it to the wheel's copies of the files it
     # touches, run the full codegen over the patched yaml, import the result.
     "$PY" tools/check_patch.py
@@ -53,6 +57,10 @@ case "$what" in
     # The test suite, last, so that its summary closes the output. It runs
     # from test/ so that the installed package is what the tests import.
     (cd test && "$PY" -m pytest -q -p no:cacheprovider "$@" .)
+    if [ "$lint_status" != 0 ]; then
+      echo "[run.sh] tools/lint.sh failed (exit $lint_status): see its findings above" >&2
+      exit "$lint_status"
+    fi
     ;;
   *)
     echo "usage: tools/run.sh {demo|test} [args...]" >&2

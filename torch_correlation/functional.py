@@ -92,12 +92,26 @@ def correlation(
     * Caffe's correlation layer (``kernel_size=k, max_displacement=m, pad=p,
       stride_1, stride_2``, requires ``p >= m``): ``correlation(f1, f2, m,
       kernel_size=k, stride=stride_1, padding=p - m, displacement_stride=stride_2,
-      scale=1 / (k * k * C))``.
-    * spatial-correlation-sampler and mmcv's ``Correlation`` (``patch_size=P,
-      dilation_patch=s``, ``P`` odd): ``correlation(f1, f2, (P // 2) * s,
-      displacement_stride=s).view(N, P, P, H, W)``; for even ``P`` use
-      ``min_displacement=-((s * (P - 1)) // 2)`` and
-      ``max_displacement=min_displacement + (P - 1) * s``.
+      scale=1 / (k * k * C))``. flownet2-pytorch's ``Correlation`` (same
+      arguments, odd ``k``) centres its kernel window where Caffe's starts, so
+      it equals Caffe's only for ``k = 1``; with ``r = (k - 1) // 2`` it is
+      ``correlation(f1, f2, m, kernel_size=k, stride=stride_1,
+      padding=p - m + r, displacement_stride=stride_2,
+      scale=1 / (k * k * C))[..., :H_out, :W_out]`` with
+      ``H_out = ceil((H + 2 * p - 2 * m - 2 * r) / stride_1)`` (``W_out``
+      likewise), requires ``p + r >= m``. Where its smallest displacement is
+      below ``r - m`` (``k > 1``), that layer's reads at the top-left border
+      leave its padded copy and see neighbouring memory, not zeros.
+    * spatial-correlation-sampler (``kernel_size=k, patch_size=P, stride=s,
+      padding=p, dilation=d, dilation_patch=t``) and mmcv's ``Correlation``
+      (the same, with ``max_displacement=m`` meaning ``P = 2 * m + 1``):
+      ``correlation(f1, f2, (P // 2) * t, min_displacement=-((P - 1) // 2) * t,
+      kernel_size=k, stride=s, padding=p, dilation=d,
+      displacement_stride=t).view(N, P, P, H_out, W_out)``, no normalization
+      (``min_displacement`` matters only for even ``P``). This is the window of
+      the sampler's CPU kernel and CUDA backward; for even ``P`` with ``t >= 2``
+      its CUDA forward uses another one: ``min_displacement=-((t * (P - 1)) // 2)``,
+      ``max_displacement=min_displacement + (P - 1) * t``.
     * GwcNet group-wise volume with ``D`` disparities and ``G`` groups:
       ``correlation(left, right, (0, 0), min_displacement=(0, 1 - D), groups=G,
       scale=G / C)``; channel ``g * D + b`` holds disparity ``D - 1 - b``.
