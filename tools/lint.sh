@@ -79,7 +79,7 @@ for f in "${cpp_files[@]}"; do
   out="$("$CLANG_FORMAT" --dry-run --style=file "$f" 2>&1)"
   if [ -n "$out" ]; then
     cf_failed=1
-    echo "$f: $(grep -c 'warning:' <<< "$out") places differ from clang-format"
+    echo "$f: clang-format would change $(grep -c "warning:" <<< "$out") places"
     grep -A2 'warning:' <<< "$out" | head -12
   fi
 done
