@@ -5,12 +5,15 @@ Usage::
 
     python tools/check_patch.py [--keep DIR] [--source-root DIR] [-j N]
 
-The wheel ships ``torch/**/*.py`` and, under ``torchgen/packaged/``,
-``native_functions.yaml``, ``tags.yaml``, ``derivatives.yaml`` and the codegen
-templates. This script builds a fake PyTorch root from them (plus small stubs
-for the few anchor files the wheel lacks, each reported as STUB), then:
+The wheel ships ``torch/**/*.py``, ``torch/include`` and, under
+``torchgen/packaged/``, ``native_functions.yaml``, ``tags.yaml``,
+``derivatives.yaml`` and the codegen templates. This script builds a fake
+PyTorch root from them (plus the stand-ins in ``tools/check_patch_stubs/`` for
+the few anchor files the wheel lacks, each reported as STUB), then:
 
-1. applies the patch (``tools/apply_patch.py``);
+1. applies the patch (``tools/apply_patch.py``) and checks that no file it
+   adds exists upstream (``tools/upstream_paths.txt`` and the source paths
+   compiled into the wheel's libtorch);
 2. applies it again and checks that nothing changes, and that ``--check``
    reports nothing pending;
 3. emits the patch with ``--emit-patch`` for a pristine copy, applies it with
@@ -24,20 +27,15 @@ for the few anchor files the wheel lacks, each reported as STUB), then:
    headers, CPU/CUDA registration, autograd nodes, the ``torch._C._nn``
    binding), and that every helper the derivative formulas call is declared
    in the patched ``FunctionsManual.h``;
-6. imports the patched Python files for real: an overlay ``torch`` package
-   (every entry a symlink to the installed one, except the patched files) is
-   put first on ``sys.path`` of a child interpreter. ``aten::correlation`` and
-   ``aten::correlation_backward`` (with their ``.out`` overloads) do not exist
-   in the wheel's library, so the child defines their schemas, as parsed by
-   torchgen from the patched yaml, just before the first module that needs
-   them is executed. The child then checks the ``test_overrides`` coverage
-   (every overridable function has a ``get_testing_overrides`` entry, and the
-   lambda's argspec equals the function's), ``__torch_function__`` dispatch
-   of ``F.correlation``, ``nn.Correlation``, the meta kernel (installed by
-   ``activate_meta()``) through ``F.correlation``/``nn.Correlation`` on meta
-   tensors against the output-shape contract, the decomposition against a
-   float64 loop reference, the core-ATen/Inductor decomposition lists,
-   ``trace_rules`` and the OpInfo (listed in ``op_db``, samples generated).
+6. imports the patched Python files for real (``tools/check_patch_child.py``
+   with an overlay ``torch`` package first on ``sys.path``): overrides
+   coverage, ``nn.Correlation``, the decomposition against
+   ``test/correlation_reference.py``, the decomposition lists, Inductor
+   fallbacks, ``trace_rules``, ``flop_registry``, the OpInfo and ModuleInfo.
+
+Sources another branch adds (``aten_functorch/``, ``torch_correlation/_flop_counter.py``,
+``patch/moduleinfo.py``) are taken from ``tools/check_patch_stubs/api_placeholders/``
+while missing from ``--source-root`` (reported as PLACEHOLDER).
 
 Prints a summary; exits 1 if any step failed.
 """
