@@ -19,11 +19,10 @@ from pathlib import Path
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
-import apply_patch as ap  # noqa: E402
-from correlation_patch import model, pyedit, sources as patch_sources  # noqa: E402
+import apply_patch as ap
+from correlation_patch import model, pyedit
 
 
 def dedent(text: str) -> str:
@@ -987,7 +986,7 @@ def test_opinfo_samples_follow_the_contract(monkeypatch):
     spec.loader.exec_module(module)
     (op,) = module.op_db
     assert op.name == "nn.functional.correlation"
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
     samples = list(module.sample_inputs_correlation(op, "cpu", torch.float64, True))
     assert len(samples) >= 8
     for sample in samples:

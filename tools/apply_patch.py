@@ -46,9 +46,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from correlation_patch.model import PatchError, report, unified_diff, write_changes  # noqa: E402
-from correlation_patch.placements import plan  # noqa: E402
-
+from correlation_patch.model import PatchError, report, unified_diff, write_changes
+from correlation_patch.placements import plan
 
 REPO = Path(__file__).resolve().parents[1]
 EXIT_OK, EXIT_PENDING, EXIT_ERROR = 0, 1, 2

@@ -56,12 +56,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 APPLY = REPO / "tools" / "apply_patch.py"
 sys.path.insert(0, str(REPO / "tools"))
-import apply_patch as ap  # noqa: E402
-from correlation_patch import sources  # noqa: E402
+import apply_patch as ap
+from correlation_patch import sources
 
 
 def package_dir(name: str) -> Path:
@@ -227,7 +226,7 @@ def step_moved_on(pristine: Path, work: Path, source_root: Path) -> tuple[bool, 
         shutil.copytree(pristine, case, symlinks=True)
         path = case / rel
         text = path.read_text(encoding="utf-8")
-        broken, count = re.subn(pattern, replacement, text, flags=re.M)
+        broken, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
         if not count:
             notes.append(f"{rel}: could not break the anchor (pattern {pattern!r} not found)")
             ok = False
@@ -406,7 +405,7 @@ def check_autograd_outputs(out: Path, root: Path, source_root: Path) -> list[str
         line.split(":", 1)[1] for line in body.split("\n") if line.startswith("  ") and ":" in line
     )
     native = (root / "aten/src/ATen/native/native_functions.yaml").read_text(encoding="utf-8")
-    aten_ops = set(re.findall(r"^- func: (\w+)", native, re.M))
+    aten_ops = set(re.findall(r"^- func: (\w+)", native, re.MULTILINE))
     manual = (root / "torch/csrc/autograd/FunctionsManual.h").read_text(encoding="utf-8")
     called = set(re.findall(r"(?<![\w.:>])([A-Za-z_]\w*)\s*\(", formulas))
     for name in sorted(called - aten_ops - {"std", "at", "c10"}):

@@ -79,9 +79,9 @@ class DefineOpsFirst(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, DefineOpsFirst())
 
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from torch.overrides import get_overridable_functions, get_testing_overrides  # noqa: E402
+import torch
+import torch.nn.functional as F
+from torch.overrides import get_overridable_functions, get_testing_overrides
 
 record("import torch from the overlay", torch.__file__.startswith(OVERLAY), torch.__file__)
 record("schemas and binding installed before the patched modules ran", LIBS, f"{len(SCHEMAS)} schemas")
@@ -107,14 +107,14 @@ got = (spec.args + ["*"] + spec.kwonlyargs) if spec else None
 record("get_testing_overrides() entry of F.correlation takes the schema's arguments", got == params,
        f"{got} vs {params}")
 
-from torch.nn.modules.correlation import Correlation  # noqa: E402
+from torch.nn.modules.correlation import Correlation
 
 record("torch.nn.Correlation exported", getattr(torch.nn, "Correlation", None) is Correlation
        and "Correlation" in torch.nn.modules.__all__ and issubclass(Correlation, torch.nn.Module))
 
 # The decomposition against the test suite's independent reference.
-import torch._decomp  # noqa: E402
-from correlation_reference import correlation_reference  # noqa: E402
+import torch._decomp
+from correlation_reference import correlation_reference
 
 aten = torch.ops.aten
 decomp = torch._decomp.decomposition_table.get(aten.correlation.default)
@@ -122,7 +122,7 @@ record("decomposition registered for aten.correlation.default", decomp is not No
 if decomp is not None:
     bad = []
     gen = torch.Generator().manual_seed(0)
-    pair = lambda v: [v, v] if isinstance(v, int) else list(v)  # noqa: E731
+    pair = lambda v: [v, v] if isinstance(v, int) else list(v)
     for shape, md, kw in [((1, 4, 5, 6), 1, {}),
                           ((4, 5, 4), (2, 1), dict(displacement_stride=(2, 1), groups=2, scale=0.5)),
                           ((1, 2, 6, 5), (0, 0), dict(min_displacement=(-1, -2), kernel_size=(3, 2),
@@ -145,25 +145,25 @@ if decomp is not None:
 
 record("aten.correlation in core_aten_decompositions()",
        aten.correlation.default in torch._decomp.core_aten_decompositions())
-import torch._inductor.decomposition as inductor_decomp  # noqa: E402
-import torch._inductor.lowering as lowering  # noqa: E402
+import torch._inductor.decomposition as inductor_decomp
+from torch._inductor import lowering
 
 record("Inductor keeps the native kernel (aten.correlation not in its decompositions)",
        aten.correlation.default not in inductor_decomp.decompositions)
 record("Inductor falls back to the native kernels (aten.correlation{,_backward} have lowerings)",
        aten.correlation.default in lowering.lowerings and aten.correlation_backward.default in lowering.lowerings)
 
-import torch._dynamo.trace_rules as trace_rules  # noqa: E402
+from torch._dynamo import trace_rules
 
 record("trace_rules lists torch._C._nn.correlation",
        "torch._C._nn.correlation" in trace_rules.torch_c_binding_in_graph_functions)
 
-from torch.utils.flop_counter import flop_registry  # noqa: E402
+from torch.utils.flop_counter import flop_registry
 
 record("flop_registry has aten.correlation and aten.correlation_backward",
        aten.correlation in flop_registry and aten.correlation_backward in flop_registry)
 
-import torch.testing._internal.common_methods_invocations as cmi  # noqa: E402
+import torch.testing._internal.common_methods_invocations as cmi
 
 ops = [op for op in cmi.op_db if op.name == "nn.functional.correlation"]
 detail = ""
@@ -175,7 +175,7 @@ if ok:
     detail = f"{len(samples)} samples"
 record("OpInfo nn.functional.correlation in op_db, samples generated", ok, detail)
 
-import torch.testing._internal.common_modules as cm  # noqa: E402
+import torch.testing._internal.common_modules as cm
 
 infos = [m for m in cm.module_db if m.module_cls is Correlation]
 ok = len(infos) == 1 and bool(list(infos[0].module_inputs_func(infos[0], device="cpu", dtype=torch.float64,

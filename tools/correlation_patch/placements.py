@@ -14,6 +14,7 @@ from pathlib import Path
 from .model import AnchorError, PatchError, Tree, check_additive, copy_file, outdated
 from .pyedit import (
     TYPING_NAMES,
+    _iter_module_level,
     add_typing_names,
     assigned_value,
     compile_check,
@@ -27,7 +28,6 @@ from .pyedit import (
     module_bindings,
     parse_python,
     top_level_def,
-    _iter_module_level,
 )
 from .sources import (
     FUNCTION,
@@ -52,7 +52,6 @@ from .textedit import (
     edit_cpp_block_before,
     edit_yaml,
 )
-
 
 DST_NATIVE_YAML = "aten/src/ATen/native/native_functions.yaml"
 DST_DERIVATIVES_YAML = "tools/autograd/derivatives.yaml"
@@ -100,11 +99,41 @@ def edit_build_variables(tree: Tree, native_files: list[str]) -> None:
                 break
 
 
-def edit_functional(tree: Tree, block: str) -> None:
-    """The block binds ``correlation`` (the documented ``torch._C._nn`` binding)."""
-    if FUNCTION not in module_bindings(parse_python(block, "the functional block"))[0]:
-        raise PatchError(f"the block of torch_correlation/functional.py does not define '{FUNCTION}'")
-    edit_python_block(tree, DST_FUNCTIONAL, block, FUNCTION, "grid_sample")
+# Blocks inserted after a top-level def: (target, source block, what it is, the def).
+PYTHON_BLOCKS = (
+    (DST_FUNCTIONAL, "functional", FUNCTION, "grid_sample"),
+    (DST_DECOMP, "decomp", "the decomposition", "grid_sampler_2d"),
+    (DST_FLOP_COUNTER, "flop", "the flop formulas", "conv_backward_flop"),
+    (DST_OPINFO, "opinfo_samples", "sample_inputs_correlation", "sample_inputs_grid_sampler_3d"),
+    (DST_MODULEINFO, "moduleinfo_inputs", f"module_inputs_torch_nn_{MODULE_CLASS}",
+     "module_inputs_torch_nn_FractionalMaxPool3d"),
+)
+# Elements inserted after an element ``Info(<name>, ...)`` of a list literal:
+# (target, list, source block, the anchor's name, ours).
+LIST_ELEMENTS = (
+    (DST_OPINFO, "op_db", "opinfo_entry", "nn.functional.grid_sample", f"nn.functional.{FUNCTION}"),
+    (DST_MODULEINFO, "module_db", "moduleinfo_entry", "torch.nn.FractionalMaxPool3d", f"torch.nn.{MODULE_CLASS}"),
+)
+# Strings inserted in sorted place among the list's strings starting with the prefix.
+SORTED_STRINGS = (
+    (DST_TRACE_RULES, "torch_c_binding_in_graph_functions", f"torch._C._nn.{FUNCTION}", "torch._C._nn."),
+    (DST_GEN_PYI, "c_nn_imports", FUNCTION, ""),
+    (DST_MODULES_INIT, "__all__", MODULE_CLASS, ""),
+)
+# lower_precision_fp next to conv2d: the macro expands for CUDA and the other
+# device types that use it, so amp.md lists it for CUDA and XPU (not CPU).
+MACRO_ENTRIES = ((DST_AUTOCAST, "AT_FORALL_LOWER_PRECISION_FP", "_(conv2d)", f"_({FUNCTION})"),)
+MARKDOWN_ITEMS = tuple(
+    (DST_AMP_DOCS, f"{device} Ops that can autocast to `float16`", "`conv2d`,", f"`{FUNCTION}`,")
+    for device in ("CUDA", "XPU")
+)
+# YAML entries after the grid_sampler family: (target, key, source entries).
+YAML_ENTRIES = ((DST_NATIVE_YAML, "func", "native_yaml"), (DST_DERIVATIVES_YAML, "name", "derivatives_yaml"))
+YAML_ANCHOR = "grid_sampler_3d_backward"
+# C++ blocks at the end of the autograd helpers' namespace.
+CPP_BLOCKS = ((DST_MANUAL_H, "manual_h"), (DST_MANUAL_CPP, "manual_cpp"))
+# Autosummary entries: (docs file without extension, section, item).
+DOC_ITEMS = ((DST_DOCS_FUNCTIONAL, "Vision functions", FUNCTION), (DST_DOCS_NN, "Vision Layers", f"nn.{MODULE_CLASS}"))
 
 
 def schema_parameters(schema, annotate: bool) -> list[str]:
@@ -124,7 +153,6 @@ def edit_gen_pyi(tree: Tree, schema) -> None:
     """Type hints of the ``torch._C._nn`` binding, as gen_pyi writes them for
     the other ``_add_docstr``-ed ``torch._C._nn`` functions (e.g. ``one_hot``)."""
     rel = DST_GEN_PYI
-    insert_sorted_string(tree, rel, "c_nn_imports", FUNCTION, "")
     module = parse_python(tree.read(rel), rel)
     if top_level_def(module, "defs") is None:
         raise AnchorError(rel, "'def defs(...)' (the hint helper)")
@@ -217,10 +245,6 @@ def _tidy_blank_lines(lines: list[str]) -> list[str]:
     return out
 
 
-def edit_module_file(tree: Tree, header: str, class_block: str) -> None:
-    copy_file(tree, DST_MODULE, module_file(header, class_block))
-
-
 def edit_modules_init(tree: Tree) -> None:
     rel = DST_MODULES_INIT
     text = tree.read(rel)
@@ -237,14 +261,13 @@ def edit_modules_init(tree: Tree) -> None:
         tree.stage(rel, "\n".join(lines), f"import {MODULE_CLASS}")
     else:
         tree.present(rel)
-    insert_sorted_string(tree, rel, "__all__", MODULE_CLASS, "")
 
 
 def check_nn_init(tree: Tree) -> None:
     """``torch.nn`` re-exports ``torch.nn.modules`` with a ``*`` import; nothing to add."""
     rel = DST_NN_INIT
     text = tree.read(rel)
-    if not re.search(r"^from (torch\.nn\.modules|\.modules) import \*", text, re.M):
+    if not re.search(r"^from (torch\.nn\.modules|\.modules) import \*", text, re.MULTILINE):
         raise AnchorError(rel, "'from torch.nn.modules import *' (which exports nn.Correlation)")
     tree.present(rel, "no change needed: 'from torch.nn.modules import *' exports nn.Correlation")
 
@@ -256,27 +279,6 @@ def _call_named(first_arg: str):
             ast.unparse(node.args[0]).strip("'\"") == first_arg
         )
     return pick
-
-
-def edit_opinfo(tree: Tree, samples: str, entry: str) -> None:
-    edit_python_block(tree, DST_OPINFO, samples, "sample_inputs_correlation", "sample_inputs_grid_sampler_3d")
-    insert_after_element(
-        tree, DST_OPINFO, "op_db", _call_named("nn.functional.grid_sample"),
-        "the OpInfo('nn.functional.grid_sample', ...) entry of op_db",
-        _call_named(f"nn.functional.{FUNCTION}"), f"an OpInfo for nn.functional.{FUNCTION}", entry,
-    )
-
-
-def edit_moduleinfo(tree: Tree, inputs: str, entry: str) -> None:
-    edit_python_block(
-        tree, DST_MODULEINFO, inputs, f"module_inputs_torch_nn_{MODULE_CLASS}",
-        "module_inputs_torch_nn_FractionalMaxPool3d",
-    )
-    insert_after_element(
-        tree, DST_MODULEINFO, "module_db", _call_named("torch.nn.FractionalMaxPool3d"),
-        "the ModuleInfo(torch.nn.FractionalMaxPool3d, ...) entry of module_db",
-        _call_named(f"torch.nn.{MODULE_CLASS}"), f"a ModuleInfo for torch.nn.{MODULE_CLASS}", entry,
-    )
 
 
 def edit_mps_unsupported(tree: Tree) -> None:
@@ -291,10 +293,9 @@ def edit_mps_unsupported(tree: Tree) -> None:
     )
 
 
-def edit_flop_counter(tree: Tree, block: str) -> None:
-    """The formulas go after the convolution ones. ``flop_registry`` is rebound
-    to a dict literal after the decorated formulas, so ours are listed there too."""
-    edit_python_block(tree, DST_FLOP_COUNTER, block, "the flop formulas", "conv_backward_flop")
+def edit_flop_registry(tree: Tree, block: str) -> None:
+    """``flop_registry`` is rebound to a dict literal after the decorated
+    formulas, so each of ours is listed there too."""
     entries = []
     for node in parse_python(block, SRC_FLOP).body:
         for decorator in getattr(node, "decorator_list", []):
@@ -309,16 +310,6 @@ def edit_flop_counter(tree: Tree, block: str) -> None:
         tree, rel, assigned_value(parse_python(tree.read(rel), rel), "flop_registry"),
         "aten.convolution_backward", "the flop_registry dict", entries,
     )
-
-
-def edit_autocast(tree: Tree) -> None:
-    """lower_precision_fp next to conv2d: the macro expands for CUDA (and the
-    other device types that use it), so amp.md lists it for CUDA and XPU."""
-    add_macro_entry(tree, DST_AUTOCAST, "AT_FORALL_LOWER_PRECISION_FP", "_(conv2d)", f"_({FUNCTION})")
-    for device in ("CUDA", "XPU"):
-        add_markdown_list_item(
-            tree, DST_AMP_DOCS, f"{device} Ops that can autocast to `float16`", "`conv2d`,", f"`{FUNCTION}`,"
-        )
 
 
 def edit_decomp_lists(tree: Tree) -> None:
@@ -400,7 +391,7 @@ def edit_has_decomp_expect(tree: Tree, native: tuple[str, list[str]], decomp: st
     """List our overloads without a decomposition in HasDecompTest's expect file."""
     body, names = native
     overloads = list(names)
-    for match in re.finditer(r"^\s+autogen:\s*(.+)$", body, re.M):
+    for match in re.finditer(r"^\s+autogen:\s*(.+)$", body, re.MULTILINE):
         overloads += [name.strip() for name in match.group(1).split(",") if name.strip()]
     decomposed: set[str] = set()
     for node in ast.walk(parse_python(decomp, SRC_DECOMP)):
@@ -445,44 +436,52 @@ def plan(pytorch_root: Path, source_root: Path) -> Tree:
             f"({DST_NATIVE_YAML} not found). Nothing was written."
         )
     src = load_sources(source_root)
+    if FUNCTION not in module_bindings(parse_python(src["functional"], "the functional block"))[0]:
+        raise PatchError(f"the block of torch_correlation/functional.py does not define '{FUNCTION}'")
     tree = Tree(pytorch_root)
     for directory, key in ((NATIVE_DST, "native"), (FUNCTORCH_DST, "functorch")):
         if not (pytorch_root / directory).is_dir():
             raise AnchorError(directory, "the directory itself")
         for rel, text in src[key].items():
             copy_file(tree, f"{directory}/{rel}", text)
-    edit_build_variables(tree, sorted(src["native"]))
-    edit_yaml(tree, DST_NATIVE_YAML, "func", "grid_sampler_3d_backward", src["native_yaml"])
-    edit_yaml(tree, DST_DERIVATIVES_YAML, "name", "grid_sampler_3d_backward", src["derivatives_yaml"])
-    for rel, block in ((DST_MANUAL_H, src["manual_h"]), (DST_MANUAL_CPP, src["manual_cpp"])):
-        edit_cpp_block_before(
-            tree, rel, block, MANUAL_NAMESPACE_END, "} // namespace torch::autograd::generated::details"
-        )
-    edit_autocast(tree)
-    edit_functional(tree, src["functional"])
-    edit_gen_pyi(tree, src["schema"])
-    edit_overrides(tree, src["schema"])
-    edit_module_file(tree, src["module_header"], src["module_class"])
-    edit_modules_init(tree)
-    check_nn_init(tree)
-    edit_python_block(tree, DST_DECOMP, src["decomp"], "the decomposition", "grid_sampler_2d")
-    edit_decomp_lists(tree)
-    edit_inductor_fallbacks(tree)
-    edit_flop_counter(tree, src["flop"])
-    insert_sorted_string(
-        tree, DST_TRACE_RULES, "torch_c_binding_in_graph_functions", f"torch._C._nn.{FUNCTION}", "torch._C._nn."
-    )
-    edit_opinfo(tree, src["opinfo_samples"], src["opinfo_entry"])
-    edit_moduleinfo(tree, src["moduleinfo_inputs"], src["moduleinfo_entry"])
-    edit_mps_unsupported(tree)
-    docs = docs_file(tree, DST_DOCS_FUNCTIONAL)
-    add_autosummary_item(tree, docs, "Vision functions", FUNCTION)
-    docs = docs_file(tree, DST_DOCS_NN)
-    add_autosummary_item(tree, docs, "Vision Layers", f"nn.{MODULE_CLASS}")
-    add_py_module(tree, docs, f"torch.nn.modules.{FUNCTION}")
-    edit_has_decomp_expect(tree, src["native_yaml"], src["decomp"])
     for here, dst in TEST_FILES:
         copy_file(tree, dst, upstream_test(src["tests"][dst], here))
+    copy_file(tree, DST_MODULE, module_file(src["module_header"], src["module_class"]))
+
+    for rel, key, block in YAML_ENTRIES:
+        edit_yaml(tree, rel, key, YAML_ANCHOR, src[block])
+    for rel, block in CPP_BLOCKS:
+        edit_cpp_block_before(tree, rel, src[block], MANUAL_NAMESPACE_END,
+                              "} // namespace torch::autograd::generated::details")
+    for rel, block, what, after in PYTHON_BLOCKS:
+        edit_python_block(tree, rel, src[block], what, after)
+    for rel, variable, block, anchor, ours in LIST_ELEMENTS:
+        insert_after_element(
+            tree, rel, variable, _call_named(anchor), f"the {anchor} entry of {variable}",
+            _call_named(ours), f"an entry for {ours}", src[block],
+        )
+    for rel, variable, value, prefix in SORTED_STRINGS:
+        insert_sorted_string(tree, rel, variable, value, prefix)
+    for rel, macro, after, entry in MACRO_ENTRIES:
+        add_macro_entry(tree, rel, macro, after, entry)
+    for rel, heading, after, item in MARKDOWN_ITEMS:
+        add_markdown_list_item(tree, rel, heading, after, item)
+    for base, section, item in DOC_ITEMS:
+        add_autosummary_item(tree, docs_file(tree, base), section, item)
+    add_py_module(tree, docs_file(tree, DST_DOCS_NN), f"torch.nn.modules.{FUNCTION}")
+
+    # Edits computed from the sources.
+    edit_build_variables(tree, sorted(src["native"]))
+    edit_gen_pyi(tree, src["schema"])
+    edit_overrides(tree, src["schema"])
+    edit_flop_registry(tree, src["flop"])
+    edit_modules_init(tree)
+    check_nn_init(tree)
+    edit_decomp_lists(tree)
+    edit_inductor_fallbacks(tree)
+    edit_mps_unsupported(tree)
+    edit_has_decomp_expect(tree, src["native_yaml"], src["decomp"])
+
     for rel, _, new in tree.changes():
         if rel.endswith(".py"):
             compile_check(new, rel)

@@ -61,9 +61,7 @@ def module_bindings(tree: ast.Module) -> tuple[set[str], bool]:
         elif isinstance(node, ast.Assign):
             for target in node.targets:
                 names |= _target_names(target)
-        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
-            names |= _target_names(node.target)
-        elif isinstance(node, (ast.For, ast.AsyncFor)):
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign, ast.For, ast.AsyncFor)):
             names |= _target_names(node.target)
     return names, star
 
@@ -202,9 +200,7 @@ def assigned_value(module: ast.Module, variable: str) -> ast.expr | None:
             value = node.value
             if isinstance(value, ast.Call) and value.args:
                 value = value.args[0]
-            if isinstance(value, (ast.List, ast.Tuple, ast.Set)) and value.elts:
-                found.append(value)
-            elif isinstance(value, ast.Dict) and value.keys:
+            if isinstance(value, (ast.List, ast.Tuple, ast.Set)) and value.elts or isinstance(value, ast.Dict) and value.keys:
                 found.append(value)
     return min(found, key=lambda n: n.lineno) if found else None
 

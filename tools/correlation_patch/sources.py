@@ -10,7 +10,6 @@ from pathlib import Path
 from .model import PatchError
 from .pyedit import parse_python
 
-
 FUNCTION = "correlation"
 MODULE_CLASS = "Correlation"
 
@@ -84,7 +83,7 @@ def yaml_entries(text: str, path: str, key: str) -> tuple[str, list[str]]:
         if i < len(lines) and lines[i].strip() in ("", "#"):
             i += 1
     body = "\n".join(lines[i:]).strip("\n")
-    pattern = re.compile(rf"^- {key}: ([A-Za-z0-9_]+)(?:\.([A-Za-z0-9_]+))?\(", re.M)
+    pattern = re.compile(rf"^- {key}: ([A-Za-z0-9_]+)(?:\.([A-Za-z0-9_]+))?\(", re.MULTILINE)
     names = [m.group(1) + (f".{m.group(2)}" if m.group(2) else "") for m in pattern.finditer(body)]
     if not names:
         raise PatchError(f"{path}: no '- {key}: ...' entries found")
@@ -109,7 +108,7 @@ def yaml_entries(text: str, path: str, key: str) -> tuple[str, list[str]]:
 def python_signature(native_body: str, name: str, path: str) -> list[tuple[str, str, str | None]]:
     """``(name, schema type, Python default or None)`` per argument of ``name``'s
     schema, with ``("*", "", None)`` where keyword-only arguments start."""
-    match = re.search(rf"^- func: {re.escape(name)}\((.*)\) -> ", native_body, re.M)
+    match = re.search(rf"^- func: {re.escape(name)}\((.*)\) -> ", native_body, re.MULTILINE)
     if match is None:
         raise PatchError(f"{path}: no '- func: {name}(...)' entry")
     out: list[tuple[str, str, str | None]] = []

@@ -24,7 +24,7 @@ def edit_yaml(tree: Tree, rel: str, key: str, anchor_op: str, entries: tuple[str
         tree.present(rel)
         return
     for name in names:
-        if re.search(rf"^- {key}: {re.escape(name)}\(", text, re.M):
+        if re.search(rf"^- {key}: {re.escape(name)}\(", text, re.MULTILINE):
             raise outdated(rel, f"an entry '- {key}: {name}(...)'")
     lines = text.split("\n")
     anchor = re.compile(rf"^- {key}: {re.escape(anchor_op)}\(")
