@@ -1044,3 +1044,16 @@ def test_patch_only_adds_lines(trees, capsys, monkeypatch):
 )
 def test_removed_lines(old, new, removed):
     assert model.removed_lines(old, new) == removed
+
+
+def test_new_file_check_flags_upstream_paths():
+    """check_patch's look-up finds upstream's Correlation.cpp (the list and the wheel's libtorch)."""
+    import check_patch
+
+    ok, detail = check_patch.step_new_files(
+        ["aten/src/ATen/native/Correlation.cpp", "torch/nn/modules/conv.py", "aten/src/ATen/native/SpatialCorrelation.cpp"]
+    )
+    assert not ok
+    assert "BAD aten/src/ATen/native/Correlation.cpp  (exists upstream: listed, compiled/wheel)" in detail
+    assert "BAD torch/nn/modules/conv.py  (exists upstream: listed, compiled/wheel)" in detail
+    assert "new aten/src/ATen/native/SpatialCorrelation.cpp" in detail

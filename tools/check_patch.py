@@ -273,7 +273,9 @@ def source_tree(source_root: Path, work: Path) -> tuple[Path, str]:
 
 
 UPSTREAM_PATHS = REPO / "tools" / "upstream_paths.txt"
-LIBRARY_PATH = re.compile(rb"(?:aten/src/ATen|torch/csrc)/[A-Za-z0-9_/.+-]+\.(?:cpp|cu|h|cuh)")
+# Each starts with a literal, which re scans for quickly (0.8 s for libtorch_cpu.so).
+LIBRARY_PATHS = [re.compile(re.escape(prefix) + rb"[A-Za-z0-9_/.+-]+\.(?:cpp|cu|h|cuh)")
+                 for prefix in (b"aten/src/ATen/", b"torch/csrc/")]
 # Must be found by both sources, or the check itself is broken.
 KNOWN_UPSTREAM = "aten/src/ATen/native/Correlation.cpp"
 
@@ -291,7 +293,8 @@ def upstream_files() -> tuple[set[str], set[str], list[str]]:
     libraries = [lib for lib in libraries if lib.is_file()]
     for lib in libraries:
         with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            compiled |= {m.group().decode() for m in LIBRARY_PATH.finditer(data)}
+            for pattern in LIBRARY_PATHS:
+                compiled |= {m.group().decode() for m in pattern.finditer(data)}
     wheel = {p.relative_to(site).as_posix() for p in (site / "torch").rglob("*.py")}
     return listed, compiled | wheel, [lib.name for lib in libraries]
 
