@@ -1,5 +1,7 @@
-"""Where the patch goes: one function per upstream file (or family), built
-from the edit kinds of ``model``, ``pyedit`` and ``textedit``.
+"""Where the patch goes: tables of (target file, anchor, block) for each edit
+kind of ``pyedit`` and ``textedit``, and functions for the edits computed from
+the sources (build lists, the schema's override and type hint, flop registry
+entries, decomposition lists, the HasDecomp expect file).
 
 ``plan()`` computes every edit in memory; it raises ``PatchError`` (naming
 the file and the anchor) before anything is written.
