@@ -16,7 +16,6 @@ from pathlib import Path
 from .model import AnchorError, PatchError, Tree, check_additive, copy_file, outdated
 from .pyedit import (
     TYPING_NAMES,
-    _iter_module_level,
     add_typing_names,
     assigned_value,
     compile_check,
@@ -319,42 +318,22 @@ def edit_decomp_lists(tree: Tree) -> None:
     rel = DST_DECOMP_INIT
     module = parse_python(tree.read(rel), rel)
     getter = top_level_def(module, "_core_aten_decompositions_post_autograd")
-    found = None
-    if getter is not None:
-        for node in ast.walk(getter):
-            if (
-                isinstance(node, ast.Call)
-                and ast.unparse(node.func) == "get_decompositions"
-                and node.args
-                and isinstance(node.args[0], ast.List)
-            ):
-                found = node.args[0]
+    calls = [
+        n for n in ast.walk(getter or ast.Module(body=[], type_ignores=[]))
+        if isinstance(n, ast.Call) and ast.unparse(n.func) == "get_decompositions" and n.args
+    ]
+    found = calls[-1].args[0] if calls and isinstance(calls[-1].args[0], ast.List) else None
     insert_list_expr(
         tree, rel, found,
         "the get_decompositions([...]) list of _core_aten_decompositions_post_autograd()",
         f"aten.{FUNCTION}", keep_sorted=True,
     )
     rel = DST_INDUCTOR_DECOMP
-    module = parse_python(tree.read(rel), rel)
-    found = None
-    for node, _ in _iter_module_level(module.body):
-        target = node.target if isinstance(node, ast.AnnAssign) else (
-            node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        )
-        if isinstance(target, ast.Name) and target.id == "decomps_to_exclude" and isinstance(node.value, ast.List):
-            found = node.value
+    found = assigned_value(parse_python(tree.read(rel), rel), "decomps_to_exclude")
     insert_list_expr(
         tree, rel, found, "the decomps_to_exclude list", f"aten.{FUNCTION}",
         keep_sorted=False, comment="inductor calls the native kernel",
     )
-
-
-# Inductor's fallbacks for our operators. correlation has a core ATen
-# decomposition that Inductor excludes (edit_decomp_lists), so its fallback
-# must say warn=False: an implicit one asserts under CI=1 ("a decomposition
-# exists"). No layout constraint: the kernels read any strides, so Inductor
-# need not copy channels_last or strided inputs (its implicit backward
-# fallbacks would force contiguous ones).
 
 
 # Inductor's fallbacks for our operators. correlation has a core ATen
