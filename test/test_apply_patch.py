@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools"))
-import apply_patch as ap  # noqa: E402
+import apply_patch as ap
+from correlation_patch import model, pyedit
 
 
 def dedent(text: str) -> str:
@@ -71,19 +71,54 @@ PYTORCH_FILES = {
 
         } // namespace torch::autograd::generated::details
         """,
-    "aten/src/ATen/autocast_mode.cpp": """
-        TORCH_LIBRARY_IMPL(aten, Autocast, m) {
-        #define _KERNEL_CUDA_LOW_PRECISION_FP(...) \\
-          KERNEL_CUDA(__VA_ARGS__, lower_precision_fp)
-          KERNEL_CUDA(cudnn_convolution, lower_precision_fp)
-          KERNEL_CUDA(cudnn_convolution_transpose, lower_precision_fp)
-          KERNEL_CUDA(softplus, fp32)
-        }
-        TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {
-          KERNEL_CPU(conv1d, lower_precision_fp)
-          KERNEL_CPU(conv_transpose2d, input, lower_precision_fp)
-          KERNEL_CPU(avg_pool3d, fp32)
-        }
+    "aten/src/ATen/autocast_mode.h": """
+        #define AT_FORALL_LOWER_PRECISION_FP(_)  \\
+          _(_convolution)                        \\
+          _(conv1d)                              \\
+          _(conv2d)                              \\
+          _(conv3d)                              \\
+          _(scaled_dot_product_attention)
+
+        #define AT_FORALL_FP32(_) \\
+          _(acos)
+        """,
+    "aten/src/ATen/native/Correlation.cpp": "// upstream: torch.cov and torch.corrcoef\n",
+    "aten/src/ATen/functorch/BatchRulesConvolution.cpp": "// upstream file\n",
+    "build_variables.bzl": """
+        aten_native_source_codegen_list = [
+            "aten/src/ATen/native/cpu/Activation.cpp",
+            "aten/src/ATen/native/cpu/GridSamplerKernel.cpp",
+            "aten/src/ATen/native/cpu/HistogramKernel.cpp",
+        ]
+
+        aten_native_source_non_codegen_list = [
+            "aten/src/ATen/native/Correlation.cpp",
+            "aten/src/ATen/native/GridSampler.cpp",
+            "aten/src/ATen/native/Histogram.cpp",
+        ]
+
+        aten_cuda_cu_source_list = [
+            "aten/src/ATen/native/cuda/GridSampler.cpp",
+        ]
+        """,
+    "docs/source/amp.md": """
+        #### CUDA Ops that can autocast to `float16`
+
+        `conv1d`,
+        `conv2d`,
+        `conv3d`,
+        `RNNCell`
+
+        #### XPU Ops that can autocast to `float16`
+
+        `conv1d`,
+        `conv2d`,
+        `RNNCell`
+
+        #### CPU Ops that can autocast to `bfloat16`
+
+        `conv1d`,
+        `conv2d`
         """,
     "torch/nn/functional.py": '''
         """Functional interface."""
@@ -92,6 +127,7 @@ PYTORCH_FILES = {
 
         import torch
         from torch import Tensor
+        from torch._C import _add_docstr
         from torch.overrides import handle_torch_function, has_torch_function_variadic
 
         if TYPE_CHECKING:
@@ -106,18 +142,26 @@ PYTORCH_FILES = {
         def affine_grid(theta: Tensor, size: list[int]) -> Tensor:
             return theta
         ''',
-    "torch/nn/functional.pyi.in": """
-        from torch import Tensor
+    "tools/pyi/gen_pyi.py": """
+        def defs(name: str, args: list[str], return_type: str) -> str:
+            return f"def {name}({', '.join(args)}) -> {return_type}: ..."
 
-        __all__ = ["GRID_SAMPLE_INTERPOLATION_MODES"]
 
-        def celu(input: Tensor, alpha: float = ...) -> Tensor: ...
-
-        __all__ += ["celu"]
-
-        def cosine_embedding_loss(input1: Tensor, input2: Tensor) -> Tensor: ...
-
-        __all__ += ["cosine_embedding_loss"]
+        def gen_nn_functional(fm) -> None:
+            unsorted_c_nn_function_hints: dict[str, list[str]] = {}
+            unsorted_c_nn_function_hints.update(
+                {
+                    "one_hot": [
+                        defs("one_hot", ["tensor: Tensor", "num_classes: int = ..."], "Tensor")
+                    ],
+                    "pad": [defs("pad", ["input: Tensor"], "Tensor")],
+                }
+            )
+            c_nn_imports = [
+                "avg_pool2d",
+                "elu_",
+                "pad",
+            ]
         """,
     "torch/nn/__init__.py": """
         from torch.nn.modules import *  # usort: skip # noqa: F403
@@ -154,25 +198,74 @@ PYTORCH_FILES = {
             }
             return ret
         """,
-    "torch/_meta_registrations.py": """
+    "torch/utils/flop_counter.py": """
+        from typing import Any
+
         import torch
-        import torch._prims_common as utils
 
         aten = torch.ops.aten
+        flop_registry: dict[Any, Any] = {}
 
 
-        def register_meta(op):
-            return lambda fn: fn
+        def register_flop_formula(targets, get_raw=False):
+            return lambda f: f
 
 
-        @register_meta(aten.grid_sampler_3d)
-        def grid_sampler_3d(input, grid, interpolation_mode, padding_mode, align_corners):
-            return input.new_empty(input.shape)
+        @register_flop_formula(aten.convolution_backward)
+        def conv_backward_flop(grad_out_shape, x_shape, *args, **kwargs) -> int:
+            return 0
 
 
-        @register_meta(aten.grid_sampler_3d_backward)
-        def grid_sampler_3d_backward(grad_output, input, grid):
-            return None
+        def sdpa_flop_count(query_shape, key_shape, value_shape):
+            return 0
+
+
+        flop_registry = {
+            aten.mm: mm_flop,
+            aten.convolution_backward: conv_backward_flop,
+            aten._scaled_dot_product_efficient_attention: sdpa_flop,
+        }
+        """,
+    "torch/testing/_internal/common_modules.py": """
+        import torch
+        from torch.testing._internal.common_modules import FunctionInput, ModuleInfo, ModuleInput
+
+
+        def module_inputs_torch_nn_FractionalMaxPool3d(module_info, device, dtype, requires_grad, training, **kwargs):
+            return []
+
+
+        def module_inputs_torch_nn_Sigmoid(module_info, device, dtype, requires_grad, training, **kwargs):
+            return []
+
+
+        module_db: list[ModuleInfo] = [
+            ModuleInfo(torch.nn.FractionalMaxPool3d,
+                       module_inputs_func=module_inputs_torch_nn_FractionalMaxPool3d,
+                       ),
+            ModuleInfo(torch.nn.L1Loss,
+                       module_inputs_func=module_inputs_torch_nn_Sigmoid,
+                       ),
+        ]
+        """,
+    "torch/testing/_internal/common_mps.py": """
+        import torch
+
+        if torch.backends.mps.is_available():
+
+            def mps_ops_modifier(ops, device_type="mps", xfail_exclusion=None, sparse=False):
+                UNIMPLEMENTED_XFAILLIST: dict[str, list | None] = {
+                    # Failures due to lack of op implementation on MPS backend
+                    "logspace": None,
+                    "bincount": [
+                        torch.int16,
+                    ],
+                }
+                return ops
+        else:
+
+            def mps_ops_modifier(ops, device_type="mps", xfail_exclusion=None, sparse=False):
+                return ops
         """,
     "torch/_decomp/decompositions.py": """
         from typing import Any, cast
@@ -335,34 +428,20 @@ PYTORCH_FILES = {
 }
 
 FUNCTIONAL_SOURCE = '''
-    """Preview wrapper."""
-
-    from typing import Optional, Union
+    """Preview: the documented binding."""
 
     import torch
-    from torch import Tensor
-    from torch.overrides import handle_torch_function, has_torch_function_variadic
-
+    from torch._C import _add_docstr
 
     # [correlation begin]
-    def correlation(
-        input1: Tensor,
-        input2: Tensor,
-        max_displacement: Union[int, tuple[int, int]],
-        *,
-        min_displacement: Optional[Union[int, tuple[int, int]]] = None,
-        groups: int = 1,
-        scale: float = 1.0,
-    ) -> Tensor:
-        r"""Cost volume."""
-        if has_torch_function_variadic(input1, input2):
-            return handle_torch_function(
-                correlation, (input1, input2), input1, input2, max_displacement,
-                min_displacement=min_displacement, groups=groups, scale=scale,
-            )
-        return torch._C._nn.correlation(
-            input1, input2, max_displacement, min_displacement=min_displacement, groups=groups, scale=scale
-        )
+    correlation = _add_docstr(
+        torch._C._nn.correlation,
+        r"""
+    correlation(input1, input2, max_displacement, *, min_displacement=None, groups=1, scale=1.0) -> Tensor
+
+    Cost volume.
+    """,
+    )
     # [correlation end]
     '''
 
@@ -373,6 +452,7 @@ SOURCE_FILES = {
     "aten_native/cpu/SpatialCorrelationKernel.cpp": "// kernels\n",
     "aten_native/cuda/SpatialCorrelation.cu": "// cuda kernels\n",
     "aten_native/cuda/.SpatialCorrelation.cu.swp": "editor junk, never copied\n",
+    "aten_functorch/BatchRulesSpatialCorrelation.cpp": "// batch rules\n",
     "native_functions_patch.yaml": """
         # Entries for native_functions.yaml; this header is not copied.
         #
@@ -417,14 +497,33 @@ SOURCE_FILES = {
                 return F.correlation(input1, input2, self.max_displacement, min_displacement=self.min_displacement)
         # [module end]
         ''',
-    "torch_correlation/_meta.py": """
-        import torch
+    "torch_correlation/_flop_counter.py": """
+        from torch.utils.flop_counter import register_flop_formula
 
-        # [meta begin]
-        @register_meta(aten.correlation.default)
-        def meta_correlation(input1, input2, max_displacement, min_displacement=None, groups=1, scale=1.0):
-            return input1.new_empty(input1.shape, memory_format=utils.suggest_memory_format(input1))
-        # [meta end]
+        # [correlation begin]
+        @register_flop_formula(aten.correlation)
+        def correlation_flop(input1_shape, input2_shape, *args, out_shape=None, **kwargs) -> int:
+            return 2
+
+
+        @register_flop_formula([aten.correlation_backward])
+        def correlation_backward_flop(grad_out_shape, *args, out_shape=None, **kwargs) -> int:
+            return 4
+        # [correlation end]
+        """,
+    "patch/moduleinfo.py": """
+        # [module_inputs begin]
+        def module_inputs_torch_nn_Correlation(module_info, device, dtype, requires_grad, training, **kwargs):
+            return [ModuleInput(constructor_input=FunctionInput(1), forward_input=FunctionInput())]
+        # [module_inputs end]
+
+        module_db = [
+            # [moduleinfo begin]
+            ModuleInfo(torch.nn.Correlation,
+                       module_inputs_func=module_inputs_torch_nn_Correlation,
+                       ),
+            # [moduleinfo end]
+        ]
         """,
     "torch_correlation/_decomp.py": """
         # [decomp begin]
@@ -491,7 +590,8 @@ def trees(tmp_path):
     pytorch, sources = tmp_path / "pytorch", tmp_path / "sources"
     write_tree(pytorch, PYTORCH_FILES)
     write_tree(sources, SOURCE_FILES)
-    shutil.copytree(REPO / "patch", sources / "patch")
+    for name in ("opinfo.py", "module_header.py"):
+        shutil.copyfile(REPO / "patch" / name, sources / "patch" / name)
     return pytorch, sources
 
 
@@ -505,6 +605,9 @@ def read(root: Path, rel: str) -> str:
     return (root / rel).read_text(encoding="utf-8")
 
 
+UNTOUCHED = ("torch/nn/__init__.py", "aten/src/ATen/native/Activation.cpp", "aten/src/ATen/native/Correlation.cpp", "aten/src/ATen/functorch/BatchRulesConvolution.cpp")
+
+
 def test_apply_then_idempotent(trees, capsys):
     pytorch, sources = trees
     code, out, err = run_main(capsys, pytorch, sources)
@@ -513,6 +616,7 @@ def test_apply_then_idempotent(trees, capsys):
     for rel in [
         "aten/src/ATen/native/SpatialCorrelation.cpp",
         "aten/src/ATen/native/cuda/SpatialCorrelation.cu",
+        "aten/src/ATen/functorch/BatchRulesSpatialCorrelation.cpp",
         "torch/nn/modules/correlation.py",
         "test/nn/test_correlation.py",
         "test/nn/correlation_reference.py",
@@ -520,7 +624,7 @@ def test_apply_then_idempotent(trees, capsys):
         assert rel in applied
     assert "aten/src/ATen/native/cuda/.SpatialCorrelation.cu.swp" not in applied
     for rel in PYTORCH_FILES:
-        if rel not in ("torch/nn/__init__.py", "aten/src/ATen/native/Activation.cpp"):
+        if rel not in UNTOUCHED:
             assert read(pytorch, rel) != dedent(PYTORCH_FILES[rel]), f"{rel} was not patched"
 
     code, out, err = run_main(capsys, pytorch, sources)
@@ -563,18 +667,11 @@ def test_python_edits(trees, capsys):
     pytorch, sources = trees
     assert run_main(capsys, pytorch, sources)[0] == 0
     functional = read(pytorch, "torch/nn/functional.py")
-    assert "from typing import Any as _Any, Optional, TYPE_CHECKING, Union\n" in functional
-    assert functional.index("def grid_sample(") < functional.index("def correlation(") < functional.index(
+    assert functional.index("def grid_sample(") < functional.index("correlation = _add_docstr(") < functional.index(
         "def affine_grid("
     )
-    assert "return torch.grid_sampler(input, grid, 0, 0, False)\n\n\ndef correlation(" in functional
-    assert "groups=groups, scale=scale\n    )\n\n\ndef affine_grid(" in functional
-
-    stub = read(pytorch, "torch/nn/functional.pyi.in")
-    assert "max_displacement: int | tuple[int, int],\n" in stub
-    assert "min_displacement: int | tuple[int, int] | None = ...,\n" in stub
-    assert '__all__ += ["celu"]\n\ndef correlation(' in stub
-    assert ') -> Tensor: ...\n\n__all__ += ["correlation"]\n\ndef cosine_embedding_loss(' in stub
+    assert "return torch.grid_sampler(input, grid, 0, 0, False)\n\n\ncorrelation = _add_docstr(" in functional
+    assert 'Cost volume.\n""",\n)\n\n\ndef affine_grid(' in functional
 
     modules_init = read(pytorch, "torch/nn/modules/__init__.py")
     assert ")\nfrom .correlation import Correlation\nfrom .distance import" in modules_init
@@ -588,12 +685,8 @@ def test_python_edits(trees, capsys):
     compile(module, "correlation.py", "exec")
 
     decomp = read(pytorch, "torch/_decomp/decompositions.py")
-    assert "from typing import Any, cast, Optional\n" in decomp
+    assert "from typing import Any, cast\nfrom typing import Optional\n" in decomp  # upstream lines kept
     assert decomp.index("def grid_sampler_2d(") < decomp.index("def correlation(") < decomp.index("def mv(")
-    meta = read(pytorch, "torch/_meta_registrations.py")
-    assert meta.index("def grid_sampler_3d(") < meta.index("def meta_correlation(") < meta.index(
-        "def grid_sampler_3d_backward("
-    )
     core = read(pytorch, "torch/_decomp/__init__.py")
     assert "aten.col2im,\n            aten.correlation,\n            aten.count_nonzero," in core
     inductor = read(pytorch, "torch/_inductor/decomposition.py")
@@ -606,7 +699,7 @@ def test_python_edits(trees, capsys):
     ) in lowering
     rules = read(pytorch, "torch/_dynamo/trace_rules.py")
     assert '"torch._C._nn.col2im",\n        "torch._C._nn.correlation",\n' in rules
-    assert '"torch.nn.functional.celu",\n        "torch.nn.functional.correlation",\n' in rules
+    assert "torch.nn.functional.correlation" not in rules  # F.correlation is the torch._C._nn binding
 
     opinfo = read(pytorch, "torch/testing/_internal/common_methods_invocations.py")
     assert opinfo.index("def sample_inputs_grid_sampler_3d(") < opinfo.index(
@@ -629,10 +722,11 @@ def test_python_edits(trees, capsys):
     ],
 )
 def test_insert_after_def_spacing(text, expected):
-    assert ap.insert_after_def(text, "m.py", "a", "def b():\n    pass") == expected
+    assert pyedit.insert_after_def(text, "m.py", "a", "def b():\n    pass") == expected
 
 
-def test_override_lambda_has_the_function_argspec(trees, capsys):
+def test_signature_derived_from_the_schema(trees, capsys):
+    """The testing override and the stub come from the yaml schema (the binding has no Python signature)."""
     pytorch, sources = trees
     assert run_main(capsys, pytorch, sources)[0] == 0
     overrides = read(pytorch, "torch/overrides.py")
@@ -640,24 +734,47 @@ def test_override_lambda_has_the_function_argspec(trees, capsys):
     assert overrides.index("torch.nn.functional.celu:") < start < overrides.index(
         "torch.nn.functional.cosine_embedding_loss:"
     )
-    lam = overrides[start:].split("\n")[1].strip()
-    block = ap.extract_block(dedent(FUNCTIONAL_SOURCE), "# [correlation begin]", "# [correlation end]", "f")
-    namespace = {"Tensor": object, "Optional": object, "Union": None}
-    exec("from typing import Optional, Union\n" + block.replace("-> Tensor", ""), namespace)
-
-    def spec(fn):
-        s = inspect.getfullargspec(fn)
-        return s._replace(annotations={})
-
-    assert spec(eval(lam)) == spec(namespace["correlation"])
+    lam = eval(overrides[start:].split("\n")[1].strip())
+    spec = inspect.getfullargspec(lam)
+    assert spec.args == ["input1", "input2", "max_displacement"]
+    assert spec.kwonlydefaults == {"min_displacement": None, "groups": 1, "scale": 1.0}
+    pyi = read(pytorch, "tools/pyi/gen_pyi.py")
+    assert '''"pad",\n        "correlation",\n''' not in pyi
+    assert '    "avg_pool2d",\n        "correlation",\n        "elu_",\n' in pyi
+    hint = pyi[pyi.index('"correlation": ['):]
+    assert pyi.index('"one_hot": [') < pyi.index('"correlation": [') < pyi.index('"pad": [')
+    assert '"max_displacement: _int | _size",\n' in hint
+    assert '"min_displacement: _int | _size | None = None",\n' in hint
+    assert '"groups: int = 1",\n                        "scale: float = 1.0",\n' in hint
+    namespace = {}
+    exec(pyi, namespace)  # the hint table still evaluates
 
 
 def test_other_edits(trees, capsys):
     pytorch, sources = trees
     assert run_main(capsys, pytorch, sources)[0] == 0
-    autocast = read(pytorch, "aten/src/ATen/autocast_mode.cpp")
-    assert "KERNEL_CUDA(cudnn_convolution_transpose, lower_precision_fp)\n  KERNEL_CUDA(correlation, lower_precision_fp)\n" in autocast
-    assert "KERNEL_CPU(conv_transpose2d, input, lower_precision_fp)\n  KERNEL_CPU(correlation, lower_precision_fp)\n" in autocast
+    autocast = read(pytorch, "aten/src/ATen/autocast_mode.h")
+    assert "  _(conv2d)                              \\\n  _(correlation)                         \\\n  _(conv3d)" in autocast
+    amp = read(pytorch, "docs/source/amp.md")
+    assert amp.count("`conv2d`,\n`correlation`,\n") == 2  # CUDA and XPU, not CPU
+    assert amp.rstrip().endswith("`conv1d`,\n`conv2d`")
+    build = read(pytorch, "build_variables.bzl")
+    assert '"aten/src/ATen/native/cpu/GridSamplerKernel.cpp",\n    "aten/src/ATen/native/cpu/SpatialCorrelationKernel.cpp",\n' in build
+    assert '"aten/src/ATen/native/GridSampler.cpp",\n    "aten/src/ATen/native/SpatialCorrelation.cpp",\n' in build
+    assert ".cu" not in build and ".h\"" not in build and "functorch" not in build
+    flop = read(pytorch, "torch/utils/flop_counter.py")
+    assert flop.index("def conv_backward_flop(") < flop.index("def correlation_flop(") < flop.index("def sdpa_flop_count(")
+    assert (
+        "    aten.convolution_backward: conv_backward_flop,\n    aten.correlation: correlation_flop,\n"
+        "    aten.correlation_backward: correlation_backward_flop,\n" in flop
+    )
+    modules = read(pytorch, "torch/testing/_internal/common_modules.py")
+    assert modules.index("def module_inputs_torch_nn_FractionalMaxPool3d(") < modules.index(
+        "def module_inputs_torch_nn_Correlation(") < modules.index("def module_inputs_torch_nn_Sigmoid(")
+    assert modules.index("ModuleInfo(torch.nn.FractionalMaxPool3d,") < modules.index(
+        "ModuleInfo(torch.nn.Correlation,") < modules.index("ModuleInfo(torch.nn.L1Loss,")
+    mps = read(pytorch, "torch/testing/_internal/common_mps.py")
+    assert '                torch.int16,\n            ],\n            "nn.functional.correlation": None,\n        }' in mps
     for rel in ("torch/csrc/autograd/FunctionsManual.h", "torch/csrc/autograd/FunctionsManual.cpp"):
         text = read(pytorch, rel)
         assert text.index("correlation_double_backward") < text.index("} // namespace torch::autograd")
@@ -727,20 +844,26 @@ MOVED_ON = [
     ("aten/src/ATen/native/native_functions.yaml", "- func: grid_sampler_3d_backward(", "- func: grid_sampler_3d_bw(", "grid_sampler_3d_backward"),
     ("tools/autograd/derivatives.yaml", "- name: grid_sampler_3d_backward(", "- name: gs3d_backward(", "grid_sampler_3d_backward"),
     ("torch/nn/functional.py", "def grid_sample(", "def grid_sample_v2(", "def grid_sample"),
-    ("torch/nn/functional.pyi.in", "def cosine_embedding_loss(", "def _cosine_embedding_loss(", "sorts after 'correlation'"),
+    ("tools/pyi/gen_pyi.py", '"one_hot": [', '"one_hot_": [', "one_hot"),
+    ("tools/pyi/gen_pyi.py", "c_nn_imports = [", "imports = [", "c_nn_imports"),
+    ("build_variables.bzl", '"aten/src/ATen/native/GridSampler.cpp",', '"aten/src/ATen/native/GridSampler2.cpp",', "aten/src/ATen/native/GridSampler.cpp"),
+    ("torch/utils/flop_counter.py", "def conv_backward_flop(", "def conv_bw_flop(", "conv_backward_flop"),
+    ("torch/utils/flop_counter.py", "    aten.convolution_backward: conv_backward_flop,\n", "", "aten.convolution_backward"),
+    ("torch/testing/_internal/common_modules.py", "ModuleInfo(torch.nn.FractionalMaxPool3d,", "ModuleInfo(torch.nn.FMP3d,", "torch.nn.FractionalMaxPool3d"),
+    ("torch/testing/_internal/common_mps.py", "UNIMPLEMENTED_XFAILLIST: dict", "UNIMPLEMENTED: dict", "UNIMPLEMENTED_XFAILLIST"),
+    ("docs/source/amp.md", "#### XPU Ops that can autocast to `float16`", "#### XPU Ops", "XPU Ops that can autocast"),
     ("torch/overrides.py", "def get_testing_overrides():", "def testing_overrides():", "get_testing_overrides"),
-    ("torch/_meta_registrations.py", "def grid_sampler_3d(", "def grid_sampler_3d_meta(", "def grid_sampler_3d"),
     ("torch/_decomp/decompositions.py", "def grid_sampler_2d(", "def gs2d(", "def grid_sampler_2d"),
     ("torch/_decomp/__init__.py", "def _core_aten_decompositions_post_autograd", "def _core", "get_decompositions"),
     ("torch/_inductor/decomposition.py", "decomps_to_exclude: list", "excluded: list", "decomps_to_exclude"),
     ("torch/_inductor/lowering.py", "make_fallback(aten._cdist_backward)", "make_fallback(aten._cdist_bw)", "make_fallback(aten._cdist_backward)"),
-    ("torch/_dynamo/trace_rules.py", "torch_non_c_binding_in_graph_functions =", "other =", "torch_non_c_binding_in_graph_functions"),
+    ("torch/_dynamo/trace_rules.py", "torch_c_binding_in_graph_functions =", "other =", "torch_c_binding_in_graph_functions"),
     ("torch/nn/modules/__init__.py", "__all__ = [", "names = [", "__all__"),
     ("torch/nn/__init__.py", "from torch.nn.modules import *", "from torch.nn.modules import Module", "torch.nn.modules import *"),
     ("torch/testing/_internal/common_methods_invocations.py", '"nn.functional.grid_sample"', '"nn.functional.grid_sample_v2"', "nn.functional.grid_sample"),
     ("torch/testing/_internal/common_methods_invocations.py", "def sample_inputs_grid_sampler_3d(", "def sample_inputs_gs3d(", "sample_inputs_grid_sampler_3d"),
     ("torch/csrc/autograd/FunctionsManual.cpp", "} // namespace torch::autograd::generated::details", "}", "namespace torch::autograd::generated::details"),
-    ("aten/src/ATen/autocast_mode.cpp", "KERNEL_CPU(conv1d, lower_precision_fp)\n  KERNEL_CPU(conv_transpose2d, input, lower_precision_fp)", "", "KERNEL_CPU(<op>, lower_precision_fp)"),
+    ("aten/src/ATen/autocast_mode.h", "  _(conv2d)                              \\\n", "", "_(conv2d)"),
     ("test/expect/HasDecompTest.test_has_decomposition.expect", "aten::", "torch::", "aten::<op>"),
     ("docs/source/nn.functional.md", "## Vision functions", "## Image functions", "Vision functions"),
     ("docs/source/nn.md", ".. py:module:: torch.nn.modules.conv\n.. py:module:: torch.nn.modules.distance", "", "py:module:: torch.nn.modules"),
@@ -776,12 +899,14 @@ def test_missing_target_file(trees, capsys):
 
 def test_missing_sources_are_listed_together(trees, capsys):
     pytorch, sources = trees
-    (sources / "torch_correlation/_meta.py").unlink()
+    (sources / "torch_correlation/_flop_counter.py").unlink()
     (sources / "aten_native/cuda/SpatialCorrelation.cu").unlink()
+    shutil.rmtree(sources / "aten_functorch")
     before = digest(pytorch)
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert "torch_correlation/_meta.py" in err and "aten_native/cuda/SpatialCorrelation.cu" in err
+    for rel in ("torch_correlation/_flop_counter.py", "aten_native/cuda/SpatialCorrelation.cu", "aten_functorch/"):
+        assert rel in err
     assert digest(pytorch) == before
 
 
@@ -801,10 +926,10 @@ def test_outdated_text_is_an_error(trees, capsys):
 def test_unknown_name_in_block(trees, capsys):
     pytorch, sources = trees
     functional = sources / "torch_correlation/functional.py"
-    functional.write_text(functional.read_text().replace("r\"\"\"Cost volume.\"\"\"", "_pair(max_displacement)"))
+    functional.write_text(functional.read_text().replace("torch._C._nn.correlation,", "_pair(torch._C._nn.correlation),"))
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert "torch/nn/functional.py: def correlation uses names that module does not define: _pair" in err
+    assert "torch/nn/functional.py: correlation uses names that module does not define: _pair" in err
 
 
 def test_preview_use_in_test_is_an_error(trees, capsys):
@@ -861,7 +986,7 @@ def test_opinfo_samples_follow_the_contract(monkeypatch):
     spec.loader.exec_module(module)
     (op,) = module.op_db
     assert op.name == "nn.functional.correlation"
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
     samples = list(module.sample_inputs_correlation(op, "cpu", torch.float64, True))
     assert len(samples) >= 8
     for sample in samples:
@@ -877,3 +1002,58 @@ def test_opinfo_samples_follow_the_contract(monkeypatch):
             assert (size + 2 * p[axis] - d[axis] * (k[axis] - 1) - 1) // s[axis] + 1 >= 1
             assert max_d[axis] >= 0 and step[axis] >= 1
     assert any(s.input.is_contiguous(memory_format=torch.channels_last) and s.input.dim() == 4 and not s.input.is_contiguous() for s in samples)
+
+
+@pytest.mark.parametrize("ours", ["aten_native/Correlation.cpp", "aten_native/SpatialCorrelation.cpp"])
+def test_added_file_never_replaces_a_different_file(trees, capsys, ours):
+    """An upstream file of the same name (here Correlation.cpp: torch.cov/corrcoef) is never overwritten."""
+    pytorch, sources = trees
+    (sources / ours).write_text("// ours\n")
+    target = pytorch / "aten/src/ATen/native" / Path(ours).name
+    if not target.exists():
+        target.write_text("// an unrelated upstream file of the same name\n")
+    before = digest(pytorch)
+    code, _, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    assert f"aten/src/ATen/native/{Path(ours).name}: exists with different content" in err
+    assert "Nothing was written." in err
+    assert digest(pytorch) == before
+
+
+def test_patch_only_adds_lines(trees, capsys, monkeypatch):
+    """An edit that drops or rewrites an upstream line stops the run."""
+    from correlation_patch import placements
+
+    def rewrite(tree):
+        rel = placements.DST_MPS
+        tree.stage(rel, tree.read(rel).replace('"logspace": None', '"logspace": [torch.float16]'), "rewrite")
+
+    monkeypatch.setattr(placements, "edit_mps_unsupported", rewrite)
+    pytorch, sources = trees
+    before = digest(pytorch)
+    code, _, err = run_main(capsys, pytorch, sources)
+    assert code == ap.EXIT_ERROR
+    assert "torch/testing/_internal/common_mps.py: the patch would remove or change upstream lines" in err
+    assert "'            \"logspace\": None,'" in err
+    assert digest(pytorch) == before
+
+
+@pytest.mark.parametrize(
+    "old,new,removed",
+    [("a\nb\nc", "a\nx\nb\nc\ny", []), ("a\nb\nc", "a\nB\nc", ["b"]), ("a\nb", "b\na", ["b"]), ("a\n", "a\nb\n", [])],
+)
+def test_removed_lines(old, new, removed):
+    assert model.removed_lines(old, new) == removed
+
+
+def test_new_file_check_flags_upstream_paths():
+    """check_patch's look-up finds upstream's Correlation.cpp (the list and the wheel's libtorch)."""
+    import check_patch
+
+    ok, detail = check_patch.step_new_files(
+        ["aten/src/ATen/native/Correlation.cpp", "torch/nn/modules/conv.py", "aten/src/ATen/native/SpatialCorrelation.cpp"]
+    )
+    assert not ok
+    assert "BAD aten/src/ATen/native/Correlation.cpp  (exists upstream: listed, compiled/wheel)" in detail
+    assert "BAD torch/nn/modules/conv.py  (exists upstream: listed, compiled/wheel)" in detail
+    assert "new aten/src/ATen/native/SpatialCorrelation.cpp" in detail

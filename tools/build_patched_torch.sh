@@ -122,8 +122,8 @@ if [ "${SKIP_TESTS:-0}" = 1 ]; then
 fi
 
 # 5. Tests: ours (as copied into test/nn by apply_patch.py), and the upstream
-#    suites that pick the operator up from its OpInfo, overrides entry, meta
-#    and decomposition registrations.
+#    suites that pick the operator up from its OpInfo, ModuleInfo, overrides
+#    entry, Meta kernel, decomposition and functorch batch rules.
 log "running the correlation tests; log: $WORKDIR/test.log"
 "$PYTHON" -m pip install pytest expecttest hypothesis
 cd "$SRC/test"
@@ -136,6 +136,8 @@ run_tests() {
 run_tests nn/test_correlation.py nn/test_correlation_pt2.py nn/test_correlation_hypothesis.py
 run_tests test_ops.py test_ops_gradients.py test_ops_fwd_gradients.py -k correlation
 run_tests test_meta.py test_decomp.py test_proxy_tensor.py -k correlation
+run_tests functorch/test_vmap.py functorch/test_ops.py -k correlation
+run_tests test_modules.py -k Correlation
 run_tests test_overrides.py -k "correlation or Correlation"
 if [ "$status" -ne 0 ]; then
     echo "error: some tests failed; see $WORKDIR/test.log" >&2

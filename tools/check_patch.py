@@ -5,12 +5,15 @@ Usage::
 
     python tools/check_patch.py [--keep DIR] [--source-root DIR] [-j N]
 
-The wheel ships ``torch/**/*.py`` and, under ``torchgen/packaged/``,
-``native_functions.yaml``, ``tags.yaml``, ``derivatives.yaml`` and the codegen
-templates. This script builds a fake PyTorch root from them (plus small stubs
-for the few anchor files the wheel lacks, each reported as STUB), then:
+The wheel ships ``torch/**/*.py``, ``torch/include`` and, under
+``torchgen/packaged/``, ``native_functions.yaml``, ``tags.yaml``,
+``derivatives.yaml`` and the codegen templates. This script builds a fake
+PyTorch root from them (plus the stand-ins in ``tools/check_patch_stubs/`` for
+the few anchor files the wheel lacks, each reported as STUB), then:
 
-1. applies the patch (``tools/apply_patch.py``);
+1. applies the patch (``tools/apply_patch.py``) and checks that no file it
+   adds exists upstream (``tools/upstream_paths.txt`` and the source paths
+   compiled into the wheel's libtorch);
 2. applies it again and checks that nothing changes, and that ``--check``
    reports nothing pending;
 3. emits the patch with ``--emit-patch`` for a pristine copy, applies it with
@@ -24,20 +27,15 @@ for the few anchor files the wheel lacks, each reported as STUB), then:
    headers, CPU/CUDA registration, autograd nodes, the ``torch._C._nn``
    binding), and that every helper the derivative formulas call is declared
    in the patched ``FunctionsManual.h``;
-6. imports the patched Python files for real: an overlay ``torch`` package
-   (every entry a symlink to the installed one, except the patched files) is
-   put first on ``sys.path`` of a child interpreter. ``aten::correlation`` and
-   ``aten::correlation_backward`` (with their ``.out`` overloads) do not exist
-   in the wheel's library, so the child defines their schemas, as parsed by
-   torchgen from the patched yaml, just before the first module that needs
-   them is executed. The child then checks the ``test_overrides`` coverage
-   (every overridable function has a ``get_testing_overrides`` entry, and the
-   lambda's argspec equals the function's), ``__torch_function__`` dispatch
-   of ``F.correlation``, ``nn.Correlation``, the meta kernel (installed by
-   ``activate_meta()``) through ``F.correlation``/``nn.Correlation`` on meta
-   tensors against the output-shape contract, the decomposition against a
-   float64 loop reference, the core-ATen/Inductor decomposition lists,
-   ``trace_rules`` and the OpInfo (listed in ``op_db``, samples generated).
+6. imports the patched Python files for real (``tools/check_patch_child.py``
+   with an overlay ``torch`` package first on ``sys.path``): overrides
+   coverage, ``nn.Correlation``, the decomposition against
+   ``test/correlation_reference.py``, the decomposition lists, Inductor
+   fallbacks, ``trace_rules``, ``flop_registry``, the OpInfo and ModuleInfo.
+
+Sources another branch adds (``aten_functorch/``, ``torch_correlation/_flop_counter.py``,
+``patch/moduleinfo.py``) are taken from ``tools/check_patch_stubs/api_placeholders/``
+while missing from ``--source-root`` (reported as PLACEHOLDER).
 
 Prints a summary; exits 1 if any step failed.
 """
@@ -48,6 +46,7 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import mmap
 import os
 import re
 import shutil
@@ -57,11 +56,11 @@ import tempfile
 import time
 from pathlib import Path
 
-
 REPO = Path(__file__).resolve().parents[1]
 APPLY = REPO / "tools" / "apply_patch.py"
 sys.path.insert(0, str(REPO / "tools"))
-import apply_patch as ap  # noqa: E402
+import apply_patch as ap
+from correlation_patch import sources
 
 
 def package_dir(name: str) -> Path:
@@ -77,7 +76,10 @@ WHEEL_FILES = [
     ("torch/nn/__init__.py", "torch/nn/__init__.py"),
     ("torch/nn/modules/__init__.py", "torch/nn/modules/__init__.py"),
     ("torch/overrides.py", "torch/overrides.py"),
-    ("torch/_meta_registrations.py", "torch/_meta_registrations.py"),
+    ("torch/utils/flop_counter.py", "torch/utils/flop_counter.py"),
+    ("torch/testing/_internal/common_modules.py", "torch/testing/_internal/common_modules.py"),
+    ("torch/testing/_internal/common_mps.py", "torch/testing/_internal/common_mps.py"),
+    ("torch/include/ATen/autocast_mode.h", "aten/src/ATen/autocast_mode.h"),
     ("torch/_decomp/__init__.py", "torch/_decomp/__init__.py"),
     ("torch/_decomp/decompositions.py", "torch/_decomp/decompositions.py"),
     ("torch/_inductor/decomposition.py", "torch/_inductor/decomposition.py"),
@@ -103,7 +105,8 @@ OVERLAY_FILES = [
     "torch/nn/modules/__init__.py",
     "torch/nn/modules/correlation.py",
     "torch/overrides.py",
-    "torch/_meta_registrations.py",
+    "torch/utils/flop_counter.py",
+    "torch/testing/_internal/common_modules.py",
     "torch/_decomp/__init__.py",
     "torch/_decomp/decompositions.py",
     "torch/_inductor/decomposition.py",
@@ -113,132 +116,12 @@ OVERLAY_FILES = [
 ]
 
 # Stubs for anchor files the wheel does not ship; they hold upstream's anchors.
-STUBS = {
-    "aten/src/ATen/autocast_mode.cpp": """\
-// STUB written by tools/check_patch.py: the wheel does not ship this file.
-// It holds the anchors tools/apply_patch.py uses, in upstream's layout.
-#include <ATen/autocast_mode.h>
-
-namespace at::autocast {
-namespace {
-
-TORCH_LIBRARY_IMPL(aten, Autocast, m) {
-  // lower_precision_fp
-#define _KERNEL_CUDA_LOW_PRECISION_FP(...) \\
-  KERNEL_CUDA(__VA_ARGS__, lower_precision_fp)
-
-  AT_FORALL_LOWER_PRECISION_FP(_KERNEL_CUDA_LOW_PRECISION_FP)
-  KERNEL_CUDA(cudnn_convolution, lower_precision_fp)
-  KERNEL_CUDA(cudnn_convolution_transpose, lower_precision_fp)
-
-  // fp32
-#define _KERNEL_CUDA_FP32(...) KERNEL_CUDA(__VA_ARGS__, fp32)
-
-  AT_FORALL_FP32(_KERNEL_CUDA_FP32)
-}
-
-TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {
-  // lower_precision_fp cast policy
-  KERNEL_CPU(conv1d, lower_precision_fp)
-  KERNEL_CPU(conv2d, lower_precision_fp)
-  KERNEL_CPU(prelu, lower_precision_fp)
-  KERNEL_CPU(scaled_dot_product_attention, lower_precision_fp)
-  KERNEL_CPU(_native_multi_head_attention, lower_precision_fp)
-
-  // fp32 cast policy
-  KERNEL_CPU(avg_pool3d, fp32)
-  KERNEL_CPU(grid_sampler, fp32)
-}
-
-} // namespace
-} // namespace at::autocast
-""",
-    "torch/csrc/autograd/FunctionsManual.cpp": """\
-// STUB written by tools/check_patch.py: the wheel does not ship this file.
-#include <torch/csrc/autograd/FunctionsManual.h>
-
-namespace torch::autograd::generated::details {
-
-using at::Tensor;
-
-Tensor values_backward(const Tensor& grad, const Tensor& self);
-
-} // namespace torch::autograd::generated::details
-""",
-    "test/expect/HasDecompTest.test_has_decomposition.expect": """\
-aten::_upsample_bilinear2d_aa
-aten::_upsample_bilinear2d_aa.out
-aten::cudnn_convolution
-aten::grid_sampler_3d_backward
-aten::grid_sampler_3d_backward.out
-aten::zeros.names_out
-""",
-    "docs/source/nn.functional.md": """\
-% STUB written by tools/check_patch.py: the wheel does not ship the docs.
-
-# torch.nn.functional
-
-## Distance functions
-
-```{eval-rst}
-.. autosummary::
-    :toctree: generated
-    :nosignatures:
-
-    pairwise_distance
-    cosine_similarity
-    pdist
-```
-
-## Vision functions
-
-```{eval-rst}
-.. autosummary::
-    :toctree: generated
-    :nosignatures:
-
-    pixel_shuffle
-    pixel_unshuffle
-    pad
-    interpolate
-    upsample
-    upsample_nearest
-    upsample_bilinear
-    grid_sample
-    affine_grid
-```
-
-## DataParallel functions (multi-GPU, distributed)
-""",
-    "docs/source/nn.md": """\
-% STUB written by tools/check_patch.py: the wheel does not ship the docs.
-
-# torch.nn
-
-## Vision Layers
-
-```{eval-rst}
-.. autosummary::
-    :toctree: generated
-    :nosignatures:
-    :template: classtemplate.rst
-
-    nn.PixelShuffle
-    nn.PixelUnshuffle
-    nn.Upsample
-    nn.UpsamplingNearest2d
-    nn.UpsamplingBilinear2d
-```
-
-## Shuffle Layers
-
-```{eval-rst}
-.. py:module:: torch.nn.modules.container
-.. py:module:: torch.nn.modules.conv
-.. py:module:: torch.nn.modules.distance
-```
-""",
-}
+# Stand-ins for the anchor files the wheel does not ship, in upstream's layout
+# (each holds only the anchors the patch uses): tools/check_patch_stubs/<path>.
+STUBS = REPO / "tools" / "check_patch_stubs"
+# Minimal versions of sources another branch adds; used only where the real
+# file is missing from --source-root (reported as PLACEHOLDER).
+PLACEHOLDERS = STUBS / "api_placeholders"
 
 
 # --------------------------------------------------------------------------
@@ -303,17 +186,12 @@ def build_fake_root(root: Path) -> str:
         else:
             shutil.copyfile(src, dst)
         lines.append(f"wheel    {there}  <- {here}")
-    stub = root / "torch/nn/functional.pyi.in"
-    generated = (site / "torch/nn/functional.pyi").read_text(encoding="utf-8").split("\n")
-    if generated and generated[0].startswith("# @generated"):
-        generated = generated[1:]
-    stub.write_text("\n".join(generated), encoding="utf-8")
-    lines.append("DERIVED  torch/nn/functional.pyi.in  <- torch/nn/functional.pyi (generated from it; header line dropped)")
-    for rel, text in STUBS.items():
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-        lines.append(f"STUB     {rel}  (not in the wheel; holds upstream's anchors only)")
+    (root / "aten/src/ATen/functorch").mkdir(parents=True)
+    for path in sorted(p for p in STUBS.rglob("*") if p.is_file() and PLACEHOLDERS not in p.parents):
+        rel = path.relative_to(STUBS).as_posix()
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, root / rel)
+        lines.append(f"STUB     {rel}  (not in the wheel; tools/check_patch_stubs/{rel})")
     return "\n".join(lines)
 
 
@@ -332,10 +210,10 @@ MOVED_ON = [
         "def grid_sample",
     ),
     (
-        "aten/src/ATen/autocast_mode.cpp",
-        r"^\s*KERNEL_CPU\(\w+, lower_precision_fp\)\n",
+        "aten/src/ATen/autocast_mode.h",
+        r"^\s*_\(conv2d\)\s*\\\n",
         "",
-        "KERNEL_CPU",
+        "_(conv2d)",
     ),
 ]
 
@@ -348,7 +226,7 @@ def step_moved_on(pristine: Path, work: Path, source_root: Path) -> tuple[bool, 
         shutil.copytree(pristine, case, symlinks=True)
         path = case / rel
         text = path.read_text(encoding="utf-8")
-        broken, count = re.subn(pattern, replacement, text, flags=re.M)
+        broken, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
         if not count:
             notes.append(f"{rel}: could not break the anchor (pattern {pattern!r} not found)")
             ok = False
@@ -368,12 +246,79 @@ def step_moved_on(pristine: Path, work: Path, source_root: Path) -> tuple[bool, 
     return ok, "\n".join(notes)
 
 
+SOURCE_ENTRIES = ("aten_native", "aten_functorch", "native_functions_patch.yaml", "derivatives_patch.yaml",
+                  "torch_correlation", "csrc", "patch", "test")
+
+
+def source_tree(source_root: Path, work: Path) -> tuple[Path, str]:
+    """A copy of the patch inputs, with PLACEHOLDERS for the files still missing."""
+    out = work / "sources"
+    ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.o", ".*")
+    for name in SOURCE_ENTRIES:
+        src = source_root / name
+        if src.is_dir():
+            shutil.copytree(src, out / name, ignore=ignore)
+        elif src.is_file():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, out / name)
+    notes = []
+    for path in sorted(p for p in PLACEHOLDERS.rglob("*") if p.is_file()):
+        rel = path.relative_to(PLACEHOLDERS)
+        real_dir = (source_root / rel).parent
+        if not (source_root / rel).exists() and not (rel.parts[0] == "aten_functorch" and real_dir.is_dir()):
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, out / rel)
+            notes.append(f"PLACEHOLDER {rel}  (missing from {source_root})")
+    return out, "\n".join(notes)
+
+
+UPSTREAM_PATHS = REPO / "tools" / "upstream_paths.txt"
+# Each starts with a literal, which re scans for quickly (0.8 s for libtorch_cpu.so).
+LIBRARY_PATHS = [re.compile(re.escape(prefix) + rb"[A-Za-z0-9_/.+-]+\.(?:cpp|cu|h|cuh)")
+                 for prefix in (b"aten/src/ATen/", b"torch/csrc/")]
+# Must be found by both sources, or the check itself is broken.
+KNOWN_UPSTREAM = "aten/src/ATen/native/Correlation.cpp"
+
+
+def upstream_files() -> tuple[set[str], set[str], list[str]]:
+    """Paths upstream is known to have: the committed list, the source paths
+    compiled into the installed libtorch libraries, and the wheel's files."""
+    listed = {
+        line.strip() for line in UPSTREAM_PATHS.read_text(encoding="utf-8").split("\n")
+        if line.strip() and not line.startswith("#")
+    }
+    site = package_dir("torch").parent
+    compiled: set[str] = set()
+    libraries = [site / "torch/lib" / name for name in ("libtorch_cpu.so", "libtorch_cuda.so")]
+    libraries = [lib for lib in libraries if lib.is_file()]
+    for lib in libraries:
+        with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            for pattern in LIBRARY_PATHS:
+                compiled |= {m.group().decode() for m in pattern.finditer(data)}
+    wheel = {p.relative_to(site).as_posix() for p in (site / "torch").rglob("*.py")}
+    return listed, compiled | wheel, [lib.name for lib in libraries]
+
+
+def step_new_files(added: list[str]) -> tuple[bool, str]:
+    listed, compiled, libraries = upstream_files()
+    lines = [f"{len(added)} added files; upstream: {len(listed)} listed paths (tools/upstream_paths.txt), "
+             f"{len(compiled)} paths from {', '.join(libraries)} and the wheel's torch/**/*.py"]
+    ok = KNOWN_UPSTREAM in listed and KNOWN_UPSTREAM in compiled
+    if not ok:
+        lines.append(f"BAD: {KNOWN_UPSTREAM} (upstream's torch.cov/corrcoef) not found: the check is broken")
+    for rel in added:
+        clash = [name for name, paths in (("listed", listed), ("compiled/wheel", compiled)) if rel in paths]
+        ok &= not clash
+        lines.append(f"{'BAD' if clash else 'new'} {rel}" + (f"  (exists upstream: {', '.join(clash)})" if clash else ""))
+    return ok, "\n".join(lines)
+
+
 def schemas(root: Path, source_root: Path, work: Path) -> list[str]:
     """Schemas of our operators and their autogenerated overloads, via torchgen."""
     from torchgen.gen import parse_native_yaml
 
-    body, names = ap.yaml_entries(
-        (source_root / ap.SRC_NATIVE_YAML).read_text(encoding="utf-8"), ap.SRC_NATIVE_YAML, "func"
+    body, names = sources.yaml_entries(
+        (source_root / sources.SRC_NATIVE_YAML).read_text(encoding="utf-8"), sources.SRC_NATIVE_YAML, "func"
     )
     path = work / "ours.yaml"
     path.write_text(body + "\n", encoding="utf-8")
@@ -454,16 +399,16 @@ def check_autograd_outputs(out: Path, root: Path, source_root: Path) -> list[str
     if not grep([nn], '{"correlation"'):
         problems.append('python_nn_functions.cpp does not bind torch._C._nn.correlation')
     # Every helper the formulas call must be declared in FunctionsManual.h.
-    body, _ = ap.yaml_entries(
-        (source_root / ap.SRC_DERIVATIVES_YAML).read_text(encoding="utf-8"),
-        ap.SRC_DERIVATIVES_YAML,
+    body, _ = sources.yaml_entries(
+        (source_root / sources.SRC_DERIVATIVES_YAML).read_text(encoding="utf-8"),
+        sources.SRC_DERIVATIVES_YAML,
         "name",
     )
     formulas = "\n".join(
         line.split(":", 1)[1] for line in body.split("\n") if line.startswith("  ") and ":" in line
     )
     native = (root / "aten/src/ATen/native/native_functions.yaml").read_text(encoding="utf-8")
-    aten_ops = set(re.findall(r"^- func: (\w+)", native, re.M))
+    aten_ops = set(re.findall(r"^- func: (\w+)", native, re.MULTILINE))
     manual = (root / "torch/csrc/autograd/FunctionsManual.h").read_text(encoding="utf-8")
     called = set(re.findall(r"(?<![\w.:>])([A-Za-z_]\w*)\s*\(", formulas))
     for name in sorted(called - aten_ops - {"std", "at", "c10"}):
@@ -498,214 +443,7 @@ def build_overlay(overlay: Path, root: Path) -> None:
         shutil.copyfile(root / rel, overlay / rel)
 
 
-# The child interpreter of step 6 (runs with the overlay first on sys.path).
-CHILD = r'''
-import importlib.abc, importlib.util, inspect, json, sys
-
-OVERLAY, SCHEMAS = sys.argv[1], json.loads(sys.argv[2])
-NEEDS_OPS = {"torch._meta_registrations", "torch._decomp", "torch._decomp.decompositions",
-             "torch._inductor.decomposition", "torch._inductor.lowering"}
-LIBS = []
-results = []
-
-def record(name, ok, detail=""):
-    results.append((name, bool(ok), detail))
-
-class DefineOpsFirst(importlib.abc.MetaPathFinder):
-    """Defines our schemas (absent from the wheel) before the first patched module needing them runs."""
-    def find_spec(self, name, path, target=None):
-        if name not in NEEDS_OPS or LIBS:
-            return None
-        sys.meta_path.remove(self)
-        try:
-            spec = importlib.util.find_spec(name)
-        finally:
-            sys.meta_path.insert(0, self)
-        run_module = spec.loader.exec_module
-        def exec_module(module):
-            if not LIBS:
-                lib = sys.modules["torch"]._C._dispatch_library("FRAGMENT", "aten", "", "check_patch", 0)
-                for schema in SCHEMAS:
-                    lib.define(schema, "", [])
-                LIBS.append(lib)
-            run_module(module)
-        spec.loader.exec_module = exec_module
-        return spec
-
-sys.meta_path.insert(0, DefineOpsFirst())
-
-import torch
-import torch.nn.functional as F
-from torch.overrides import get_overridable_functions, get_testing_overrides
-
-record("import torch from the overlay", torch.__file__.startswith(OVERLAY), torch.__file__)
-record("schemas defined before the patched modules ran", LIBS, f"{len(SCHEMAS)} schemas")
-record("F.correlation is defined in torch/nn/functional.py",
-       getattr(F, "correlation", None) is not None and inspect.getsourcefile(F.correlation).startswith(OVERLAY))
-
-# test_overrides: every overridable function has a testing override ...
-testing = get_testing_overrides()
-untested = sorted(f"{ns.__name__}.{f.__name__}" for ns, funcs in get_overridable_functions().items()
-                  for f in funcs if f not in testing and f.__name__ not in {"sample_functional", "autocast"})
-record("test_overrides coverage: every overridable function has an override", not untested,
-       ", ".join(untested))
-# ... and (what test_overrides means to check) the lambda's argspec equals the function's
-def argspec(fn):
-    spec = inspect.getfullargspec(fn)
-    return type(spec)(**{**spec._asdict(), "annotations": {}})
-override = testing.get(F.correlation)
-record("get_testing_overrides() entry of F.correlation has its argspec",
-       override is not None and argspec(override) == argspec(F.correlation),
-       f"{inspect.signature(F.correlation)} vs {inspect.signature(override) if override else None}")
-
-class TensorLike:
-    @classmethod
-    def __torch_function__(cls, func, types, args=(), kwargs=None):
-        return testing[func](*args, **(kwargs or {}))
-lam = inspect.getfullargspec(testing[F.correlation])
-nargs = len(lam.args) - len(lam.defaults or ())
-record("__torch_function__ dispatch of F.correlation (test_overrides style)",
-       F.correlation(*[TensorLike() for _ in range(nargs)]) == -1)
-
-# nn.Correlation
-from torch.nn.modules.correlation import Correlation
-record("torch.nn.Correlation exported", getattr(torch.nn, "Correlation", None) is Correlation
-       and "Correlation" in torch.nn.modules.__all__ and issubclass(Correlation, torch.nn.Module))
-
-# The meta kernel, installed by activate_meta(), reached through the Python API.
-def expected_shape(shape, md, mind=None, k=1, s=1, p=0, d=1, ds=1, groups=1):
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
-    md, k, s, p, d, ds = map(pair, (md, k, s, p, d, ds))
-    mind = None if mind is None else pair(mind)
-    count = [2 * (md[i] // ds[i]) + 1 if mind is None else (md[i] - mind[i]) // ds[i] + 1 for i in (0, 1)]
-    h, w = shape[-2:]
-    out = [(n + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1 for i, n in enumerate((h, w))]
-    return (*shape[:-3], groups * count[0] * count[1], *out)
-
-CASES = [
-    ((2, 8, 10, 12), dict(max_displacement=3)),
-    ((8, 9, 11), dict(max_displacement=(2, 4), displacement_stride=2, groups=2)),
-    ((1, 6, 9, 10), dict(max_displacement=(0, 0), min_displacement=(0, -4), kernel_size=3, padding=1, stride=2)),
-    ((2, 4, 9, 7), dict(max_displacement=2, kernel_size=(3, 1), dilation=(1, 2), padding=(2, 0), scale=0.5)),
-]
-torch._C._nn.correlation = torch.ops.aten.correlation  # the wheel has no binding; the schema is the same
-bad = []
-for shape, kw in CASES:
-    kwargs = dict(kw)
-    md = kwargs.pop("max_displacement")
-    a, b = torch.empty(shape, device="meta"), torch.empty(shape, device="meta")
-    want = expected_shape(shape, md, kw.get("min_displacement"), kw.get("kernel_size", 1), kw.get("stride", 1),
-                          kw.get("padding", 0), kw.get("dilation", 1), kw.get("displacement_stride", 1),
-                          kw.get("groups", 1))
-    try:
-        got = tuple(F.correlation(a, b, md, **kwargs).shape)
-        got_module = tuple(Correlation(md, **kwargs)(a, b).shape)
-    except Exception as e:
-        bad.append(f"{shape} {kw}: {type(e).__name__}: {e}")
-        continue
-    if got != want or got_module != want:
-        bad.append(f"{shape} {kw}: F {got}, nn.Correlation {got_module}, expected {want}")
-record("meta kernel via F.correlation and nn.Correlation on meta tensors: shapes", not bad, "\n".join(bad))
-
-# The decomposition against a float64 loop reference.
-import torch._decomp
-aten = torch.ops.aten
-def reference(x1, x2, md, mind=None, k=1, s=1, p=0, d=1, ds=1, groups=1, scale=1.0):
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
-    md, k, s, p, d, ds = map(pair, (md, k, s, p, d, ds))
-    mind = None if mind is None else pair(mind)
-    axes = []
-    for i in (0, 1):
-        if mind is None:
-            n = md[i] // ds[i]
-            axes.append([j * ds[i] for j in range(-n, n + 1)])
-        else:
-            axes.append(list(range(mind[i], md[i] + 1, ds[i])))
-    batched = x1.dim() == 4
-    x1, x2 = (x1, x2) if batched else (x1[None], x2[None])
-    N, C, H, W = x1.shape
-    shape = expected_shape(tuple(x1.shape), md, mind, k, s, p, d, ds, groups)
-    out = torch.zeros(shape, dtype=torch.float64)
-    cg = C // groups
-    def at(x, n, c, y, xx):
-        return x[n, c, y, xx].item() if 0 <= y < H and 0 <= xx < W else 0.0
-    for n in range(N):
-        for g in range(groups):
-            for a, dy in enumerate(axes[0]):
-                for bb, dx in enumerate(axes[1]):
-                    ch = g * len(axes[0]) * len(axes[1]) + a * len(axes[1]) + bb
-                    for oy in range(shape[2]):
-                        for ox in range(shape[3]):
-                            y0, x0 = oy * s[0] - p[0], ox * s[1] - p[1]
-                            acc = 0.0
-                            for c in range(g * cg, (g + 1) * cg):
-                                for i in range(k[0]):
-                                    for j in range(k[1]):
-                                        y, xx = y0 + i * d[0], x0 + j * d[1]
-                                        acc += at(x1, n, c, y, xx) * at(x2, n, c, y + dy, xx + dx)
-                            out[n, ch, oy, ox] = scale * acc
-    return out if batched else out[0]
-
-decomp = torch._decomp.decomposition_table.get(aten.correlation.default)
-record("decomposition registered for aten.correlation.default", decomp is not None)
-if decomp is not None:
-    bad = []
-    gen = torch.Generator().manual_seed(0)
-    for shape, kw in [((1, 4, 5, 6), dict(max_displacement=1)),
-                      ((4, 5, 4), dict(max_displacement=(2, 1), displacement_stride=(2, 1), groups=2, scale=0.5)),
-                      ((1, 2, 6, 5), dict(max_displacement=(0, 0), min_displacement=(-1, -2), kernel_size=(3, 2),
-                                          stride=2, padding=1, dilation=(1, 2)))]:
-        x1 = torch.randn(shape, dtype=torch.float64, generator=gen)
-        x2 = torch.randn(shape, dtype=torch.float64, generator=gen)
-        kwargs = dict(kw)
-        md = kwargs.pop("max_displacement")
-        pair = lambda v: [v, v] if isinstance(v, int) else list(v)
-        args = dict(min_displacement=None if "min_displacement" not in kw else pair(kw["min_displacement"]),
-                    kernel_size=pair(kw.get("kernel_size", 1)), stride=pair(kw.get("stride", 1)),
-                    padding=pair(kw.get("padding", 0)), dilation=pair(kw.get("dilation", 1)),
-                    displacement_stride=pair(kw.get("displacement_stride", 1)), groups=kw.get("groups", 1),
-                    scale=kw.get("scale", 1.0))
-        try:
-            got = decomp(x1, x2, pair(md), **args)
-        except Exception as e:
-            bad.append(f"{shape} {kw}: {type(e).__name__}: {e}")
-            continue
-        want = reference(x1, x2, md, kw.get("min_displacement"), kw.get("kernel_size", 1), kw.get("stride", 1),
-                         kw.get("padding", 0), kw.get("dilation", 1), kw.get("displacement_stride", 1),
-                         kw.get("groups", 1), kw.get("scale", 1.0))
-        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-10, atol=1e-10):
-            bad.append(f"{shape} {kw}: max abs error "
-                       f"{(got - want).abs().max().item() if got.shape == want.shape else 'shape ' + str(tuple(got.shape))}")
-    record("decomposition equals a float64 loop reference", not bad, "\n".join(bad))
-
-core = torch._decomp.core_aten_decompositions()
-record("aten.correlation in core_aten_decompositions()", aten.correlation.default in core)
-import torch._inductor.decomposition as inductor_decomp
-record("Inductor keeps the native kernel (aten.correlation not in its decompositions)",
-       aten.correlation.default not in inductor_decomp.decompositions)
-
-import torch._inductor.lowering as lowering
-record("Inductor falls back to the native kernels (aten.correlation{,_backward} have lowerings)",
-       aten.correlation.default in lowering.lowerings and aten.correlation_backward.default in lowering.lowerings)
-
-import torch._dynamo.trace_rules as trace_rules
-record("trace_rules lists torch._C._nn.correlation and torch.nn.functional.correlation",
-       "torch._C._nn.correlation" in trace_rules.torch_c_binding_in_graph_functions
-       and "torch.nn.functional.correlation" in trace_rules.torch_non_c_binding_in_graph_functions)
-
-import torch.testing._internal.common_methods_invocations as cmi
-ops = [op for op in cmi.op_db if op.name == "nn.functional.correlation"]
-detail = ""
-ok = len(ops) == 1 and ops[0].op is F.correlation
-if ok:
-    samples = list(ops[0].sample_inputs("cpu", torch.float64, requires_grad=True))
-    wrong = [s for s in samples if not (isinstance(s.args[0], torch.Tensor) and s.args[0].shape == s.input.shape)]
-    ok = bool(samples) and not wrong
-    detail = f"{len(samples)} samples"
-record("OpInfo nn.functional.correlation in op_db, samples generated", ok, detail)
-
-print("CHILD-RESULTS " + json.dumps(results))
-'''
+CHILD = REPO / "tools" / "check_patch_child.py"
 
 
 def step_imports(root: Path, work: Path, schemas_list: list[str]) -> tuple[list[tuple[str, bool, str]], str]:
@@ -714,7 +452,7 @@ def step_imports(root: Path, work: Path, schemas_list: list[str]) -> tuple[list[
     env = dict(os.environ)
     env["PYTHONPATH"] = str(overlay)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    proc = run([sys.executable, "-c", CHILD, str(overlay), json.dumps(schemas_list)], cwd=work, env=env)
+    proc = run([sys.executable, str(CHILD), str(overlay), json.dumps(schemas_list)], cwd=work, env=env)
     for line in proc.stdout.split("\n"):
         if line.startswith("CHILD-RESULTS "):
             return [tuple(r) for r in json.loads(line[len("CHILD-RESULTS "):])], ""
@@ -747,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
         root, pristine, out = work / "root", work / "pristine", work / "codegen"
         t = time.monotonic()
         provenance = build_fake_root(root)
+        source_root, placeholders = source_tree(source_root, work)
+        provenance += ("\n" + placeholders) if placeholders else ""
         shutil.copytree(root, pristine)
         out.mkdir()
         results.add("fake PyTorch root from the installed wheel", True, time.monotonic() - t, provenance)
@@ -758,6 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         if not applied:
             return finish(results, started, work, args.keep)
         applied_digest = tree_digest(root)
+
+        t = time.monotonic()
+        pristine_files = tree_digest(pristine)
+        ok, detail = step_new_files(sorted(set(applied_digest) - set(pristine_files)))
+        results.add("files the patch adds do not exist upstream", ok, time.monotonic() - t, detail)
 
         t = time.monotonic()
         proc = apply(root, source_root)
