@@ -77,6 +77,14 @@
 // The backward is a gather: each thread owns whole rows of a gradient and
 // sums every term that reaches them, so no two threads write the same
 // element and the result does not depend on scheduling.
+//
+// The file, in order: row layouts, loads and stores, and the row cache;
+// the vector helpers and the block kernels (ForwardBlock, GatherBlock);
+// work items (RowBlocks, StripPlan); the row geometry (RowGeometry); the
+// forward (correlation_forward_rows, with CachedForwardRows or
+// InPlaceForwardRows as its reading policy); the backward
+// (correlation_gradient, with Input1Gradient or Input2Gradient as the
+// gradient it computes); the dispatch entries.
 
 namespace at::native {
 namespace {
@@ -631,38 +639,36 @@ struct StripPlan {
 // Budgets of plan_strips. The static split of parallel_for balances the
 // threads' work when each gets a few items.
 constexpr int64_t kItemsPerThread = 4;
-// The row caches of all threads together take at most 1/cache_share of
-// `result_bytes`, the memory the caller already pays for, but never less
-// than kMinCacheBytes per thread, which small calls need not save.
-constexpr int64_t kMinCacheBytes = 64 * 1024;
-
-// The backward's caches (half, bfloat16, channels_last, a horizontal stride:
-// see the NOTE) take at most 1/kBackwardCacheShare of grad_output and the
-// gradients together (see plan_strips). Every chunk beyond the first repeats
-// the conversion of grad_output's rows (a transpose for channels_last), so
-// the share is as large as keeps the rows of typical flow levels whole.
+// The backward's row caches (half, bfloat16, channels_last, a horizontal
+// stride: see the NOTE) of all threads together take at most
+// 1/kBackwardCacheShare of `result_bytes`, grad_output and the gradients,
+// which the caller already pays for, but never less than kMinCacheBytes per
+// thread, which small calls need not save. Every chunk beyond the first
+// repeats the conversion of grad_output's rows (a transpose for
+// channels_last), so the share is as large as keeps the rows of typical flow
+// levels whole.
 constexpr int64_t kBackwardCacheShare = 8;
+constexpr int64_t kMinCacheBytes = 64 * 1024;
 
 // Strips and chunks for `planes` planes of `blocks` row blocks of
 // `channels` channels: as many strips as give each thread kItemsPerThread
-// items, each of at most `max_blocks_per_strip` blocks, and chunks as large
-// as the cache budget allows, the caches needing `cache_bytes_per_channel`
-// per channel of a chunk. Chunks are whole multiples of `piece` (the L1
+// items, and chunks as large as the cache budget allows, the caches needing
+// `cache_bytes_per_channel` per channel of a chunk. Chunks are whole multiples of `piece` (the L1
 // pieces the kernels split them into), so the budget, which depends on the
 // thread count, moves chunk boundaries only between pieces, where it does
 // not change the order of any sum's terms: results do not depend on the
 // number of threads.
 inline StripPlan plan_strips(
-    int64_t planes, int64_t blocks, int64_t channels, int64_t max_blocks_per_strip,
-    int64_t cache_bytes_per_channel, int64_t result_bytes, int64_t cache_share, int64_t piece) {
+    int64_t planes, int64_t blocks, int64_t channels, int64_t cache_bytes_per_channel,
+    int64_t result_bytes, int64_t piece) {
   const int64_t threads = at::get_num_threads();
   const int64_t wanted_strips = std::clamp<int64_t>(
       (kItemsPerThread * threads + planes - 1) / std::max<int64_t>(1, planes), 1, std::max<int64_t>(1, blocks));
   const int64_t blocks_per_strip = std::clamp<int64_t>(
-      (blocks + wanted_strips - 1) / wanted_strips, 1, std::max<int64_t>(1, max_blocks_per_strip));
+      (blocks + wanted_strips - 1) / wanted_strips, 1, std::max<int64_t>(1, blocks));
   const int64_t items = planes * ((blocks + blocks_per_strip - 1) / blocks_per_strip);
   const int64_t busy = std::clamp<int64_t>(items, 1, threads);
-  const int64_t budget = std::max(kMinCacheBytes, result_bytes / cache_share / busy);
+  const int64_t budget = std::max(kMinCacheBytes, result_bytes / kBackwardCacheShare / busy);
   const int64_t fit = budget / std::max<int64_t>(1, cache_bytes_per_channel);
   const int64_t chunk = std::clamp<int64_t>(
       std::max<int64_t>(1, fit / piece) * piece, 1, std::max<int64_t>(1, channels));
@@ -1041,14 +1047,45 @@ struct RowPairs {
   }
 };
 
-// Adds to acc (rows * D rows of width_padded) the terms of kernel row i of
-// the block of output rows oy0 + r * spacing, r < rows.
+// Adds to the accumulator rows of `pairs` (in acc: rows * D rows of
+// width_padded) the terms of input2 row `row2` (channels [c0, c0 +
+// channels), based as streamed_column wants) for every kernel column.
+template <typename opmath_t, typename Rows>
+void forward_row_pairs(
+    const Rows& reads, const RowGeometry<opmath_t>& geo, const RowPairs& pairs,
+    const opmath_t* row2, int64_t c0, int64_t channels, opmath_t* acc) {
+  const CorrelationParams& p = geo.p;
+  opmath_t* acc_rows[kMaxRows * kMaxBlock];
+  const opmath_t* a_rows[kMaxRows];
+  const opmath_t* b_rows[kMaxBlock];
+  int64_t b_x[kMaxBlock];
+  const ImageEdges edges{b_x, p.width};
+  for (const auto j : c10::irange(p.kernel_w)) {
+    for (const auto q : c10::irange(pairs.count)) {
+      a_rows[q] = reads.input1_row(pairs.r[q], c0, j);
+    }
+    geo.for_each_disp_block([&](int64_t b0, int nb) {
+      for (const auto k : c10::irange(nb)) {
+        b_rows[k] = streamed_column(row2, geo.in2, geo.in2_column(j, b0 + k), Rows::kInPlace, b_x[k]);
+        for (const auto q : c10::irange(pairs.count)) {
+          acc_rows[q * nb + k] = acc +
+              (pairs.r[q] * p.displacements() + pairs.a[q] * p.disp_count_w + b0 + k) * geo.width_padded;
+        }
+      }
+      dispatch_block<ForwardBlock, Rows::kInPlace>(pairs.count, nb, acc_rows, a_rows, b_rows,
+          channels, reads.a_cstride(), reads.b_cstride(), p.out_w, edges);
+    }, max_block(pairs.count));
+  }
+}
+
+// Adds to acc the terms of kernel row i of the block of output rows
+// oy0 + r * spacing, r < rows: for each piece of channels, every input2 row
+// that some row of the block meets.
 template <typename opmath_t, typename Rows>
 void forward_kernel_row(
     Rows& reads, const RowGeometry<opmath_t>& geo, const ForwardRows& fr,
     int64_t n, int64_t g, int64_t oy0, int rows, int64_t i, opmath_t* acc) {
   const CorrelationParams& p = geo.p;
-  const int64_t D = p.displacements();
   const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
   int64_t y1[kMaxRows];
   bool inside[kMaxRows];
@@ -1057,11 +1094,6 @@ void forward_kernel_row(
     inside[r] = y1[r] >= 0 && y1[r] < p.height;
   }
   reads.begin_kernel_row(n, g, y1, inside, rows);
-  opmath_t* acc_rows[kMaxRows * kMaxBlock];
-  const opmath_t* a_rows[kMaxRows];
-  const opmath_t* b_rows[kMaxBlock];
-  int64_t b_x[kMaxBlock];
-  const ImageEdges edges{b_x, p.width};
   const int64_t Cg = p.channels_per_group();
   for (int64_t c0 = 0; c0 < Cg; c0 += reads.piece()) {
     const int64_t channels = std::min(reads.piece(), Cg - c0);
@@ -1076,23 +1108,8 @@ void forward_kernel_row(
         const int64_t a = e - r * fr.row_step;
         if (inside[r] && a >= 0 && a < p.disp_count_h) pairs.add(r, a);
       }
-      if (pairs.count == 0) continue;
-      const opmath_t* row2 = reads.input2_row(n, g, y2, c0);
-      for (const auto j : c10::irange(p.kernel_w)) {
-        for (const auto q : c10::irange(pairs.count)) {
-          a_rows[q] = reads.input1_row(pairs.r[q], c0, j);
-        }
-        geo.for_each_disp_block([&](int64_t b0, int nb) {
-          for (const auto k : c10::irange(nb)) {
-            b_rows[k] = streamed_column(row2, geo.in2, geo.in2_column(j, b0 + k), Rows::kInPlace, b_x[k]);
-            for (const auto q : c10::irange(pairs.count)) {
-              acc_rows[q * nb + k] = acc +
-                  (pairs.r[q] * D + pairs.a[q] * p.disp_count_w + b0 + k) * geo.width_padded;
-            }
-          }
-          dispatch_block<ForwardBlock, Rows::kInPlace>(pairs.count, nb, acc_rows, a_rows, b_rows,
-              channels, reads.a_cstride(), reads.b_cstride(), p.out_w, edges);
-        }, max_block(pairs.count));
+      if (pairs.count > 0) {
+        forward_row_pairs(reads, geo, pairs, reads.input2_row(n, g, y2, c0), c0, channels, acc);
       }
     }
   }
@@ -1402,11 +1419,11 @@ struct BackwardReads {
       : in_place(rows_in_place<scalar_t>(input, geo.p)),
         slots(in_place ? 0 : std::min(rows_per_block, geo.p.height)),
         plan(plan_strips(
-            geo.p.batch * geo.p.groups, blocks.size(), geo.p.channels_per_group(), blocks.size(),
+            geo.p.batch * geo.p.groups, blocks.size(), geo.p.channels_per_group(),
             static_cast<int64_t>(sizeof(opmath_t)) *
                 (partitions * slots * read_layout.channel_stride() +
                  kMaxRows * grad_layout.channel_stride()),
-            result_bytes, kBackwardCacheShare, geo.channel_chunk)),
+            result_bytes, geo.channel_chunk)),
         read_cstride(in_place ? input.stride(1) : read_layout.channel_stride()),
         grad_row_size(plan.chunk * grad_layout.channel_stride()) {}
 };
@@ -1449,11 +1466,57 @@ void gather_terms(
   }
 }
 
+// Per-thread scratch of correlation_gradient: the cache of the read input's
+// rows, one block's gradient rows, the grad_output rows of a block's pairs
+// (zeros around them: see load_grad_output_row) and the transpose tile.
+template <typename scalar_t>
+struct GatherScratch {
+  using opmath_t = at::opmath_type<scalar_t>;
+  RowCache<scalar_t, opmath_t> cache;
+  std::vector<opmath_t> grad_rows;
+  std::vector<opmath_t> go;
+  std::vector<opmath_t> tile;
+};
+
+// Sums into scratch.grad_rows (zeroed first; rows of reads.grad_row_size)
+// every term that reaches the block of gradient rows y_first + r *
+// disp_step_h, r < rows, in channels [c0, c0 + chunk) of plane (n, g).
+template <typename scalar_t, typename SideT>
+void gather_block(
+    const SideT& side, const std::vector<TermGroup>& groups, const BackwardReads<scalar_t>& reads,
+    const TensorBase& grad_output, const TensorBase& read, GatherScratch<scalar_t>& scratch,
+    int64_t n, int64_t g, int64_t c0, int64_t chunk, int64_t y_first, int rows) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const auto& geo = side.geo;
+  const CorrelationParams& p = geo.p;
+  const int64_t Kx = p.disp_count_w;
+  const int64_t g_cstride = side.grad_layout().channel_stride();
+  std::fill(scratch.grad_rows.begin(), scratch.grad_rows.begin() + rows * reads.grad_row_size,
+            opmath_t(0));
+  side.for_each_source(y_first, rows, [&](int64_t y_read, const RowPairs& pairs) {
+    for (const auto q : c10::irange(pairs.count)) {
+      load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, pairs.a[q], pairs.oy[q],
+          scratch.go.data() + q * Kx * geo.go_stride, scratch.tile.data());
+    }
+    const opmath_t* row = reads.in_place ? image_row<opmath_t>(read, p, n, g, c0, y_read)
+                                         : scratch.cache.get(n, g, p.groups, y_read, c0, chunk);
+    geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
+      opmath_t* g_rows[kMaxRows];
+      for (const auto q : c10::irange(pairs.count)) {
+        g_rows[q] = scratch.grad_rows.data() + pairs.r[q] * reads.grad_row_size + c * g_cstride;
+      }
+      gather_terms(geo, groups, side.read_layout(), reads.in_place, side.width(), g_rows,
+                   pairs.count, g_cstride, row + c * reads.read_cstride, channels,
+                   reads.read_cstride, scratch.go.data());
+    });
+  });
+}
+
 // One gradient (`grad`, of the input the Side names) from grad_output and
 // the other input (`read`). A work item is a strip of blocks of gradient
 // rows y_first + r * disp_step_h of one (n, group) plane; for each channel
-// chunk and block, every term reaching the block's rows is summed into a
-// scratch row, which is then written out (see BackwardReads).
+// chunk and block, every term reaching the block's rows is summed into
+// scratch rows, which are then written out (see BackwardReads).
 template <typename scalar_t, template <typename> class Side>
 void correlation_gradient(
     const TensorBase& grad, const TensorBase& grad_output, const TensorBase& read,
@@ -1472,42 +1535,26 @@ void correlation_gradient(
   const StripPlan& plan = reads.plan;
   at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(kMaxRows * plan.blocks_per_strip),
                    [&](int64_t begin, int64_t end) {
-    RowCache<scalar_t, opmath_t> cache(
-        read, Cg, p.height, p.width, side.read_layout(), plan.chunk, reads.slots, partitions);
-    std::vector<opmath_t> grad_rows(kMaxRows * reads.grad_row_size);
-    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
-    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, plan.chunk));
+    GatherScratch<scalar_t> scratch{
+        RowCache<scalar_t, opmath_t>(read, Cg, p.height, p.width, side.read_layout(), plan.chunk,
+                                     reads.slots, partitions),
+        std::vector<opmath_t>(kMaxRows * reads.grad_row_size),
+        std::vector<opmath_t>(kMaxRows * Kx * geo.go_stride),
+        std::vector<opmath_t>(kTransposeTile * std::max(Kx, plan.chunk))};
     for (const auto item : c10::irange(begin, end)) {
       const StripPlan::Item it = plan.item(item, p.groups, inner);
       plan.for_each_chunk(Cg, [&](int64_t c0, int64_t chunk) {
+        RowLayout chunk_layout = side.grad_layout();
+        chunk_layout.channels = chunk;
         for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
           const int64_t y_first = blocks.first[blk];
           const int rows = blocks.count[blk];
-          std::fill(grad_rows.begin(), grad_rows.begin() + rows * reads.grad_row_size, opmath_t(0));
-          side.for_each_source(y_first, rows, [&](int64_t y_read, const RowPairs& pairs) {
-            opmath_t* g_rows[kMaxRows];
-            for (const auto q : c10::irange(pairs.count)) {
-              load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, it.n, it.g, pairs.a[q],
-                  pairs.oy[q], go.data() + q * Kx * geo.go_stride, tile.data());
-            }
-            const opmath_t* row = reads.in_place
-                ? image_row<opmath_t>(read, p, it.n, it.g, c0, y_read)
-                : cache.get(it.n, it.g, p.groups, y_read, c0, chunk);
-            geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
-              const int64_t g_cstride = side.grad_layout().channel_stride();
-              for (const auto q : c10::irange(pairs.count)) {
-                g_rows[q] = grad_rows.data() + pairs.r[q] * reads.grad_row_size + c * g_cstride;
-              }
-              gather_terms(geo, groups, side.read_layout(), reads.in_place, side.width(),
-                           g_rows, pairs.count, g_cstride, row + c * reads.read_cstride,
-                           channels, reads.read_cstride, go.data());
-            });
-          });
-          RowLayout chunk_layout = side.grad_layout();
-          chunk_layout.channels = chunk;
+          gather_block(side, groups, reads, grad_output, read, scratch, it.n, it.g, c0, chunk,
+                       y_first, rows);
           for (const auto r : c10::irange(rows)) {
             store_grad_row<scalar_t, opmath_t>(grad, chunk_layout, p, it.n, it.g, c0,
-                y_first + r * p.disp_step_h, grad_rows.data() + r * reads.grad_row_size, tile.data());
+                y_first + r * p.disp_step_h, scratch.grad_rows.data() + r * reads.grad_row_size,
+                scratch.tile.data());
           }
         }
       });
