@@ -19,18 +19,18 @@ scale) for batched (N, C, H, W) inputs; the benchmark checks them against
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-IntPair = Union[int, Sequence[int]]
+IntPair = int | Sequence[int]
 
 try:  # Optional peer: a compiled third-party extension.
     from spatial_correlation_sampler import spatial_correlation_sample as _sampler_op
 
-    SAMPLER_IMPORT_ERROR: Optional[str] = None
+    SAMPLER_IMPORT_ERROR: str | None = None
 except Exception as exc:  # noqa: BLE001 -- any failure (missing, ABI mismatch) means "skip"
     _sampler_op = None
     SAMPLER_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
@@ -40,7 +40,7 @@ class PeerUnsupported(Exception):
     """Raised when a peer cannot express a configuration (the benchmark skips it)."""
 
 
-def _pair(value: IntPair, name: str) -> Tuple[int, int]:
+def _pair(value: IntPair, name: str) -> tuple[int, int]:
     if isinstance(value, int):
         return (value, value)
     value = tuple(int(v) for v in value)
@@ -59,13 +59,13 @@ class Geometry:
     channels: int
     height: int
     width: int
-    kernel: Tuple[int, int]
-    stride: Tuple[int, int]
-    padding: Tuple[int, int]
-    dilation: Tuple[int, int]
-    disp_min: Tuple[int, int]
-    disp_step: Tuple[int, int]
-    disp_count: Tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    disp_min: tuple[int, int]
+    disp_step: tuple[int, int]
+    disp_count: tuple[int, int]
     groups: int
     scale: float
     out_h: int
@@ -75,7 +75,7 @@ class Geometry:
     def displacements(self) -> int:
         return self.disp_count[0] * self.disp_count[1]
 
-    def disp_values(self, axis: int) -> List[int]:
+    def disp_values(self, axis: int) -> list[int]:
         return [self.disp_min[axis] + i * self.disp_step[axis] for i in range(self.disp_count[axis])]
 
     def flop(self) -> int:
@@ -88,7 +88,7 @@ def geometry(
     input1: torch.Tensor,
     max_displacement: IntPair,
     *,
-    min_displacement: Optional[IntPair] = None,
+    min_displacement: IntPair | None = None,
     kernel_size: IntPair = 1,
     stride: IntPair = 1,
     padding: IntPair = 0,
@@ -219,7 +219,7 @@ def unfold_einsum_correlation(
 
 def sampler_unsupported_reason(
     input1: torch.Tensor, max_displacement: IntPair, **kwargs
-) -> Optional[str]:
+) -> str | None:
     """Why spatial-correlation-sampler cannot run this configuration, or None."""
     if _sampler_op is None:
         return f"spatial_correlation_sampler is not importable ({SAMPLER_IMPORT_ERROR})"
@@ -260,7 +260,7 @@ def sampler_correlation(
 
 def all_pairs_unsupported_reason(
     input1: torch.Tensor, max_displacement: IntPair, **kwargs
-) -> Optional[str]:
+) -> str | None:
     """Why the all-pairs formulation is not written for this configuration, or None."""
     g = geometry(input1, max_displacement, **kwargs)
     if g.kernel != (1, 1) or g.stride != (1, 1) or g.padding != (0, 0):

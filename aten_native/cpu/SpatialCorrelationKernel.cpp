@@ -57,7 +57,7 @@
 // copy and no cache: vectors that cross the image's edge load only their
 // lanes inside it (load_lanes, a masked load). Only the forward's input1
 // rows, reused from L1 by every row of input2, are still copied, a piece of
-// channels at a time (correlation_forward_in_place). The caches above serve
+// channels at a time (InPlaceForwardRows). The caches above serve
 // the other cases (half, bfloat16, channels_last, a horizontal stride). The
 // backward's are bounded by a budget, a share of the memory the caller
 // already holds (plan_strips): when whole rows would exceed it, a work item
@@ -77,6 +77,14 @@
 // The backward is a gather: each thread owns whole rows of a gradient and
 // sums every term that reaches them, so no two threads write the same
 // element and the result does not depend on scheduling.
+//
+// The file, in order: row layouts, loads and stores, and the row cache;
+// the vector helpers and the block kernels (ForwardBlock, GatherBlock);
+// work items (RowBlocks, StripPlan); the row geometry (RowGeometry); the
+// forward (correlation_forward_rows, with CachedForwardRows or
+// InPlaceForwardRows as its reading policy); the backward
+// (correlation_gradient, with Input1Gradient or Input2Gradient as the
+// gradient it computes); the dispatch entries.
 
 namespace at::native {
 namespace {
@@ -317,9 +325,18 @@ constexpr int max_block(int rows) {
   return std::min(kMaxBlock, (kVectorRegisters - 1 - rows) / rows);
 }
 
-// Keeps a loaded vector in a register. Without this, GCC folds the load into
-// every FMA that uses it (as a memory operand), so a value loaded once for
-// NR rows would be read from L1 NR times.
+// Bytes of scratch rows a channel piece may fill so that it stays in L1
+// (about half of a 32-48 KiB L1d) while the other rows stream past it.
+constexpr int64_t kL1Bytes = 24 * 1024;
+
+// ---------------------------------------------------------------------------
+// Vector helpers beyond at::vec. Each has a plain at::vec version beside the
+// ISA-specific one, which the capabilities without it (DEFAULT) compile.
+
+// Keeps a loaded vector in a register: GCC otherwise folds the load into
+// every FMA that uses it (a memory operand), so a value loaded once for NR
+// rows would be read from L1 NR times. at::vec has no way to say this; an
+// empty asm with a vector-register operand does, and changes no value.
 template <typename Vec>
 inline Vec in_register(Vec v) {
   return v;
@@ -360,38 +377,10 @@ inline vec::Vectorized<opmath_t> load_shared(const opmath_t* ptr) {
   }
 }
 
-// forward, NR rows at once: for t in [0, width), r < NR, k < NB,
-//   acc[r * NB + k][t] += sum_c a[r][c][t] * b[k][c][t].
-template <int NR, int NB>
-struct ForwardBlock {
-  template <typename opmath_t>
-  static void run(
-      opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
-      int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t width) {
-    using Vec = vec::Vectorized<opmath_t>;
-    for (int64_t t = 0; t < width; t += Vec::size()) {
-      Vec sums[NR][NB];
-      for (int r = 0; r < NR; ++r) {
-        for (int k = 0; k < NB; ++k) sums[r][k] = Vec::loadu(acc[r * NB + k] + t);
-      }
-      for (int64_t c = 0; c < channels; ++c) {
-        Vec av[NR];
-        for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
-        for (int k = 0; k < NB; ++k) {
-          const Vec bv = load_shared<NR>(b[k] + c * b_cstride + t);
-          for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
-        }
-      }
-      for (int r = 0; r < NR; ++r) {
-        for (int k = 0; k < NB; ++k) sums[r][k].store(acc[r * NB + k] + t);
-      }
-    }
-  }
-};
-
 // The vector at `ptr` with lanes [lo, hi) read from memory and the others
-// zero; memory outside those lanes is not touched (a masked load where the
-// ISA has one), so `ptr` may point before the start of a row of the image.
+// zero; memory outside those lanes is not touched, so `ptr` may point before
+// the start of a row of the image. Masked-load intrinsics because at::vec's
+// partial load, Vectorized::loadu(ptr, count), reads only a prefix of lanes.
 template <typename opmath_t>
 inline vec::Vectorized<opmath_t> load_lanes(const opmath_t* ptr, int lo, int hi) {
   using Vec = vec::Vectorized<opmath_t>;
@@ -425,70 +414,66 @@ inline vec::Vectorized<opmath_t> load_lanes(const opmath_t* ptr, int lo, int hi)
 #endif
 }
 
-// Lanes [lo, hi) of the vector of columns [x, x + size) that lie inside
-// [0, width); returns whether that is the whole vector.
-inline bool lanes_inside(int64_t x, int64_t width, int64_t size, int& lo, int& hi) {
-  lo = static_cast<int>(std::clamp<int64_t>(-x, 0, size));
-  hi = static_cast<int>(std::clamp<int64_t>(width - x, lo, size));
-  return lo == 0 && hi == size;
-}
+// ---------------------------------------------------------------------------
+// Block kernels: the register-blocked inner loops (see NOTE above).
+//
+// The rows a block streams (b) are either scratch rows, where every column a
+// vector reaches is stored (zeros outside the image), or, with kInPlace, rows
+// of the input itself: b[k] points at the column of lane 0 of vector 0, which
+// is image column edges.x[k], and a vector that crosses the image's edges
+// loads only its lanes inside [0, edges.width), so the columns outside read
+// as zeros.
+struct ImageEdges {
+  const int64_t* x = nullptr;
+  int64_t width = 0;
 
-// ForwardBlock reading its rows in place (float and double rows with unit
-// column stride; see correlation_forward_in_place): a[r] and b[k] point at
-// column 0 of their rows, and the vector t of row r (k) holds columns
-// a_x[r] + t (b_x[k] + t) on, inside [0, a_width) ([0, b_width)). Vectors
-// wholly inside take ForwardBlock's loop; those across an edge load only
-// their lanes inside, so the columns outside read as zeros. The forward
-// passes input1's zero-padded scratch as `a` with a width no vector
-// reaches, so only b is ever masked. The masked path still loads a with
-// its (full) masks: a version that loaded a plainly there, or dropped a's
-// lane arithmetic altogether, ran the PWC-Net level forward about 40%
-// slower on this machine, for a reason not established (keeping those
-// loads in registers did not help).
-template <int NR, int NB>
-struct ForwardBlockInPlace {
+  // Lanes [lo[k], hi[k]) of vector t of each of the NB rows that lie in the
+  // image; returns whether that is every lane of every row.
+  template <int NB>
+  bool lanes(int64_t t, int64_t size, int* lo, int* hi) const {
+    bool inside = true;
+    for (int k = 0; k < NB; ++k) {
+      const int64_t x0 = x[k] + t;
+      lo[k] = static_cast<int>(std::clamp<int64_t>(-x0, 0, size));
+      hi[k] = static_cast<int>(std::clamp<int64_t>(width - x0, lo[k], size));
+      inside &= lo[k] == 0 && hi[k] == size;
+    }
+    return inside;
+  }
+};
+
+// forward, NR rows at once: for t in [0, width), r < NR, k < NB,
+//   acc[r * NB + k][t] += sum_c a[r][c][t] * b[k][c][t],
+// with a scratch rows and b streamed as above.
+template <int NR, int NB, bool kInPlace>
+struct ForwardBlock {
   template <typename opmath_t>
   static void run(
       opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
-      int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t out_width,
-      const int64_t* a_x, const int64_t* b_x, int64_t a_width, int64_t b_width) {
+      int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t width,
+      const ImageEdges& edges) {
     using Vec = vec::Vectorized<opmath_t>;
-    constexpr int64_t V = Vec::size();
-    for (int64_t t = 0; t < out_width; t += V) {
-      const opmath_t* ap[NR];
-      const opmath_t* bp[NB];
-      int a_lo[NR], a_hi[NR], b_lo[NB], b_hi[NB];
-      bool inside = true;
-      for (int r = 0; r < NR; ++r) {
-        ap[r] = a[r] + a_x[r] + t;
-        inside &= lanes_inside(a_x[r] + t, a_width, V, a_lo[r], a_hi[r]);
-      }
-      for (int k = 0; k < NB; ++k) {
-        bp[k] = b[k] + b_x[k] + t;
-        inside &= lanes_inside(b_x[k] + t, b_width, V, b_lo[k], b_hi[k]);
-      }
+    for (int64_t t = 0; t < width; t += Vec::size()) {
+      int lo[NB], hi[NB];
+      const bool inside = !kInPlace || edges.lanes<NB>(t, Vec::size(), lo, hi);
       Vec sums[NR][NB];
       for (int r = 0; r < NR; ++r) {
         for (int k = 0; k < NB; ++k) sums[r][k] = Vec::loadu(acc[r * NB + k] + t);
       }
+      const auto accumulate = [&](const auto& load_b) {
+        for (int64_t c = 0; c < channels; ++c) {
+          Vec av[NR];
+          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
+          for (int k = 0; k < NB; ++k) {
+            const Vec bv = load_b(b[k] + c * b_cstride + t, k);
+            for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
+          }
+        }
+      };
       if (inside) {
-        for (int64_t c = 0; c < channels; ++c) {
-          Vec av[NR];
-          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(ap[r] + c * a_cstride);
-          for (int k = 0; k < NB; ++k) {
-            const Vec bv = load_shared<NR>(bp[k] + c * b_cstride);
-            for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
-          }
-        }
-      } else {
-        for (int64_t c = 0; c < channels; ++c) {
-          Vec av[NR];
-          for (int r = 0; r < NR; ++r) av[r] = load_lanes(ap[r] + c * a_cstride, a_lo[r], a_hi[r]);
-          for (int k = 0; k < NB; ++k) {
-            const Vec bv = load_lanes(bp[k] + c * b_cstride, b_lo[k], b_hi[k]);
-            for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
-          }
-        }
+        accumulate([](const opmath_t* ptr, int) { return load_shared<NR>(ptr); });
+      } else if constexpr (kInPlace) {
+        accumulate([&](const opmath_t* ptr, int k) { return load_lanes(ptr, lo[k], hi[k]); });
       }
       for (int r = 0; r < NR; ++r) {
         for (int k = 0; k < NB; ++k) sums[r][k].store(acc[r * NB + k] + t);
@@ -497,24 +482,81 @@ struct ForwardBlockInPlace {
   }
 };
 
-// Calls Block<nr, nb>::run(args...) for a runtime nr in [1, kMaxRows] and
-// nb in [1, max_block(nr)].
-template <template <int, int> class Block, int NR = 1, int NB = 1, typename... Args>
+// backward, NR gradient rows at once: for t in [0, width), r < NR,
+//   g[r][c][t] += sum_k w[r * NB + k][t] * b[k][c][t],
+// with b streamed as above. The weights (rows of grad_output) stay in
+// registers across the channel loop, and each load of b feeds all NR rows.
+template <int NR, int NB, bool kInPlace>
+struct GatherBlock {
+  template <typename opmath_t>
+  static void run(
+      opmath_t* const* g, const opmath_t* const* w, const opmath_t* const* b,
+      int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width,
+      const ImageEdges& edges) {
+    using Vec = vec::Vectorized<opmath_t>;
+    for (int64_t t = 0; t < width; t += Vec::size()) {
+      int lo[NB], hi[NB];
+      const bool inside = !kInPlace || edges.lanes<NB>(t, Vec::size(), lo, hi);
+      Vec weights[NR][NB];
+      for (int r = 0; r < NR; ++r) {
+        for (int k = 0; k < NB; ++k) weights[r][k] = Vec::loadu(w[r * NB + k] + t);
+      }
+      const auto gather = [&](const auto& load_b) {
+        for (int64_t c = 0; c < channels; ++c) {
+          Vec sums[NR];
+          for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
+          for (int k = 0; k < NB; ++k) {
+            const Vec bv = load_b(b[k] + c * b_cstride + t, k);
+            for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
+          }
+          for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
+        }
+      };
+      if (inside) {
+        gather([](const opmath_t* ptr, int) { return load_shared<NR>(ptr); });
+      } else if constexpr (kInPlace) {
+        gather([&](const opmath_t* ptr, int k) { return load_lanes(ptr, lo[k], hi[k]); });
+      }
+    }
+  }
+};
+
+// Calls Block<nr, nb, kInPlace>::run(args...) for a runtime nr in
+// [1, kMaxRows] and nb in [1, max_block(nr)].
+template <template <int, int, bool> class Block, bool kInPlace, int NR = 1, int NB = 1,
+          typename... Args>
 void dispatch_block(int nr, int nb, Args&&... args) {
   if constexpr (NR < kMaxRows) {
     if (nr != NR) {
-      dispatch_block<Block, NR + 1, 1>(nr, nb, std::forward<Args>(args)...);
+      dispatch_block<Block, kInPlace, NR + 1, 1>(nr, nb, std::forward<Args>(args)...);
       return;
     }
   }
   if constexpr (NB < max_block(NR)) {
     if (nb != NB) {
-      dispatch_block<Block, NR, NB + 1>(nr, nb, std::forward<Args>(args)...);
+      dispatch_block<Block, kInPlace, NR, NB + 1>(nr, nb, std::forward<Args>(args)...);
       return;
     }
   }
-  Block<NR, NB>::run(std::forward<Args>(args)...);
+  Block<NR, NB, kInPlace>::run(std::forward<Args>(args)...);
 }
+
+// Splits [0, count) into the fewest blocks of at most max_size, of nearly
+// equal size (9 -> 5 + 4 rather than 8 + 1: a block of one would load as
+// much as it computes), and calls fn(begin, size) for each.
+template <typename Fn>
+void for_each_block(int64_t count, const Fn& fn, int64_t max_size = kMaxBlock) {
+  const int64_t blocks = (count + max_size - 1) / max_size;
+  int64_t begin = 0;
+  for (const auto blk : c10::irange(blocks)) {
+    const int64_t size = (count - begin) / (blocks - blk);
+    fn(begin, static_cast<int>(size));
+    begin += size;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Work items.
 
 // Rows [0, rows) split into blocks of at most max_rows rows spaced
 // `spacing` apart: block b holds first[b] + r * spacing for r < count[b].
@@ -532,10 +574,30 @@ struct RowBlocks {
     }
   }
   int64_t size() const { return static_cast<int64_t>(first.size()); }
-
 };
 
-// How a kernel's work items cover its planes. An item is a strip of
+// Whether work items walk the groups of a row block before the next block.
+// With groups and a channels_last input the groups of a pixel are adjacent
+// in memory, so taking them in turn reads (and writes the output) in order;
+// the NCHW planes of a group are contiguous, so there its blocks come first.
+inline bool groups_inner(const TensorBase& input, const CorrelationParams& p) {
+  return p.groups > 1 && input.stride(1) < input.stride(3);
+}
+
+// Work item `item` of a loop over (n, group, index < per_plane), index
+// fastest, or over (n, index, group), group fastest, if `groups_inner`.
+struct PlaneItem {
+  int64_t n, g, index;
+};
+inline PlaneItem plane_item(int64_t item, int64_t groups, int64_t per_plane, bool groups_inner) {
+  const int64_t n = item / (per_plane * groups);
+  if (groups_inner) {
+    return {n, item % groups, (item / groups) % per_plane};
+  }
+  return {n, (item / per_plane) % groups, item % per_plane};
+}
+
+// How the backward's work items cover its planes. An item is a strip of
 // consecutive row blocks of one (n, group) plane, and it walks the channels
 // of its group in chunks, outermost: for each chunk, every block of the
 // strip. The row caches then hold one chunk of each row, so their memory is
@@ -546,7 +608,7 @@ struct StripPlan {
   int64_t blocks;            // row blocks per plane
   int64_t blocks_per_strip;
   int64_t strips;            // per plane
-  int64_t chunk;             // channels per chunk (all of them: one chunk)
+  int64_t chunk;             // channels per chunk
 
   StripPlan(int64_t blocks_, int64_t blocks_per_strip_, int64_t chunk_)
       : blocks(blocks_), blocks_per_strip(std::max<int64_t>(1, blocks_per_strip_)),
@@ -558,21 +620,10 @@ struct StripPlan {
   struct Item {
     int64_t n, g, block_begin, block_end;
   };
-  // Work item `item` of a parallel loop over (n, group, strip), strip
-  // fastest, or over (n, strip, group), group fastest, if `groups_inner`.
   Item item(int64_t item, int64_t groups, bool groups_inner) const {
-    int64_t n = 0, g = 0, strip = 0;
-    if (groups_inner) {
-      n = item / (strips * groups);
-      strip = (item / groups) % strips;
-      g = item % groups;
-    } else {
-      n = item / (strips * groups);
-      g = (item / strips) % groups;
-      strip = item % strips;
-    }
-    const int64_t begin = strip * blocks_per_strip;
-    return {n, g, begin, std::min(blocks, begin + blocks_per_strip)};
+    const PlaneItem it = plane_item(item, groups, strips, groups_inner);
+    const int64_t begin = it.index * blocks_per_strip;
+    return {it.n, it.g, begin, std::min(blocks, begin + blocks_per_strip)};
   }
 
   // Calls fn(c0, count) for the chunks of `channels`: whole chunks, then
@@ -588,133 +639,44 @@ struct StripPlan {
 // Budgets of plan_strips. The static split of parallel_for balances the
 // threads' work when each gets a few items.
 constexpr int64_t kItemsPerThread = 4;
-// The row caches of all threads together take at most 1/cache_share of
-// `result_bytes`, the memory the caller already pays for, but never less
-// than kMinCacheBytes per thread, which small calls need not save.
-constexpr int64_t kMinCacheBytes = 64 * 1024;
-
-// The backward's caches (half, bfloat16, channels_last: see the NOTE) take
-// at most 1/kBackwardCacheShare of grad_output and the gradients together
-// (see plan_strips). Its chunks repeat only the conversion of grad_output's
-// rows, but for channels_last that is a transpose, which made the PWC-Net
-// level's channels_last backward 15% slower when cut in 2 chunks; at 1/8
-// the benchmark cases keep whole rows and FlowNetC's is cut in 2. A chunked
-// forward would have to keep partial sums between chunks: in the output,
-// that made the PWC-Net and FlowNetC levels 20 to 45% slower at a 1/16
-// share, so the forward's cached path keeps whole rows.
+// The backward's row caches (half, bfloat16, channels_last, a horizontal
+// stride: see the NOTE) of all threads together take at most
+// 1/kBackwardCacheShare of `result_bytes`, grad_output and the gradients,
+// which the caller already pays for, but never less than kMinCacheBytes per
+// thread, which small calls need not save. Every chunk beyond the first
+// repeats the conversion of grad_output's rows (a transpose for
+// channels_last), so the share is as large as keeps the rows of typical flow
+// levels whole.
 constexpr int64_t kBackwardCacheShare = 8;
+constexpr int64_t kMinCacheBytes = 64 * 1024;
 
 // Strips and chunks for `planes` planes of `blocks` row blocks of
 // `channels` channels: as many strips as give each thread kItemsPerThread
-// items, each of at most `max_blocks_per_strip` blocks, and chunks as large
-// as the cache budget allows, the caches needing `cache_bytes_per_channel`
-// per channel of a chunk. Chunks are whole multiples of `piece` (the L1
+// items, and chunks as large as the cache budget allows, the caches needing
+// `cache_bytes_per_channel` per channel of a chunk. Chunks are whole multiples of `piece` (the L1
 // pieces the kernels split them into), so the budget, which depends on the
 // thread count, moves chunk boundaries only between pieces, where it does
 // not change the order of any sum's terms: results do not depend on the
 // number of threads.
 inline StripPlan plan_strips(
-    int64_t planes, int64_t blocks, int64_t channels, int64_t max_blocks_per_strip,
-    int64_t cache_bytes_per_channel, int64_t result_bytes, int64_t cache_share, int64_t piece) {
+    int64_t planes, int64_t blocks, int64_t channels, int64_t cache_bytes_per_channel,
+    int64_t result_bytes, int64_t piece) {
   const int64_t threads = at::get_num_threads();
   const int64_t wanted_strips = std::clamp<int64_t>(
       (kItemsPerThread * threads + planes - 1) / std::max<int64_t>(1, planes), 1, std::max<int64_t>(1, blocks));
   const int64_t blocks_per_strip = std::clamp<int64_t>(
-      (blocks + wanted_strips - 1) / wanted_strips, 1, std::max<int64_t>(1, max_blocks_per_strip));
+      (blocks + wanted_strips - 1) / wanted_strips, 1, std::max<int64_t>(1, blocks));
   const int64_t items = planes * ((blocks + blocks_per_strip - 1) / blocks_per_strip);
   const int64_t busy = std::clamp<int64_t>(items, 1, threads);
-  const int64_t budget = std::max(kMinCacheBytes, result_bytes / cache_share / busy);
+  const int64_t budget = std::max(kMinCacheBytes, result_bytes / kBackwardCacheShare / busy);
   const int64_t fit = budget / std::max<int64_t>(1, cache_bytes_per_channel);
   const int64_t chunk = std::clamp<int64_t>(
       std::max<int64_t>(1, fit / piece) * piece, 1, std::max<int64_t>(1, channels));
   return StripPlan(blocks, blocks_per_strip, chunk);
 }
 
-// Whether work items walk the groups of a row block before the next block.
-// With groups and a channels_last input the groups of a pixel are adjacent
-// in memory, so taking them in turn reads (and writes the output) in order;
-// the NCHW planes of a group are contiguous, so there its blocks come first.
-inline bool groups_inner(const TensorBase& input, const CorrelationParams& p) {
-  return p.groups > 1 && input.stride(1) < input.stride(3);
-}
-
-// backward, NR gradient rows at once: for t in [0, width), r < NR,
-//   g[r][c][t] += sum_k w[r * NB + k][t] * b[k][c][t].
-// The weights (rows of grad_output) stay in registers across the channel
-// loop, and each load of b feeds all NR rows.
-template <int NR, int NB>
-struct GatherBlock {
-  template <typename opmath_t>
-  static void run(
-      opmath_t* const* g, const opmath_t* const* w, const opmath_t* const* b,
-      int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width) {
-    using Vec = vec::Vectorized<opmath_t>;
-    for (int64_t t = 0; t < width; t += Vec::size()) {
-      Vec weights[NR][NB];
-      for (int r = 0; r < NR; ++r) {
-        for (int k = 0; k < NB; ++k) weights[r][k] = Vec::loadu(w[r * NB + k] + t);
-      }
-      for (int64_t c = 0; c < channels; ++c) {
-        Vec sums[NR];
-        for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
-        for (int k = 0; k < NB; ++k) {
-          const Vec bv = load_shared<NR>(b[k] + c * b_cstride + t);
-          for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
-        }
-        for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
-      }
-    }
-  }
-};
-
-// GatherBlock reading the input rows `b` in place, as ForwardBlockInPlace
-// reads input2: b[k] points at image column 0 of its row and vector t holds
-// columns b_x[k] + t on; lanes outside [0, image_width) read as zeros.
-template <int NR, int NB>
-struct GatherBlockInPlace {
-  template <typename opmath_t>
-  static void run(
-      opmath_t* const* g, const opmath_t* const* w, const opmath_t* const* b,
-      int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width,
-      const int64_t* b_x, int64_t image_width) {
-    using Vec = vec::Vectorized<opmath_t>;
-    constexpr int64_t V = Vec::size();
-    for (int64_t t = 0; t < width; t += V) {
-      const opmath_t* bp[NB];
-      int lo[NB], hi[NB];
-      bool inside = true;
-      for (int k = 0; k < NB; ++k) {
-        bp[k] = b[k] + b_x[k] + t;
-        inside &= lanes_inside(b_x[k] + t, image_width, V, lo[k], hi[k]);
-      }
-      Vec weights[NR][NB];
-      for (int r = 0; r < NR; ++r) {
-        for (int k = 0; k < NB; ++k) weights[r][k] = Vec::loadu(w[r * NB + k] + t);
-      }
-      if (inside) {
-        for (int64_t c = 0; c < channels; ++c) {
-          Vec sums[NR];
-          for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
-          for (int k = 0; k < NB; ++k) {
-            const Vec bv = load_shared<NR>(bp[k] + c * b_cstride);
-            for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
-          }
-          for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
-        }
-      } else {
-        for (int64_t c = 0; c < channels; ++c) {
-          Vec sums[NR];
-          for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
-          for (int k = 0; k < NB; ++k) {
-            const Vec bv = load_lanes(bp[k] + c * b_cstride, lo[k], hi[k]);
-            for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
-          }
-          for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
-        }
-      }
-    }
-  }
-};
+// ---------------------------------------------------------------------------
+// Row geometry and the reading of rows in place.
 
 // Whether the kernels read `input`'s rows in place rather than through
 // converted copies: float or double rows with unit column stride, read at
@@ -734,18 +696,18 @@ const opmath_t* image_row(const TensorBase& t, const CorrelationParams& p,
       (g * p.channels_per_group() + c) * t.stride(1) + y * t.stride(2);
 }
 
-// Splits [0, count) into the fewest blocks of at most max_size, of nearly
-// equal size (9 -> 5 + 4 rather than 8 + 1: a block of one would load as
-// much as it computes), and calls fn(begin, size) for each.
-template <typename Fn>
-void for_each_block(int64_t count, const Fn& fn, int64_t max_size = kMaxBlock) {
-  const int64_t blocks = (count + max_size - 1) / max_size;
-  int64_t begin = 0;
-  for (const auto blk : c10::irange(blocks)) {
-    const int64_t size = (count - begin) / (blocks - blk);
-    fn(begin, static_cast<int>(size));
-    begin += size;
+// The column of a streamed row that lane 0 of vector 0 reads: relative
+// column `column` (>= 0) of a scratch row in `layout`, or, for a row read in
+// place (`row` at image column 0), image column layout.origin + column, which
+// is also stored in `x` for the masks (ImageEdges).
+template <typename opmath_t>
+inline const opmath_t* streamed_column(
+    const opmath_t* row, const RowLayout& layout, int64_t column, bool in_place, int64_t& x) {
+  if (in_place) {
+    x = layout.origin + column;
+    return row + x;
   }
+  return row + layout.offset(column);
 }
 
 // Row geometry shared by the three kernels.
@@ -773,6 +735,7 @@ struct RowGeometry {
   // inside the image; the others read only zeros and are skipped, so the
   // rows stay as wide as the image, not as the displacement range.
   int64_t b_begin, b_end;
+  int64_t work_per_row;  // multiply-adds of one output row (any kernel)
 
   explicit RowGeometry(const CorrelationParams& params) : p(params) {
     const int64_t vec_size = vec::Vectorized<opmath_t>::size();
@@ -809,13 +772,14 @@ struct RowGeometry {
     in2.channels = p.channels_per_group();
     in2.length = std::max(std::max(width2, shift_max + width_padded), (p.width - 1 - in2.origin) / s) + 1;
 
-    // Every displacement block sweeps the same rows of a channel chunk, so
-    // a chunk whose rows stay in L1 (about 24 KiB of a 32-48 KiB L1d) is
-    // read from L2 once instead of once per block.
-    constexpr int64_t kL1Budget = 24 * 1024;
+    // Every displacement block sweeps the same rows of a channel piece, so
+    // a piece whose rows of both inputs stay in L1 is read from L2 once
+    // instead of once per block.
     const int64_t chunk_bytes =
         static_cast<int64_t>(sizeof(opmath_t)) * (in1.channel_stride() + in2.channel_stride());
-    channel_chunk = std::max<int64_t>(1, kL1Budget / chunk_bytes);
+    channel_chunk = std::max<int64_t>(1, kL1Bytes / chunk_bytes);
+    work_per_row = p.kernel_h * p.kernel_w * p.displacements() *
+        std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
   }
 
   // Calls fn(c, count) for consecutive L1-sized pieces [c, c + count) of
@@ -841,8 +805,9 @@ struct RowGeometry {
     for_each_block(b_end - b_begin, [&](int64_t b0, int nb) { fn(b_begin + b0, nb); }, max_size);
   }
   int64_t dy(int64_t a) const { return p.disp_min_h + a * p.disp_step_h; }
-  int64_t grain(int64_t work_per_item) const {
-    return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_item));
+  // parallel_for's grain for items of `rows` output rows' work each.
+  int64_t grain(int64_t rows) const {
+    return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_row * rows));
   }
 };
 
@@ -921,120 +886,264 @@ void write_output_row(
   }
 }
 
-// The forward for float and double inputs whose rows are contiguous and
-// unit horizontal stride, reading input2 in place: its rows are not copied,
-// so no window of them is cached, and the columns outside the image
-// (padding, displacements across an edge) come from ForwardBlockInPlace's
-// masked loads. Input1's rows, which only the current block reads (for one
-// kernel row), are copied a piece of channels at a time into a small
-// zero-padded scratch that stays in L1 while the rows of input2 stream
-// past it. The work items and blocking are those of the cached path.
+// ---------------------------------------------------------------------------
+// Forward.
+
+// How the forward reads its rows. Both policies give, per work item and
+// kernel row, input1's rows of the block (scratch rows, in pieces of
+// `piece()` channels) and input2's rows (streamed: see ImageEdges).
+//
+// CachedForwardRows: any dtype, layout and stride. Both inputs' rows are
+// converted into RowCaches that keep whole rows, which the next blocks
+// reuse. Pieces are the channels whose rows of both inputs fit in L1.
+template <typename scalar_t>
+class CachedForwardRows {
+ public:
+  using opmath_t = at::opmath_type<scalar_t>;
+  static constexpr bool kInPlace = false;
+
+  CachedForwardRows(const TensorBase& input1, const TensorBase& input2,
+                    const RowGeometry<opmath_t>& geo, int64_t rows2_per_i, int64_t partitions)
+      : geo_(geo),
+        // No more slots than image rows: a vertical range beyond the image
+        // reads no more distinct rows.
+        rows1_(input1, geo.p.channels_per_group(), geo.p.height, geo.p.width, geo.in1,
+               geo.p.channels_per_group(), std::min(geo.p.kernel_h * kMaxRows, geo.p.height), partitions),
+        rows2_(input2, geo.p.channels_per_group(), geo.p.height, geo.p.width, geo.in2,
+               geo.p.channels_per_group(), std::min(geo.p.kernel_h * rows2_per_i, geo.p.height),
+               partitions) {}
+
+  int64_t piece() const { return geo_.channel_chunk; }
+  int64_t a_cstride() const { return geo_.in1.channel_stride(); }
+  int64_t b_cstride() const { return geo_.in2.channel_stride(); }
+
+  // Input1 rows y1[r] of plane (n, g) for the rows r < rows that are inside.
+  void begin_kernel_row(int64_t n, int64_t g, const int64_t* y1, const bool* inside, int rows) {
+    for (const auto r : c10::irange(rows)) {
+      row1_[r] = inside[r] ? rows1_.get(n, g, geo_.p.groups, y1[r], 0, geo_.p.channels_per_group())
+                           : nullptr;
+    }
+  }
+  void begin_piece(int64_t, int64_t, int64_t, int64_t) {}
+
+  // Row r of the block, channel c0 (of the current piece), vector 0 of
+  // kernel column j.
+  const opmath_t* input1_row(int r, int64_t c0, int64_t j) const {
+    return row1_[r] + c0 * geo_.in1.channel_stride() + geo_.in1.offset(geo_.in1_column(j));
+  }
+  // Row y2 of plane (n, g), from channel c0: the base of streamed_column.
+  const opmath_t* input2_row(int64_t n, int64_t g, int64_t y2, int64_t c0) {
+    return rows2_.get(n, g, geo_.p.groups, y2, 0, geo_.p.channels_per_group()) +
+        c0 * geo_.in2.channel_stride();
+  }
+
+ private:
+  const RowGeometry<opmath_t>& geo_;
+  RowCache<scalar_t, opmath_t> rows1_;
+  RowCache<scalar_t, opmath_t> rows2_;
+  const opmath_t* row1_[kMaxRows] = {};
+};
+
+// InPlaceForwardRows: float and double inputs with unit column stride, at
+// unit horizontal stride (rows_in_place). Input2 is read in place. Input1's
+// rows, which only the current block reads (for one kernel row), are copied
+// a piece of channels at a time into a small zero-padded scratch (columns
+// from -pad_w, as many as the kernel columns of every output vector read)
+// that stays in L1 while the rows of input2 stream past it.
 template <typename opmath_t>
-void correlation_forward_in_place(
-    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
-    const CorrelationParams& p) {
-  const RowGeometry<opmath_t> geo(p);
-  const int64_t D = p.displacements();
-  const int64_t Kx = p.disp_count_w;
-  const int64_t Cg = p.channels_per_group();
-  const int64_t work_per_row = p.kernel_h * p.kernel_w * D * std::max<int64_t>(1, Cg) * p.out_w;
-  const int64_t spacing = p.disp_step_h / std::gcd(p.stride_h, p.disp_step_h);
-  const int64_t row_step = spacing * p.stride_h / p.disp_step_h;
-  const RowBlocks blocks(p.out_h, spacing, kMaxRows);
-  const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
-  const bool inner = groups_inner(output, p);
-  const StripPlan plan(blocks.size(), 1, Cg);
-  // Input1's scratch rows: columns from -pad_w, as many as the kernel
-  // columns of every output vector read.
-  RowLayout in1;
-  in1.origin = -p.pad_w;
-  in1.phases = 1;
-  in1.length = geo.width_padded + (p.kernel_w - 1) * p.dilation_w;
-  // A piece of channels of kMaxRows such rows fills about 24 KiB of L1.
-  constexpr int64_t kL1Budget = 24 * 1024;
-  const int64_t piece = std::clamp<int64_t>(
-      kL1Budget / (kMaxRows * in1.length * static_cast<int64_t>(sizeof(opmath_t))), 1, std::max<int64_t>(1, Cg));
-  in1.channels = piece;
+class InPlaceForwardRows {
+ public:
+  static constexpr bool kInPlace = true;
 
-  at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(work_per_row * kMaxRows),
-                   [&](int64_t begin, int64_t end) {
-    std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
-    std::vector<opmath_t> out_tile(kTransposeTile * D);
-    // Zeros outside the image columns: load_row writes only those inside.
-    std::vector<opmath_t> rows1(kMaxRows * in1.size());
-    opmath_t* acc_rows[kMaxRows * kMaxBlock];
-    const opmath_t* a_rows[kMaxRows];
-    const opmath_t* b_rows[kMaxBlock];
-    const int64_t a_x[kMaxRows] = {};
-    int64_t b_x[kMaxBlock];
-    // input1's scratch rows are read whole: every lane is inside.
-    constexpr int64_t kWhole = int64_t(1) << 62;
+  InPlaceForwardRows(const TensorBase& input1, const TensorBase& input2,
+                     const RowGeometry<opmath_t>& geo, int64_t, int64_t)
+      : input1_(input1), input2_(input2), geo_(geo), layout_(scratch_layout(geo)),
+        // Zeros outside the image columns: load_row writes only those inside.
+        rows1_(kMaxRows * layout_.size()) {}
 
-    for (const auto item : c10::irange(begin, end)) {
-      const StripPlan::Item it = plan.item(item, p.groups, inner);
-      const int64_t n = it.n;
-      const int64_t g = it.g;
-      const int64_t oy0 = blocks.first[it.block_begin];
-      const int rows = blocks.count[it.block_begin];
-      std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
-      for (const auto i : c10::irange(p.kernel_h)) {
-        const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
-        bool row1_inside[kMaxRows];
-        for (const auto r : c10::irange(rows)) {
-          const int64_t y1 = y1_first + r * spacing * p.stride_h;
-          row1_inside[r] = y1 >= 0 && y1 < p.height;
-        }
-        for (int64_t c0 = 0; c0 < Cg; c0 += piece) {
-          const int64_t channels = std::min(piece, Cg - c0);
-          RowLayout layout = in1;
-          layout.channels = channels;
-          const Plane<const opmath_t> plane = plane_of<const opmath_t>(input1, n, g * Cg + c0);
-          for (const auto r : c10::irange(rows)) {
-            if (row1_inside[r]) {
-              load_row<opmath_t, opmath_t>(plane, y1_first + r * spacing * p.stride_h, p.width,
-                                           layout, rows1.data() + r * in1.size(), nullptr);
-            }
-          }
-          for (const auto e : c10::irange(rows2_per_i)) {
-            const int64_t y2 = y1_first + geo.dy(e);
-            if (y2 < 0 || y2 >= p.height) continue;
-            int count = 0;
-            int64_t use_r[kMaxRows];
-            int64_t use_a[kMaxRows];
-            for (const auto r : c10::irange(rows)) {
-              const int64_t a = e - r * row_step;
-              if (row1_inside[r] && a >= 0 && a < p.disp_count_h) {
-                use_r[count] = r;
-                use_a[count++] = a;
-              }
-            }
-            if (count == 0) continue;
-            const opmath_t* row2 = image_row<opmath_t>(input2, p, n, g, c0, y2);
-            for (const auto j : c10::irange(p.kernel_w)) {
-              const int64_t x1 = -p.pad_w + j * p.dilation_w;
-              for (const auto q : c10::irange(count)) {
-                a_rows[q] = rows1.data() + use_r[q] * in1.size() + j * p.dilation_w;
-              }
-              geo.for_each_disp_block([&](int64_t b0, int nb) {
-                for (const auto k : c10::irange(nb)) {
-                  b_rows[k] = row2;
-                  b_x[k] = x1 + p.disp_min_w + (b0 + k) * p.disp_step_w;
-                  for (const auto q : c10::irange(count)) {
-                    acc_rows[q * nb + k] = acc.data() +
-                        ((use_r[q] * D) + use_a[q] * Kx + b0 + k) * geo.width_padded;
-                  }
-                }
-                dispatch_block<ForwardBlockInPlace>(count, nb, acc_rows, a_rows, b_rows,
-                    channels, in1.channel_stride(), input2.stride(1), p.out_w, a_x, b_x, kWhole, p.width);
-              }, max_block(count));
-            }
-          }
+  int64_t piece() const { return layout_.channels; }
+  int64_t a_cstride() const { return layout_.channel_stride(); }
+  int64_t b_cstride() const { return input2_.stride(1); }
+
+  void begin_kernel_row(int64_t, int64_t, const int64_t* y1, const bool* inside, int rows) {
+    rows_ = rows;
+    std::copy(y1, y1 + rows, y1_);
+    std::copy(inside, inside + rows, inside_);
+  }
+  // Copies channels [c0, c0 + channels) of the block's input1 rows.
+  void begin_piece(int64_t n, int64_t g, int64_t c0, int64_t channels) {
+    const CorrelationParams& p = geo_.p;
+    RowLayout layout = layout_;
+    layout.channels = channels;
+    const Plane<const opmath_t> plane =
+        plane_of<const opmath_t>(input1_, n, g * p.channels_per_group() + c0);
+    for (const auto r : c10::irange(rows_)) {
+      if (inside_[r]) {
+        load_row<opmath_t, opmath_t>(plane, y1_[r], p.width, layout,
+                                     rows1_.data() + r * layout_.size(), nullptr);
+      }
+    }
+  }
+  const opmath_t* input1_row(int r, int64_t, int64_t j) const {
+    return rows1_.data() + r * layout_.size() + j * geo_.p.dilation_w;
+  }
+  const opmath_t* input2_row(int64_t n, int64_t g, int64_t y2, int64_t c0) const {
+    return image_row<opmath_t>(input2_, geo_.p, n, g, c0, y2);
+  }
+
+ private:
+  // A piece of channels of kMaxRows scratch rows fills kL1Bytes.
+  static RowLayout scratch_layout(const RowGeometry<opmath_t>& geo) {
+    const CorrelationParams& p = geo.p;
+    RowLayout layout;
+    layout.origin = -p.pad_w;
+    layout.phases = 1;
+    layout.length = geo.width_padded + (p.kernel_w - 1) * p.dilation_w;
+    layout.channels = std::clamp<int64_t>(
+        kL1Bytes / (kMaxRows * layout.length * static_cast<int64_t>(sizeof(opmath_t))), 1,
+        std::max<int64_t>(1, p.channels_per_group()));
+    return layout;
+  }
+
+  const TensorBase& input1_;
+  const TensorBase& input2_;
+  const RowGeometry<opmath_t>& geo_;
+  RowLayout layout_;
+  std::vector<opmath_t> rows1_;
+  int rows_ = 0;
+  int64_t y1_[kMaxRows] = {};
+  bool inside_[kMaxRows] = {};
+};
+
+// The output rows of a forward work item: rows oy0 + r * spacing for
+// r < rows, which read input1 rows that differ by a multiple of the vertical
+// displacement step, so a row of input2 is at a valid displacement from
+// several of them at once.
+struct ForwardRows {
+  int64_t spacing;      // output rows between the rows of a block
+  int64_t row_step;     // the same, in vertical displacement steps
+  int64_t rows2_per_i;  // distinct input2 rows one kernel row of a block reads
+  RowBlocks blocks;
+
+  explicit ForwardRows(const CorrelationParams& p)
+      : spacing(p.disp_step_h / std::gcd(p.stride_h, p.disp_step_h)),
+        row_step(spacing * p.stride_h / p.disp_step_h),
+        rows2_per_i(p.disp_count_h + (kMaxRows - 1) * row_step),
+        blocks(p.out_h, spacing, kMaxRows) {}
+};
+
+// Rows of a block (and their vertical displacement numbers) that one row of
+// the other input meets.
+struct RowPairs {
+  int count = 0;
+  int64_t r[kMaxRows];
+  int64_t a[kMaxRows];
+  int64_t oy[kMaxRows];  // output row of each pair (backward only)
+
+  void add(int64_t r_, int64_t a_, int64_t oy_ = 0) {
+    r[count] = r_;
+    a[count] = a_;
+    oy[count++] = oy_;
+  }
+};
+
+// Adds to the accumulator rows of `pairs` (in acc: rows * D rows of
+// width_padded) the terms of input2 row `row2` (channels [c0, c0 +
+// channels), based as streamed_column wants) for every kernel column.
+template <typename opmath_t, typename Rows>
+void forward_row_pairs(
+    const Rows& reads, const RowGeometry<opmath_t>& geo, const RowPairs& pairs,
+    const opmath_t* row2, int64_t c0, int64_t channels, opmath_t* acc) {
+  const CorrelationParams& p = geo.p;
+  opmath_t* acc_rows[kMaxRows * kMaxBlock];
+  const opmath_t* a_rows[kMaxRows];
+  const opmath_t* b_rows[kMaxBlock];
+  int64_t b_x[kMaxBlock];
+  const ImageEdges edges{b_x, p.width};
+  for (const auto j : c10::irange(p.kernel_w)) {
+    for (const auto q : c10::irange(pairs.count)) {
+      a_rows[q] = reads.input1_row(pairs.r[q], c0, j);
+    }
+    geo.for_each_disp_block([&](int64_t b0, int nb) {
+      for (const auto k : c10::irange(nb)) {
+        b_rows[k] = streamed_column(row2, geo.in2, geo.in2_column(j, b0 + k), Rows::kInPlace, b_x[k]);
+        for (const auto q : c10::irange(pairs.count)) {
+          acc_rows[q * nb + k] = acc +
+              (pairs.r[q] * p.displacements() + pairs.a[q] * p.disp_count_w + b0 + k) * geo.width_padded;
         }
       }
+      dispatch_block<ForwardBlock, Rows::kInPlace>(pairs.count, nb, acc_rows, a_rows, b_rows,
+          channels, reads.a_cstride(), reads.b_cstride(), p.out_w, edges);
+    }, max_block(pairs.count));
+  }
+}
+
+// Adds to acc the terms of kernel row i of the block of output rows
+// oy0 + r * spacing, r < rows: for each piece of channels, every input2 row
+// that some row of the block meets.
+template <typename opmath_t, typename Rows>
+void forward_kernel_row(
+    Rows& reads, const RowGeometry<opmath_t>& geo, const ForwardRows& fr,
+    int64_t n, int64_t g, int64_t oy0, int rows, int64_t i, opmath_t* acc) {
+  const CorrelationParams& p = geo.p;
+  const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
+  int64_t y1[kMaxRows];
+  bool inside[kMaxRows];
+  for (const auto r : c10::irange(rows)) {
+    y1[r] = y1_first + r * fr.spacing * p.stride_h;
+    inside[r] = y1[r] >= 0 && y1[r] < p.height;
+  }
+  reads.begin_kernel_row(n, g, y1, inside, rows);
+  const int64_t Cg = p.channels_per_group();
+  for (int64_t c0 = 0; c0 < Cg; c0 += reads.piece()) {
+    const int64_t channels = std::min(reads.piece(), Cg - c0);
+    reads.begin_piece(n, g, c0, channels);
+    // Input2 row y2 = y1_first + dy(e) is at displacement number
+    // e - r * row_step from row r of the block.
+    for (const auto e : c10::irange(fr.rows2_per_i)) {
+      const int64_t y2 = y1_first + geo.dy(e);
+      if (y2 < 0 || y2 >= p.height) continue;
+      RowPairs pairs;
       for (const auto r : c10::irange(rows)) {
-        write_output_row<opmath_t, opmath_t>(
-            output, p, geo.width_padded, n, g, oy0 + r * spacing,
-            acc.data() + r * D * geo.width_padded, out_tile.data());
+        const int64_t a = e - r * fr.row_step;
+        if (inside[r] && a >= 0 && a < p.disp_count_h) pairs.add(r, a);
+      }
+      if (pairs.count > 0) {
+        forward_row_pairs(reads, geo, pairs, reads.input2_row(n, g, y2, c0), c0, channels, acc);
+      }
+    }
+  }
+}
+
+// The forward: each work item is one block of output rows of one
+// (n, group) plane, accumulated over all kernel rows and channels, then
+// written out.
+template <typename scalar_t, typename Rows>
+void correlation_forward_rows(
+    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const CorrelationParams& p) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const RowGeometry<opmath_t> geo(p);
+  const ForwardRows fr(p);
+  const int64_t D = p.displacements();
+  const int64_t row_size = D * geo.width_padded;
+  const bool inner = groups_inner(output, p);
+  const int64_t items = p.batch * p.groups * fr.blocks.size();
+  at::parallel_for(0, items, geo.grain(kMaxRows), [&](int64_t begin, int64_t end) {
+    Rows reads(input1, input2, geo, fr.rows2_per_i, inner ? p.groups : 1);
+    std::vector<opmath_t> acc(kMaxRows * row_size);
+    std::vector<opmath_t> out_tile(kTransposeTile * D);
+    for (const auto item : c10::irange(begin, end)) {
+      const PlaneItem it = plane_item(item, p.groups, fr.blocks.size(), inner);
+      const int64_t oy0 = fr.blocks.first[it.index];
+      const int rows = fr.blocks.count[it.index];
+      std::fill(acc.begin(), acc.begin() + rows * row_size, opmath_t(0));
+      for (const auto i : c10::irange(p.kernel_h)) {
+        forward_kernel_row(reads, geo, fr, it.n, it.g, oy0, rows, i, acc.data());
+      }
+      for (const auto r : c10::irange(rows)) {
+        write_output_row<scalar_t, opmath_t>(output, p, geo.width_padded, it.n, it.g,
+            oy0 + r * fr.spacing, acc.data() + r * row_size, out_tile.data());
       }
     }
   });
@@ -1044,130 +1153,13 @@ template <typename scalar_t>
 void correlation_forward_typed(
     const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
     const CorrelationParams& p) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  if constexpr (std::is_same_v<scalar_t, opmath_t>) {
+  if constexpr (std::is_same_v<scalar_t, at::opmath_type<scalar_t>>) {
     if (rows_in_place<scalar_t>(input1, p) && rows_in_place<scalar_t>(input2, p)) {
-      correlation_forward_in_place<opmath_t>(output, input1, input2, p);
+      correlation_forward_rows<scalar_t, InPlaceForwardRows<scalar_t>>(output, input1, input2, p);
       return;
     }
   }
-  const RowGeometry<opmath_t> geo(p);
-  const int64_t D = p.displacements();
-  const int64_t Kx = p.disp_count_w;
-  const int64_t Cg = p.channels_per_group();
-  const int64_t work_per_row =
-      p.kernel_h * p.kernel_w * D * std::max<int64_t>(1, Cg) * p.out_w;
-
-  // Output rows oy0, oy0 + spacing, ... read input1 rows that differ by a
-  // multiple of the vertical displacement step, so a row of input2 is at a
-  // valid displacement from several of them at once.
-  const int64_t spacing = p.disp_step_h / std::gcd(p.stride_h, p.disp_step_h);
-  const int64_t row_step = spacing * p.stride_h / p.disp_step_h;  // in displacement steps
-  const RowBlocks blocks(p.out_h, spacing, kMaxRows);
-  // Distinct input2 rows one kernel row of a block reads.
-  const int64_t rows2_per_i = p.disp_count_h + (kMaxRows - 1) * row_step;
-  const bool inner = groups_inner(output, p);
-  const int64_t partitions = inner ? p.groups : 1;
-  // No more slots than image rows: a vertical range beyond the image
-  // reads no more distinct rows.
-  const int64_t slots1 = std::min(p.kernel_h * kMaxRows, p.height);
-  const int64_t slots2 = std::min(p.kernel_h * rows2_per_i, p.height);
-
-  // Items are single blocks over all channels: the caches keep whole rows,
-  // which the next block reuses. (Float and double inputs with contiguous
-  // rows take correlation_forward_in_place, which needs no caches.)
-  const StripPlan plan(blocks.size(), 1, Cg);
-
-  // One row of input2 and the (block row, vertical displacement) pairs it
-  // serves.
-  struct Row2Use {
-    const opmath_t* row;
-    int count;
-    int64_t r[kMaxRows];
-    int64_t a[kMaxRows];
-  };
-
-  at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(work_per_row * kMaxRows),
-                   [&](int64_t begin, int64_t end) {
-    RowCache<scalar_t, opmath_t> rows1(
-        input1, Cg, p.height, p.width, geo.in1, Cg, slots1, partitions);
-    RowCache<scalar_t, opmath_t> rows2(
-        input2, Cg, p.height, p.width, geo.in2, Cg, slots2, partitions);
-    std::vector<opmath_t> acc(kMaxRows * D * geo.width_padded);
-    std::vector<opmath_t> out_tile(kTransposeTile * D);
-    std::vector<Row2Use> uses(std::min(rows2_per_i, p.height));  // distinct rows in the image
-    opmath_t* acc_rows[kMaxRows * kMaxBlock];
-    const opmath_t* a_rows[kMaxRows];
-    const opmath_t* b_rows[kMaxBlock];
-
-    for (const auto item : c10::irange(begin, end)) {
-      const StripPlan::Item it = plan.item(item, p.groups, inner);
-      const int64_t n = it.n;
-      const int64_t g = it.g;
-      const int64_t oy0 = blocks.first[it.block_begin];
-      const int rows = blocks.count[it.block_begin];
-      std::fill(acc.begin(), acc.begin() + rows * D * geo.width_padded, opmath_t(0));
-
-      for (const auto i : c10::irange(p.kernel_h)) {
-        const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
-        const opmath_t* row1[kMaxRows];
-        for (const auto r : c10::irange(rows)) {
-          const int64_t y1 = y1_first + r * spacing * p.stride_h;
-          row1[r] = y1 >= 0 && y1 < p.height ? rows1.get(n, g, p.groups, y1, 0, Cg) : nullptr;
-        }
-        // Every input2 row at a valid displacement from some row of the
-        // block: y2 = y1_first + geo.dy(e) for e in [0, rows2_per_i).
-        int64_t used = 0;
-        for (const auto e : c10::irange(rows2_per_i)) {
-          const int64_t y2 = y1_first + geo.dy(e);
-          if (y2 < 0 || y2 >= p.height) continue;
-          Row2Use use{nullptr, 0, {}, {}};
-          for (const auto r : c10::irange(rows)) {
-            const int64_t a = e - r * row_step;
-            if (row1[r] != nullptr && a >= 0 && a < p.disp_count_h) {
-              use.r[use.count] = r;
-              use.a[use.count] = a;
-              ++use.count;
-            }
-          }
-          if (use.count == 0) continue;
-          use.row = rows2.get(n, g, p.groups, y2, 0, Cg);
-          uses[used++] = use;
-        }
-        // L1 pieces outermost: input1's piece stays in L1 while every row of
-        // input2 streams past it.
-        geo.for_each_l1_chunk(Cg, [&](int64_t c, int64_t channels) {
-          for (const auto u : c10::irange(used)) {
-            const Row2Use& use = uses[u];
-            const opmath_t* piece2 = use.row + c * geo.in2.channel_stride();
-            for (const auto j : c10::irange(p.kernel_w)) {
-              for (const auto q : c10::irange(use.count)) {
-                a_rows[q] = row1[use.r[q]] + c * geo.in1.channel_stride() +
-                    geo.in1.offset(geo.in1_column(j));
-              }
-              geo.for_each_disp_block([&](int64_t b0, int nb) {
-                for (const auto k : c10::irange(nb)) {
-                  b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
-                  for (const auto q : c10::irange(use.count)) {
-                    acc_rows[q * nb + k] = acc.data() +
-                        ((use.r[q] * D) + use.a[q] * Kx + b0 + k) * geo.width_padded;
-                  }
-                }
-                dispatch_block<ForwardBlock>(use.count, nb, acc_rows, a_rows, b_rows,
-                    channels, geo.in1.channel_stride(), geo.in2.channel_stride(), p.out_w);
-              }, max_block(use.count));
-            }
-          }
-        });
-      }
-
-      for (const auto r : c10::irange(rows)) {
-        write_output_row<scalar_t, opmath_t>(
-            output, p, geo.width_padded, n, g, oy0 + r * spacing,
-            acc.data() + r * D * geo.width_padded, out_tile.data());
-      }
-    }
-  });
+  correlation_forward_rows<scalar_t, CachedForwardRows<scalar_t>>(output, input1, input2, p);
 }
 
 // Copies grad_output[n, g*D + a*Kx + b, oy, :] for all b into `dst`:
@@ -1280,12 +1272,138 @@ inline int64_t output_row_of(const CorrelationParams& p, int64_t y1, int64_t i) 
   return oy < p.out_h ? oy : -1;
 }
 
-// How a backward kernel reads the input it streams (input2 for grad_input1,
-// input1 for grad_input2; rows in `read_layout`) and splits its work: in
-// place, or through a cache of `slots` rows per partition, in strips and
-// channel chunks within the cache budget (plan_strips). The gradient rows
-// of a block (in `grad_layout`) are written out after each chunk, since
-// channels do not mix, so strips need no sums kept between chunks.
+// ---------------------------------------------------------------------------
+// Backward: one gather skeleton (correlation_gradient) and a policy per
+// gradient (Input1Gradient, Input2Gradient).
+//
+// A gradient row y of channel c is a sum over terms
+//   go[a*Kx + weight][oy][t - shift] * R[c][y_read][read column + t]
+// where R is the other input (the "read" input), the row pairs (y, y_read)
+// and their displacement numbers a and output rows oy come from the policy's
+// for_each_source, and the column terms, grouped by the offset of the
+// gradient row they land at, from its term_groups.
+
+struct GatherTerm {
+  int64_t read_column;  // relative column of the read row (see streamed_column)
+  int64_t weight;       // horizontal displacement number b: grad_output row a*Kx + b
+  int64_t shift;        // grad_output is read shift columns before t
+};
+struct TermGroup {
+  int64_t offset;       // of the gradient row's vector 0, in its layout
+  std::vector<GatherTerm> terms;
+};
+
+// grad_input1:
+//   G1[c][ox*s + j*dil] += sum_b go[a*Kx+b][oy][ox] * B[c][ox*s + j*dil + b*step]
+// Rows one vertical displacement step apart read the same input2 rows at
+// neighbouring vertical displacements, so each load of input2 feeds both.
+template <typename opmath_t>
+struct Input1Gradient {
+  const RowGeometry<opmath_t>& geo;
+  const RowLayout& grad_layout() const { return geo.in1; }
+  const RowLayout& read_layout() const { return geo.in2; }
+  int64_t width() const { return geo.p.out_w; }
+
+  // One group per kernel column j, its terms the displacements b.
+  std::vector<TermGroup> term_groups() const {
+    std::vector<TermGroup> groups;
+    for (const auto j : c10::irange(geo.p.kernel_w)) {
+      TermGroup group{geo.in1.offset(geo.in1_column(j)), {}};
+      for (const auto b : c10::irange(geo.b_begin, geo.b_end)) {
+        group.terms.push_back({geo.in2_column(j, b), b, 0});
+      }
+      groups.push_back(std::move(group));
+    }
+    return groups;
+  }
+
+  // Calls fn(y2, pairs) for every input2 row y2 that the block of gradient
+  // rows y_first + r * disp_step_h (r < rows) meets: for each kernel row i,
+  // input2 row y2 = y_first + dy(e) is at displacement number e - r from
+  // row r, whose output row is output_row_of(y, i).
+  template <typename Fn>
+  void for_each_source(int64_t y_first, int rows, const Fn& fn) const {
+    const CorrelationParams& p = geo.p;
+    for (const auto i : c10::irange(p.kernel_h)) {
+      int64_t oy[kMaxRows];
+      for (const auto r : c10::irange(rows)) {
+        oy[r] = output_row_of(p, y_first + r * p.disp_step_h, i);
+      }
+      for (const auto e : c10::irange(p.disp_count_h + kMaxRows - 1)) {
+        const int64_t y2 = y_first + geo.dy(e);
+        if (y2 < 0 || y2 >= p.height) continue;
+        RowPairs pairs;
+        for (const auto r : c10::irange(rows)) {
+          const int64_t a = e - r;
+          if (oy[r] >= 0 && a >= 0 && a < p.disp_count_h) pairs.add(r, a, oy[r]);
+        }
+        if (pairs.count > 0) fn(y2, pairs);
+      }
+    }
+  }
+};
+
+// grad_input2, gathered at each destination index t of input2's
+// phase-split row:
+//   G2[c][t] += sum_{j, b} go[a*Kx+b][oy][t - shift] * A[c][... + t - shift]
+// where a term with r = j*dil + b*step lands in phase r % s with
+// shift = r / s (see RowGeometry).
+template <typename opmath_t>
+struct Input2Gradient {
+  const RowGeometry<opmath_t>& geo;
+  const RowLayout& grad_layout() const { return geo.in2; }
+  const RowLayout& read_layout() const { return geo.in1; }
+  int64_t width() const { return geo.width2; }
+
+  // One group per phase of input2's row, its terms the (j, b) landing there.
+  std::vector<TermGroup> term_groups() const {
+    const int64_t s = geo.p.stride_w;
+    std::vector<TermGroup> groups;
+    for (const auto phase : c10::irange(s)) {
+      groups.push_back({phase * geo.in2.length, {}});
+    }
+    for (const auto j : c10::irange(geo.p.kernel_w)) {
+      for (const auto b : c10::irange(geo.b_begin, geo.b_end)) {
+        const int64_t r = geo.in2_column(j, b);
+        const int64_t shift = r / s;
+        groups[r % s].terms.push_back({geo.in1_column(j) - shift * s, b, shift});
+      }
+    }
+    return groups;
+  }
+
+  // Calls fn(y1, pairs) for every input1 row y1 that the block of gradient
+  // rows y_first + r * disp_step_h (r < rows) meets: y1 = y_first - dy(f) is
+  // at displacement number f + r from row r, for f in [1 - kMaxRows, Ky);
+  // for each kernel row i, all pairs share the output row output_row_of(y1, i).
+  template <typename Fn>
+  void for_each_source(int64_t y_first, int rows, const Fn& fn) const {
+    const CorrelationParams& p = geo.p;
+    for (int64_t f = 1 - kMaxRows; f < p.disp_count_h; ++f) {
+      const int64_t y1 = y_first - geo.dy(f);
+      if (y1 < 0 || y1 >= p.height) continue;
+      RowPairs pairs;
+      for (const auto r : c10::irange(rows)) {
+        const int64_t a = f + r;
+        if (a >= 0 && a < p.disp_count_h) pairs.add(r, a);
+      }
+      if (pairs.count == 0) continue;
+      for (const auto i : c10::irange(p.kernel_h)) {
+        const int64_t oy = output_row_of(p, y1, i);
+        if (oy < 0) continue;
+        std::fill(pairs.oy, pairs.oy + pairs.count, oy);
+        fn(y1, pairs);
+      }
+    }
+  }
+};
+
+// How a backward kernel reads the input it streams (rows in
+// `read_layout`) and splits its work: in place, or through a cache of
+// `slots` rows per partition, in strips and channel chunks within the cache
+// budget (plan_strips). The gradient rows of a block (in `grad_layout`) are
+// written out after each chunk, since channels do not mix, so strips need no
+// sums kept between chunks.
 template <typename scalar_t>
 struct BackwardReads {
   using opmath_t = at::opmath_type<scalar_t>;
@@ -1301,263 +1419,142 @@ struct BackwardReads {
       : in_place(rows_in_place<scalar_t>(input, geo.p)),
         slots(in_place ? 0 : std::min(rows_per_block, geo.p.height)),
         plan(plan_strips(
-            geo.p.batch * geo.p.groups, blocks.size(), geo.p.channels_per_group(), blocks.size(),
+            geo.p.batch * geo.p.groups, blocks.size(), geo.p.channels_per_group(),
             static_cast<int64_t>(sizeof(opmath_t)) *
                 (partitions * slots * read_layout.channel_stride() +
                  kMaxRows * grad_layout.channel_stride()),
-            result_bytes, kBackwardCacheShare, geo.channel_chunk)),
+            result_bytes, geo.channel_chunk)),
         read_cstride(in_place ? input.stride(1) : read_layout.channel_stride()),
         grad_row_size(plan.chunk * grad_layout.channel_stride()) {}
 };
 
-template <typename scalar_t>
-void correlation_grad_input1_typed(
-    const TensorBase& grad_input1, const TensorBase& grad_output,
-    const TensorBase& input2, const CorrelationParams& p, int64_t result_bytes) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const RowGeometry<opmath_t> geo(p);
-  const int64_t Kx = p.disp_count_w;
-  const int64_t work_per_row =
-      p.kernel_h * p.kernel_w * p.displacements() * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
-
-  // One item = rows y1_0, y1_0 + step, ... (step = the vertical
-  // displacement step) of one (n, group) plane of grad_input1:
-  //   G1[c][ox*s + j*dil] += sum_b go[a*Kx+b][oy][ox] * B[c][ox*s + j*dil + b*step]
-  // Rows one step apart read the same input2 rows at neighbouring vertical
-  // displacements, so each load of input2 feeds both.
-  const int64_t spacing = p.disp_step_h;
-  const RowBlocks blocks(p.height, spacing, kMaxRows);
-  const int64_t rows2_per_block = p.disp_count_h + kMaxRows - 1;
-  const bool inner = groups_inner(grad_input1, p);
-  const int64_t partitions = inner ? p.groups : 1;
-  const int64_t Cg = p.channels_per_group();
-  const BackwardReads<scalar_t> reads(
-      input2, geo.in2, geo.in1, geo, blocks, rows2_per_block, partitions, result_bytes);
-  const bool in_place = reads.in_place;
-  const StripPlan& plan = reads.plan;
-  const int64_t b_cstride = reads.read_cstride;
-  const int64_t grad_row_size = reads.grad_row_size;
-  at::parallel_for(0, plan.items(p.batch * p.groups),
-                   geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
-                   [&](int64_t begin, int64_t end) {
-    RowCache<scalar_t, opmath_t> rows2(
-        input2, Cg, p.height, p.width, geo.in2, plan.chunk, reads.slots, partitions);
-    std::vector<opmath_t> grad_rows(kMaxRows * grad_row_size);
-    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
-    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, plan.chunk));
-    opmath_t* g_rows[kMaxRows];
-    const opmath_t* w_rows[kMaxRows * kMaxBlock];
-    const opmath_t* b_rows[kMaxBlock];
-    int64_t b_x[kMaxBlock];
-
-    for (const auto item : c10::irange(begin, end)) {
-      const StripPlan::Item it = plan.item(item, p.groups, inner);
-      const int64_t n = it.n;
-      const int64_t g = it.g;
-      plan.for_each_chunk(Cg, [&](int64_t c0, int64_t chunk) {
-        RowLayout chunk_layout = geo.in1;
-        chunk_layout.channels = chunk;
-        for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
-          const int64_t y1_first = blocks.first[blk];
-          const int rows = blocks.count[blk];
-          std::fill(grad_rows.begin(), grad_rows.begin() + rows * grad_row_size, opmath_t(0));
-
-          for (const auto i : c10::irange(p.kernel_h)) {
-            int64_t oy[kMaxRows];
-            for (const auto r : c10::irange(rows)) {
-              oy[r] = output_row_of(p, y1_first + r * spacing, i);
-            }
-            // Input2 row y2 = y1_first + dy(e) is at displacement number e - r
-            // from row r of the block.
-            for (const auto e : c10::irange(rows2_per_block)) {
-              const int64_t y2 = y1_first + geo.dy(e);
-              if (y2 < 0 || y2 >= p.height) continue;
-              int count = 0;
-              int64_t pair_r[kMaxRows];
-              for (const auto r : c10::irange(rows)) {
-                const int64_t a = e - r;
-                if (oy[r] < 0 || a < 0 || a >= p.disp_count_h) continue;
-                load_grad_output_row<scalar_t, opmath_t>(
-                    grad_output, geo, n, g, a, oy[r], go.data() + count * Kx * geo.go_stride, tile.data());
-                pair_r[count++] = r;
-              }
-              if (count == 0) continue;
-              const opmath_t* row2 = in_place ? image_row<opmath_t>(input2, p, n, g, c0, y2)
-                                              : rows2.get(n, g, p.groups, y2, c0, chunk);
-              geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
-                const opmath_t* piece2 = row2 + c * b_cstride;
-                for (const auto j : c10::irange(p.kernel_w)) {
-                  for (const auto q : c10::irange(count)) {
-                    g_rows[q] = grad_rows.data() + pair_r[q] * grad_row_size +
-                        c * geo.in1.channel_stride() + geo.in1.offset(geo.in1_column(j));
-                  }
-                  geo.for_each_disp_block([&](int64_t b0, int nb) {
-                    for (const auto k : c10::irange(nb)) {
-                      if (in_place) {
-                        b_rows[k] = piece2;
-                        b_x[k] = geo.in2.origin + geo.in2_column(j, b0 + k);
-                      } else {
-                        b_rows[k] = piece2 + geo.in2.offset(geo.in2_column(j, b0 + k));
-                      }
-                      for (const auto q : c10::irange(count)) {
-                        w_rows[q * nb + k] = go.data() + (q * Kx + b0 + k) * geo.go_stride + geo.shift_max;
-                      }
-                    }
-                    if (in_place) {
-                      dispatch_block<GatherBlockInPlace>(count, nb, g_rows, w_rows, b_rows,
-                          channels, geo.in1.channel_stride(), b_cstride, p.out_w, b_x, p.width);
-                    } else {
-                      dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, b_rows,
-                          channels, geo.in1.channel_stride(), b_cstride, p.out_w);
-                    }
-                  }, max_block(count));
-                }
-              });
-            }
-          }
-          for (const auto r : c10::irange(rows)) {
-            store_grad_row<scalar_t, opmath_t>(
-                grad_input1, chunk_layout, p, n, g, c0, y1_first + r * spacing,
-                grad_rows.data() + r * grad_row_size, tile.data());
-          }
+// Adds to the gradient rows g_rows[q] (q < count, channel stride
+// g_cstride) the terms of every group, reading channels [0, channels) of
+// the read row `row` (channel stride b_cstride) and the grad_output rows
+// in `go` (Kx rows per pair, go_stride apart).
+template <typename opmath_t>
+void gather_terms(
+    const RowGeometry<opmath_t>& geo, const std::vector<TermGroup>& groups,
+    const RowLayout& read_layout, bool in_place, int64_t width,
+    opmath_t* const* g_rows, int count, int64_t g_cstride,
+    const opmath_t* row, int64_t channels, int64_t b_cstride, const opmath_t* go) {
+  const int64_t Kx = geo.p.disp_count_w;
+  opmath_t* g_at[kMaxRows];
+  const opmath_t* w_rows[kMaxRows * kMaxBlock];
+  const opmath_t* b_rows[kMaxBlock];
+  int64_t b_x[kMaxBlock];
+  const ImageEdges edges{b_x, geo.p.width};
+  for (const auto& group : groups) {
+    for (const auto q : c10::irange(count)) g_at[q] = g_rows[q] + group.offset;
+    for_each_block(static_cast<int64_t>(group.terms.size()), [&](int64_t k0, int nb) {
+      for (const auto k : c10::irange(nb)) {
+        const GatherTerm& term = group.terms[k0 + k];
+        b_rows[k] = streamed_column(row, read_layout, term.read_column, in_place, b_x[k]);
+        for (const auto q : c10::irange(count)) {
+          w_rows[q * nb + k] =
+              go + (q * Kx + term.weight) * geo.go_stride + geo.shift_max - term.shift;
         }
-      });
+      }
+      if (in_place) {
+        dispatch_block<GatherBlock, true>(count, nb, g_at, w_rows, b_rows,
+            channels, g_cstride, b_cstride, width, edges);
+      } else {
+        dispatch_block<GatherBlock, false>(count, nb, g_at, w_rows, b_rows,
+            channels, g_cstride, b_cstride, width, edges);
+      }
+    }, max_block(count));
+  }
+}
+
+// Per-thread scratch of correlation_gradient: the cache of the read input's
+// rows, one block's gradient rows, the grad_output rows of a block's pairs
+// (zeros around them: see load_grad_output_row) and the transpose tile.
+template <typename scalar_t>
+struct GatherScratch {
+  using opmath_t = at::opmath_type<scalar_t>;
+  RowCache<scalar_t, opmath_t> cache;
+  std::vector<opmath_t> grad_rows;
+  std::vector<opmath_t> go;
+  std::vector<opmath_t> tile;
+};
+
+// Sums into scratch.grad_rows (zeroed first; rows of reads.grad_row_size)
+// every term that reaches the block of gradient rows y_first + r *
+// disp_step_h, r < rows, in channels [c0, c0 + chunk) of plane (n, g).
+template <typename scalar_t, typename SideT>
+void gather_block(
+    const SideT& side, const std::vector<TermGroup>& groups, const BackwardReads<scalar_t>& reads,
+    const TensorBase& grad_output, const TensorBase& read, GatherScratch<scalar_t>& scratch,
+    int64_t n, int64_t g, int64_t c0, int64_t chunk, int64_t y_first, int rows) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const auto& geo = side.geo;
+  const CorrelationParams& p = geo.p;
+  const int64_t Kx = p.disp_count_w;
+  const int64_t g_cstride = side.grad_layout().channel_stride();
+  std::fill(scratch.grad_rows.begin(), scratch.grad_rows.begin() + rows * reads.grad_row_size,
+            opmath_t(0));
+  side.for_each_source(y_first, rows, [&](int64_t y_read, const RowPairs& pairs) {
+    for (const auto q : c10::irange(pairs.count)) {
+      load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, pairs.a[q], pairs.oy[q],
+          scratch.go.data() + q * Kx * geo.go_stride, scratch.tile.data());
     }
+    const opmath_t* row = reads.in_place ? image_row<opmath_t>(read, p, n, g, c0, y_read)
+                                         : scratch.cache.get(n, g, p.groups, y_read, c0, chunk);
+    geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
+      opmath_t* g_rows[kMaxRows];
+      for (const auto q : c10::irange(pairs.count)) {
+        g_rows[q] = scratch.grad_rows.data() + pairs.r[q] * reads.grad_row_size + c * g_cstride;
+      }
+      gather_terms(geo, groups, side.read_layout(), reads.in_place, side.width(), g_rows,
+                   pairs.count, g_cstride, row + c * reads.read_cstride, channels,
+                   reads.read_cstride, scratch.go.data());
+    });
   });
 }
 
-template <typename scalar_t>
-void correlation_grad_input2_typed(
-    const TensorBase& grad_input2, const TensorBase& grad_output,
-    const TensorBase& input1, const CorrelationParams& p, int64_t result_bytes) {
+// One gradient (`grad`, of the input the Side names) from grad_output and
+// the other input (`read`). A work item is a strip of blocks of gradient
+// rows y_first + r * disp_step_h of one (n, group) plane; for each channel
+// chunk and block, every term reaching the block's rows is summed into
+// scratch rows, which are then written out (see BackwardReads).
+template <typename scalar_t, template <typename> class Side>
+void correlation_gradient(
+    const TensorBase& grad, const TensorBase& grad_output, const TensorBase& read,
+    const CorrelationParams& p, int64_t result_bytes) {
   using opmath_t = at::opmath_type<scalar_t>;
   const RowGeometry<opmath_t> geo(p);
+  const Side<opmath_t> side{geo};
+  const std::vector<TermGroup> groups = side.term_groups();
   const int64_t Kx = p.disp_count_w;
-  const int64_t s = p.stride_w;
-  const int64_t work_per_row =
-      p.kernel_h * p.kernel_w * p.displacements() * std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
-
-  // The (j, b) terms grouped by the phase of input2's row they land in; a
-  // term with r = j*dil + b*step reaches index t from output column
-  // t - r / s (see RowGeometry).
-  struct Term {
-    int64_t j, b, shift;
-  };
-  std::vector<std::vector<Term>> terms_by_phase(s);
-  for (const auto j : c10::irange(p.kernel_w)) {
-    for (const auto b : c10::irange(geo.b_begin, geo.b_end)) {
-      const int64_t r = geo.in2_column(j, b);
-      terms_by_phase[r % s].push_back({j, b, r / s});
-    }
-  }
-
-  // One item = rows y2_0, y2_0 + step, ... (step = the vertical
-  // displacement step) of one (n, group) plane of grad_input2:
-  //   G2[c][t] += sum_{j, b} go[a*Kx+b][oy][t - shift] * A[c][... + t - shift]
-  // Rows one step apart read the same input1 rows at neighbouring vertical
-  // displacements, so each load of input1 feeds both.
-  const int64_t spacing = p.disp_step_h;
-  const RowBlocks blocks(p.height, spacing, kMaxRows);
-  const int64_t rows1_per_block = p.disp_count_h + kMaxRows - 1;
-  const bool inner = groups_inner(grad_input2, p);
-  const int64_t partitions = inner ? p.groups : 1;
   const int64_t Cg = p.channels_per_group();
-  const BackwardReads<scalar_t> reads(
-      input1, geo.in1, geo.in2, geo, blocks, rows1_per_block, partitions, result_bytes);
-  const bool in_place = reads.in_place;
+  const RowBlocks blocks(p.height, p.disp_step_h, kMaxRows);
+  const bool inner = groups_inner(grad, p);
+  const int64_t partitions = inner ? p.groups : 1;
+  const BackwardReads<scalar_t> reads(read, side.read_layout(), side.grad_layout(), geo, blocks,
+                                      p.disp_count_h + kMaxRows - 1, partitions, result_bytes);
   const StripPlan& plan = reads.plan;
-  const int64_t a_cstride = reads.read_cstride;
-  const int64_t grad_row_size = reads.grad_row_size;
-  at::parallel_for(0, plan.items(p.batch * p.groups),
-                   geo.grain(work_per_row * kMaxRows * plan.blocks_per_strip),
+  at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(kMaxRows * plan.blocks_per_strip),
                    [&](int64_t begin, int64_t end) {
-    RowCache<scalar_t, opmath_t> rows1(
-        input1, Cg, p.height, p.width, geo.in1, plan.chunk, reads.slots, partitions);
-    std::vector<opmath_t> grad_rows(kMaxRows * grad_row_size);
-    std::vector<opmath_t> go(kMaxRows * Kx * geo.go_stride);  // zeros: see load_grad_output_row
-    std::vector<opmath_t> tile(kTransposeTile * std::max(Kx, plan.chunk));
-    opmath_t* g_rows[kMaxRows];
-    const opmath_t* w_rows[kMaxRows * kMaxBlock];
-    const opmath_t* a_rows[kMaxBlock];
-    int64_t a_x[kMaxBlock];
-
+    GatherScratch<scalar_t> scratch{
+        RowCache<scalar_t, opmath_t>(read, Cg, p.height, p.width, side.read_layout(), plan.chunk,
+                                     reads.slots, partitions),
+        std::vector<opmath_t>(kMaxRows * reads.grad_row_size),
+        std::vector<opmath_t>(kMaxRows * Kx * geo.go_stride),
+        std::vector<opmath_t>(kTransposeTile * std::max(Kx, plan.chunk))};
     for (const auto item : c10::irange(begin, end)) {
       const StripPlan::Item it = plan.item(item, p.groups, inner);
-      const int64_t n = it.n;
-      const int64_t g = it.g;
       plan.for_each_chunk(Cg, [&](int64_t c0, int64_t chunk) {
-        RowLayout chunk_layout = geo.in2;
+        RowLayout chunk_layout = side.grad_layout();
         chunk_layout.channels = chunk;
         for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
-          const int64_t y2_first = blocks.first[blk];
+          const int64_t y_first = blocks.first[blk];
           const int rows = blocks.count[blk];
-          std::fill(grad_rows.begin(), grad_rows.begin() + rows * grad_row_size, opmath_t(0));
-
-          // Input1 row y1 = y2_first - dy(f) is at displacement number f + r
-          // from row r of the block, for f in [1 - kMaxRows, Ky).
-          for (int64_t f = 1 - kMaxRows; f < p.disp_count_h; ++f) {
-            const int64_t y1 = y2_first - (p.disp_min_h + f * p.disp_step_h);
-            if (y1 < 0 || y1 >= p.height) continue;
-            int64_t pair_r[kMaxRows];
-            int64_t pair_a[kMaxRows];
-            int count = 0;
-            for (const auto r : c10::irange(rows)) {
-              const int64_t a = f + r;
-              if (a < 0 || a >= p.disp_count_h) continue;
-              pair_r[count] = r;
-              pair_a[count++] = a;
-            }
-            if (count == 0) continue;
-            const opmath_t* row1 = nullptr;
-            for (const auto i : c10::irange(p.kernel_h)) {
-              const int64_t oy = output_row_of(p, y1, i);
-              if (oy < 0) continue;
-              if (row1 == nullptr) {
-                row1 = in_place ? image_row<opmath_t>(input1, p, n, g, c0, y1)
-                                : rows1.get(n, g, p.groups, y1, c0, chunk);
-              }
-              for (const auto q : c10::irange(count)) {
-                load_grad_output_row<scalar_t, opmath_t>(
-                    grad_output, geo, n, g, pair_a[q], oy, go.data() + q * Kx * geo.go_stride, tile.data());
-              }
-              geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
-                const opmath_t* piece1 = row1 + c * a_cstride;
-                for (const auto phase : c10::irange(s)) {
-                  const auto& terms = terms_by_phase[phase];
-                  for (const auto q : c10::irange(count)) {
-                    g_rows[q] = grad_rows.data() + pair_r[q] * grad_row_size +
-                        c * geo.in2.channel_stride() + phase * geo.in2.length;
-                  }
-                  for_each_block(static_cast<int64_t>(terms.size()), [&](int64_t k0, int nb) {
-                    for (const auto k : c10::irange(nb)) {
-                      const Term& term = terms[k0 + k];
-                      if (in_place) {
-                        a_rows[k] = piece1;
-                        a_x[k] = geo.in1.origin + geo.in1_column(term.j) - term.shift;
-                      } else {
-                        a_rows[k] = piece1 + geo.in1.offset(geo.in1_column(term.j)) - term.shift;
-                      }
-                      for (const auto q : c10::irange(count)) {
-                        w_rows[q * nb + k] = go.data() + (q * Kx + term.b) * geo.go_stride +
-                            geo.shift_max - term.shift;
-                      }
-                    }
-                    if (in_place) {
-                      dispatch_block<GatherBlockInPlace>(count, nb, g_rows, w_rows, a_rows,
-                          channels, geo.in2.channel_stride(), a_cstride, geo.width2, a_x, p.width);
-                    } else {
-                      dispatch_block<GatherBlock>(count, nb, g_rows, w_rows, a_rows,
-                          channels, geo.in2.channel_stride(), a_cstride, geo.width2);
-                    }
-                  }, max_block(count));
-                }
-              });
-            }
-          }
+          gather_block(side, groups, reads, grad_output, read, scratch, it.n, it.g, c0, chunk,
+                       y_first, rows);
           for (const auto r : c10::irange(rows)) {
-            store_grad_row<scalar_t, opmath_t>(
-                grad_input2, chunk_layout, p, n, g, c0, y2_first + r * spacing,
-                grad_rows.data() + r * grad_row_size, tile.data());
+            store_grad_row<scalar_t, opmath_t>(grad, chunk_layout, p, it.n, it.g, c0,
+                y_first + r * p.disp_step_h, scratch.grad_rows.data() + r * reads.grad_row_size,
+                scratch.tile.data());
           }
         }
       });
@@ -1581,17 +1578,16 @@ void correlation_backward_kernel(
     // The caches' budget (see plan_strips) is a share of grad_output and the
     // gradients, which the caller holds while the backward runs, counted in
     // the accumulation type: half and bfloat16 calls are cut into the same
-    // chunks as float ones (chunks cost them more, in the transposes and
-    // conversions of grad_output's rows that each chunk repeats), so their
-    // caches may take up to twice that share of their smaller tensors.
+    // chunks as float ones, so their caches may take up to twice that share
+    // of their smaller tensors.
     const auto elements = [](const TensorBase& t) { return t.defined() ? t.numel() : int64_t(0); };
     const int64_t result_bytes = static_cast<int64_t>(sizeof(at::opmath_type<scalar_t>)) *
         (elements(grad_output) + elements(grad_input1) + elements(grad_input2));
     if (grad_input1.defined()) {
-      correlation_grad_input1_typed<scalar_t>(grad_input1, grad_output, input2, params, result_bytes);
+      correlation_gradient<scalar_t, Input1Gradient>(grad_input1, grad_output, input2, params, result_bytes);
     }
     if (grad_input2.defined()) {
-      correlation_grad_input2_typed<scalar_t>(grad_input2, grad_output, input1, params, result_bytes);
+      correlation_gradient<scalar_t, Input2Gradient>(grad_input2, grad_output, input1, params, result_bytes);
     }
   });
 }

@@ -1,0 +1,277 @@
+"""What the correlation benchmark times: the cases (shapes and arguments of
+real networks), the implementations, the configurations of each case and
+why some are skipped, the inputs and call of one configuration, and the
+start-up check that every implementation agrees with F.correlation."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import peers
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    title: str
+    shape: tuple[int, int, int, int]
+    max_displacement: object
+    kwargs: dict[str, object] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        n, c, h, w = self.shape
+        args = [f"max_displacement={self.max_displacement}"]
+        args += [f"{k}={_fmt_arg(v)}" for k, v in self.kwargs.items()]
+        return f"B={n}, C={c}, {h}x{w}, " + ", ".join(args)
+
+
+def _fmt_arg(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+CASES = [
+    Case("pwc", "PWC-Net level", (4, 128, 48, 64), 4, {"scale": 1.0 / 128}),
+    Case("pwc_fine", "PWC-Net fine level", (4, 32, 96, 128), 4),
+    Case("flownetc", "FlowNetC", (4, 256, 48, 64), 20, {"displacement_stride": 2}),
+    Case("gwcnet", "GwcNet stereo", (2, 320, 64, 128), (0, 0),
+         {"min_displacement": (0, -47), "groups": 40}),
+    Case("small", "small", (1, 64, 64, 64), 3),
+]
+
+IMPLS = ("ours", "sampler", "shift_loop", "unfold_einsum", "all_pairs")
+IMPL_LABELS = {
+    "ours": "F.correlation",
+    "sampler": "spatial-correlation-sampler",
+    "shift_loop": "shift loop (PyTorch)",
+    "unfold_einsum": "unfold+einsum (PyTorch)",
+    "all_pairs": "all-pairs matmul (PyTorch)",
+}
+PASSES = ("fwd", "fwd+bwd")
+# Forward is one correlation pass; the backward computes grad_input1 and
+# grad_input2, each as much work as the forward.
+PASS_FLOP_FACTOR = {"fwd": 1, "fwd+bwd": 3}
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+# unfold+einsum materializes input2's whole displacement window (D times
+# input2) and einsum copies it once more; above this it is skipped.
+UNFOLD_LIMIT_BYTES = 2 * 2**30
+# The all-pairs matmul materializes an (N, groups, H*W, H*W) volume; above
+# this it is skipped.
+ALL_PAIRS_LIMIT_BYTES = 2 * 2**30
+# A peer whose first configuration of a (case, pass) takes longer than this
+# per call is timed only in that configuration (float32, most threads,
+# contiguous), to keep the default run near 10 minutes on 2 cores.
+SLOW_PEER_SECONDS = 1.5
+
+
+def call_impl(impl: str, a: torch.Tensor, b: torch.Tensor, case: Case) -> torch.Tensor:
+    if impl == "ours":
+        return F.correlation(a, b, case.max_displacement, **case.kwargs)
+    if impl == "sampler":
+        return peers.sampler_correlation(a, b, case.max_displacement, **case.kwargs)
+    if impl == "shift_loop":
+        return peers.shift_loop_correlation(a, b, case.max_displacement, **case.kwargs)
+    if impl == "unfold_einsum":
+        return peers.unfold_einsum_correlation(a, b, case.max_displacement, **case.kwargs)
+    if impl == "all_pairs":
+        return peers.all_pairs_correlation(a, b, case.max_displacement, **case.kwargs)
+    raise ValueError(impl)
+
+
+# --------------------------------------------------------------------------
+# Start-up verification: never compare wrong results
+# --------------------------------------------------------------------------
+
+def _small_version(case: Case) -> tuple[int, int, int, int]:
+    groups = int(case.kwargs.get("groups", 1))
+    return (2, 2 * groups if groups > 1 else 6, 11, 17)
+
+
+def verify(device: torch.device) -> list[str]:
+    """Checks every implementation against F.correlation on shrunk versions of
+    every case (same arguments, small tensors) plus one case exercising
+    kernel_size/stride/padding/dilation; forward and both gradients."""
+    lines = []
+    extra = Case("general", "general geometry", (2, 8, 11, 17), (2, 3),
+                 {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": (1, 2),
+                  "displacement_stride": (1, 2), "groups": 2, "scale": 0.5})
+    gen = torch.Generator().manual_seed(0)
+    for case in CASES + [extra]:
+        shape = _small_version(case) if case is not extra else extra.shape
+        for dtype, tol in ((torch.float64, {"rtol": 1e-7, "atol": 1e-7}),
+                           (torch.float32, {"rtol": 1e-4, "atol": 1e-5})):
+            a = torch.randn(shape, generator=gen, dtype=torch.float64).to(device, dtype)
+            b = torch.randn(shape, generator=gen, dtype=torch.float64).to(device, dtype)
+            a.requires_grad_(True)
+            b.requires_grad_(True)
+            ref = call_impl("ours", a, b, case)
+            gout = torch.randn(ref.shape, generator=gen, dtype=torch.float64).to(device, dtype)
+            ref_grads = torch.autograd.grad(ref, (a, b), gout)
+            # Our channels_last path must agree with our contiguous one.
+            a_cl = a.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+            b_cl = b.detach().to(memory_format=torch.channels_last).requires_grad_(True)
+            out_cl = call_impl("ours", a_cl, b_cl, case)
+            checks = [("ours channels_last", out_cl, torch.autograd.grad(out_cl, (a_cl, b_cl), gout))]
+            for impl in ("sampler", "shift_loop", "unfold_einsum", "all_pairs"):
+                try:
+                    out = call_impl(impl, a, b, case)
+                except peers.PeerUnsupported:
+                    continue
+                checks.append((impl, out, torch.autograd.grad(out, (a, b), gout)))
+            for name, out, grads in checks:
+                for what, got, want in (("output", out, ref), ("grad_input1", grads[0], ref_grads[0]),
+                                        ("grad_input2", grads[1], ref_grads[1])):
+                    if got.shape != want.shape or not torch.allclose(got, want, **tol):
+                        err = (got - want).abs().max().item() if got.shape == want.shape else "shape"
+                        raise AssertionError(
+                            f"verification failed: {name} {what} differs from F.correlation on "
+                            f"'{case.key}' ({case.describe()}) shrunk to {shape}, {dtype}: "
+                            f"max abs error {err}")
+                lines.append(f"{case.key}/{str(dtype).replace('torch.', '')}/{name}")
+    return lines
+
+
+# --------------------------------------------------------------------------
+# Timing and memory
+# --------------------------------------------------------------------------
+@dataclass
+class Config:
+    case: str
+    pass_: str
+    impl: str
+    dtype: str
+    threads: int
+    layout: str
+
+
+@dataclass
+class Result:
+    config: Config
+    skipped: str | None = None
+    error: str | None = None
+    median_ms: float | None = None
+    times_ms: list[float] = field(default_factory=list)
+    reps: int = 0
+    gflop: float = 0.0
+    gflops: float | None = None
+    mm_ratio: float | None = None
+    peak_mib: float | None = None      # allocator (profiler / CUDA caching allocator)
+    peak_rss_mib: float | None = None  # CPU only: resident-set growth
+    needed_mib: float = 0.0          # output (+ both gradients for fwd+bwd)
+    roofline_ms: float | None = None
+    roofline_fraction: float | None = None
+
+
+def configs_for(case: Case, thread_counts: list[int]):
+    dtypes = list(DTYPES)
+    layouts = ["contiguous", "channels_last"]
+    for pass_ in PASSES:
+        for impl in IMPLS:
+            ordered = []
+            # The target configuration first: float32, most threads, contiguous.
+            for dtype in dtypes:
+                for threads in sorted(thread_counts, reverse=True):
+                    for layout in layouts:
+                        ordered.append(Config(case.key, pass_, impl, dtype, threads, layout))
+            yield pass_, impl, ordered
+
+
+def skip_reason(cfg: Config, case: Case, quick: bool, slow: dict[tuple[str, str, str], float],
+                max_threads: int) -> str | None:
+    """Why a configuration is not timed, or None."""
+    probe = torch.empty(case.shape, device="meta", dtype=DTYPES[cfg.dtype])
+    if cfg.impl == "ours":
+        return None
+    if cfg.impl == "sampler":
+        reason = peers.sampler_unsupported_reason(probe, case.max_displacement, **case.kwargs)
+        if reason:
+            return reason
+    if cfg.impl == "unfold_einsum":
+        need = peers.unfold_einsum_extra_bytes(probe, case.max_displacement, **case.kwargs)
+        if need > UNFOLD_LIMIT_BYTES:
+            return (f"would materialize a {need / 2**30:.1f} GiB unfolded input2 (plus einsum's copy); "
+                    f"limit {UNFOLD_LIMIT_BYTES / 2**30:.1f} GiB")
+    if cfg.impl == "all_pairs":
+        reason = peers.all_pairs_unsupported_reason(probe, case.max_displacement, **case.kwargs)
+        if reason:
+            return reason
+        need = peers.all_pairs_extra_bytes(probe, case.max_displacement, **case.kwargs)
+        if need > ALL_PAIRS_LIMIT_BYTES:
+            return (f"would materialize a {need / 2**30:.1f} GiB all-pairs volume; "
+                    f"limit {ALL_PAIRS_LIMIT_BYTES / 2**30:.1f} GiB")
+    if cfg.layout != "contiguous":
+        return "peers are timed on contiguous inputs only (time budget)"
+    if quick and cfg.impl in ("unfold_einsum", "all_pairs"):
+        return f"--quick: {IMPL_LABELS[cfg.impl]} is timed only in the full run"
+    if quick and cfg.impl == "shift_loop" and (case.key != "pwc" or cfg.dtype != "float32"):
+        return "--quick: the shift loop is timed only on the PWC-Net level in float32"
+    key = (cfg.case, cfg.pass_, cfg.impl)
+    if key in slow:
+        return (f"slow peer ({slow[key]:.1f} s per call in float32 with {max_threads} threads, "
+                "contiguous): timed only there")
+    return None
+
+
+def make_step(cfg: Config, case: Case, device: torch.device):
+    """Inputs and one call of cfg's pass (forward, or forward and backward):
+    (step, geometry, output bytes, MiB of output plus gradients, compulsory
+    DRAM traffic in bytes)."""
+    dtype = DTYPES[cfg.dtype]
+    gen = torch.Generator().manual_seed(1)
+    a = torch.randn(case.shape, generator=gen).to(device, dtype)
+    b = torch.randn(case.shape, generator=gen).to(device, dtype)
+    if cfg.layout == "channels_last":
+        a = a.to(memory_format=torch.channels_last)
+        b = b.to(memory_format=torch.channels_last)
+    geo = peers.geometry(a, case.max_displacement, **case.kwargs)
+    out_shape = (geo.batch, geo.groups * geo.displacements, geo.out_h, geo.out_w)
+    out_bytes = math.prod(out_shape) * a.element_size()
+    if cfg.pass_ == "fwd":
+        def step():
+            with torch.no_grad():
+                call_impl(cfg.impl, a, b, case)
+        needed_mib = out_bytes / 2**20
+        traffic = 2 * a.nbytes + out_bytes
+    else:
+        a.requires_grad_(True)
+        b.requires_grad_(True)
+        # Laid out like F.correlation's output (input1's memory format).
+        fmt = torch.channels_last if cfg.layout == "channels_last" else torch.contiguous_format
+        gout = torch.randn(out_shape, generator=gen).to(device, dtype).contiguous(memory_format=fmt)
+
+        def step():
+            out = call_impl(cfg.impl, a, b, case)
+            torch.autograd.grad(out, (a, b), gout)
+        needed_mib = (out_bytes + 2 * a.nbytes) / 2**20
+        # forward reads both inputs, writes out; backward reads grad_output
+        # and both inputs, writes both gradients.
+        traffic = (2 * a.nbytes + out_bytes) + (out_bytes + 2 * a.nbytes + 2 * a.nbytes)
+    return step, geo, out_bytes, needed_mib, traffic
+
+
+
+
+def find(results: list[Result], **want) -> Result | None:
+    for r in results:
+        c = asdict(r.config)
+        if all(c[k] == v for k, v in want.items()):
+            return r
+    return None
+
+
+def speedup_vs(results: list[Result], r: Result) -> float | None:
+    """How many times faster ours is than r, same configuration."""
+    if r.median_ms is None:
+        return None
+    c = r.config
+    ours = find(results, case=c.case, pass_=c.pass_, impl="ours", dtype=c.dtype,
+                threads=c.threads, layout=c.layout)
+    if ours is None or ours.median_ms is None:
+        return None
+    return r.median_ms / ours.median_ms
+
