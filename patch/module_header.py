@@ -1,5 +1,4 @@
-# flake8: noqa
-# ruff: noqa
+# ruff: noqa: F401, F822
 """Header of ``torch/nn/modules/correlation.py`` in the upstream patch.
 
 ``tools/apply_patch.py`` writes the lines between the ``[header begin]`` and

@@ -20,7 +20,12 @@ from torch.testing._internal.opinfo.core import OpInfo, SampleInput
 # [sample_inputs begin]
 def sample_inputs_correlation(op_info, device, dtype, requires_grad, **kwargs):
     make_arg = partial(
-        make_tensor, device=device, dtype=dtype, requires_grad=requires_grad, low=-1, high=1
+        make_tensor,
+        device=device,
+        dtype=dtype,
+        requires_grad=requires_grad,
+        low=-1,
+        high=1,
     )
     # (shape of both inputs, max_displacement, keyword arguments)
     cases = (
@@ -34,11 +39,17 @@ def sample_inputs_correlation(op_info, device, dtype, requires_grad, **kwargs):
         ((2, 6, 6, 6), 1, {"groups": 3, "scale": 0.5}),
         # kernel window, padding and output stride (Caffe style)
         ((1, 2, 8, 9), 2, {"kernel_size": 3, "padding": 1, "stride": 2}),
-        ((1, 2, 9, 8), (2, 1), {"kernel_size": (3, 1), "dilation": (1, 2), "padding": (2, 0)}),
+        (
+            (1, 2, 9, 8),
+            (2, 1),
+            {"kernel_size": (3, 1), "dilation": (1, 2), "padding": (2, 0)},
+        ),
         ((1, 3, 5, 5), 3, {"min_displacement": -1, "displacement_stride": (1, 2)}),
     )
     for shape, max_displacement, op_kwargs in cases:
-        yield SampleInput(make_arg(shape), make_arg(shape), max_displacement, **op_kwargs)
+        yield SampleInput(
+            make_arg(shape), make_arg(shape), max_displacement, **op_kwargs
+        )
     # channels_last inputs: the output follows input1's memory format
     shape = (2, 3, 5, 6)
     yield SampleInput(
@@ -46,6 +57,8 @@ def sample_inputs_correlation(op_info, device, dtype, requires_grad, **kwargs):
         make_arg(shape, memory_format=torch.channels_last),
         1,
     )
+
+
 # [sample_inputs end]
 
 

@@ -605,7 +605,12 @@ def read(root: Path, rel: str) -> str:
     return (root / rel).read_text(encoding="utf-8")
 
 
-UNTOUCHED = ("torch/nn/__init__.py", "aten/src/ATen/native/Activation.cpp", "aten/src/ATen/native/Correlation.cpp", "aten/src/ATen/functorch/BatchRulesConvolution.cpp")
+UNTOUCHED = (
+    "torch/nn/__init__.py",
+    "aten/src/ATen/native/Activation.cpp",
+    "aten/src/ATen/native/Correlation.cpp",
+    "aten/src/ATen/functorch/BatchRulesConvolution.cpp",
+)
 
 
 def test_apply_then_idempotent(trees, capsys):
@@ -625,7 +630,9 @@ def test_apply_then_idempotent(trees, capsys):
     assert "aten/src/ATen/native/cuda/.SpatialCorrelation.cu.swp" not in applied
     for rel in PYTORCH_FILES:
         if rel not in UNTOUCHED:
-            assert read(pytorch, rel) != dedent(PYTORCH_FILES[rel]), f"{rel} was not patched"
+            assert read(pytorch, rel) != dedent(PYTORCH_FILES[rel]), (
+                f"{rel} was not patched"
+            )
 
     code, out, err = run_main(capsys, pytorch, sources)
     assert code == 0, err
@@ -658,39 +665,65 @@ def test_yaml_entries_placement(trees, capsys):
     assert "autogen: grid_sampler_3d_backward.out\n\n# correlation computes" in native
     assert "autogen: correlation_backward.out\n\n- func: hann_window" in native
     derivatives = read(pytorch, "tools/autograd/derivatives.yaml")
-    assert derivatives.index("- name: grid_sampler_3d_backward(") < derivatives.index(
-        "- name: correlation("
-    ) < derivatives.index("# See NOTE [ grid_sample CPU fallback ]")
+    assert (
+        derivatives.index("- name: grid_sampler_3d_backward(")
+        < derivatives.index("- name: correlation(")
+        < derivatives.index("# See NOTE [ grid_sample CPU fallback ]")
+    )
 
 
 def test_python_edits(trees, capsys):
     pytorch, sources = trees
     assert run_main(capsys, pytorch, sources)[0] == 0
     functional = read(pytorch, "torch/nn/functional.py")
-    assert functional.index("def grid_sample(") < functional.index("correlation = _add_docstr(") < functional.index(
-        "def affine_grid("
+    assert (
+        functional.index("def grid_sample(")
+        < functional.index("correlation = _add_docstr(")
+        < functional.index("def affine_grid(")
     )
-    assert "return torch.grid_sampler(input, grid, 0, 0, False)\n\n\ncorrelation = _add_docstr(" in functional
+    assert (
+        "return torch.grid_sampler(input, grid, 0, 0, False)\n\n\ncorrelation = _add_docstr("
+        in functional
+    )
     assert 'Cost volume.\n""",\n)\n\n\ndef affine_grid(' in functional
 
     modules_init = read(pytorch, "torch/nn/modules/__init__.py")
-    assert ")\nfrom .correlation import Correlation\nfrom .distance import" in modules_init
+    assert (
+        ")\nfrom .correlation import Correlation\nfrom .distance import" in modules_init
+    )
     names = ast.literal_eval(modules_init.split("__all__ = ")[1])
     assert "Correlation" in names and names == sorted(names)
 
     module = read(pytorch, "torch/nn/modules/correlation.py")
-    assert module.startswith("from typing import Optional\n\nimport torch.nn.functional as F\n")
+    assert module.startswith(
+        "from typing import Optional\n\nimport torch.nn.functional as F\n"
+    )
     assert "import torch\n" not in module  # unused header imports are dropped
-    assert "from .utils import _pair\n\n\n__all__ = [\"Correlation\"]\n\n\nclass Correlation(Module):" in module
+    assert (
+        'from .utils import _pair\n\n\n__all__ = ["Correlation"]\n\n\nclass Correlation(Module):'
+        in module
+    )
     compile(module, "correlation.py", "exec")
 
     decomp = read(pytorch, "torch/_decomp/decompositions.py")
-    assert "from typing import Any, cast\nfrom typing import Optional\n" in decomp  # upstream lines kept
-    assert decomp.index("def grid_sampler_2d(") < decomp.index("def correlation(") < decomp.index("def mv(")
+    assert (
+        "from typing import Any, cast\nfrom typing import Optional\n" in decomp
+    )  # upstream lines kept
+    assert (
+        decomp.index("def grid_sampler_2d(")
+        < decomp.index("def correlation(")
+        < decomp.index("def mv(")
+    )
     core = read(pytorch, "torch/_decomp/__init__.py")
-    assert "aten.col2im,\n            aten.correlation,\n            aten.count_nonzero," in core
+    assert (
+        "aten.col2im,\n            aten.correlation,\n            aten.count_nonzero,"
+        in core
+    )
     inductor = read(pytorch, "torch/_inductor/decomposition.py")
-    assert "    aten.lerp_,\n    aten.correlation,  # inductor calls the native kernel\n]" in inductor
+    assert (
+        "    aten.lerp_,\n    aten.correlation,  # inductor calls the native kernel\n]"
+        in inductor
+    )
     lowering = read(pytorch, "torch/_inductor/lowering.py")
     assert (
         "make_fallback(aten._cdist_backward)\n# correlation: the native kernels (any strides) rather than "
@@ -699,13 +732,20 @@ def test_python_edits(trees, capsys):
     ) in lowering
     rules = read(pytorch, "torch/_dynamo/trace_rules.py")
     assert '"torch._C._nn.col2im",\n        "torch._C._nn.correlation",\n' in rules
-    assert "torch.nn.functional.correlation" not in rules  # F.correlation is the torch._C._nn binding
+    assert (
+        "torch.nn.functional.correlation" not in rules
+    )  # F.correlation is the torch._C._nn binding
 
     opinfo = read(pytorch, "torch/testing/_internal/common_methods_invocations.py")
-    assert opinfo.index("def sample_inputs_grid_sampler_3d(") < opinfo.index(
-        "def sample_inputs_correlation("
-    ) < opinfo.index("def sample_inputs_cosine_embedding_loss(")
-    assert "supports_gradgrad=True),\n    OpInfo(\n        \"nn.functional.correlation\"," in opinfo
+    assert (
+        opinfo.index("def sample_inputs_grid_sampler_3d(")
+        < opinfo.index("def sample_inputs_correlation(")
+        < opinfo.index("def sample_inputs_cosine_embedding_loss(")
+    )
+    assert (
+        'supports_gradgrad=True),\n    OpInfo(\n        "nn.functional.correlation",'
+        in opinfo
+    )
     for rel in PYTORCH_FILES:
         if rel.endswith(".py"):
             compile(read(pytorch, rel), rel, "exec")
@@ -715,10 +755,14 @@ def test_python_edits(trees, capsys):
     "text,expected",
     [
         ("def a():\n    pass\n", "def a():\n    pass\n\ndef b():\n    pass\n"),
-        ("def a():\n    pass\n    # trailing\n\n\nx = 1\n",
-         "def a():\n    pass\n    # trailing\n\n\ndef b():\n    pass\n\n\nx = 1\n"),
-        ("def a():\n    pass\n\n# about x\nx = 1\n",
-         "def a():\n    pass\n\ndef b():\n    pass\n\n# about x\nx = 1\n"),
+        (
+            "def a():\n    pass\n    # trailing\n\n\nx = 1\n",
+            "def a():\n    pass\n    # trailing\n\n\ndef b():\n    pass\n\n\nx = 1\n",
+        ),
+        (
+            "def a():\n    pass\n\n# about x\nx = 1\n",
+            "def a():\n    pass\n\ndef b():\n    pass\n\n# about x\nx = 1\n",
+        ),
     ],
 )
 def test_insert_after_def_spacing(text, expected):
@@ -731,18 +775,24 @@ def test_signature_derived_from_the_schema(trees, capsys):
     assert run_main(capsys, pytorch, sources)[0] == 0
     overrides = read(pytorch, "torch/overrides.py")
     start = overrides.index("torch.nn.functional.correlation: (")
-    assert overrides.index("torch.nn.functional.celu:") < start < overrides.index(
-        "torch.nn.functional.cosine_embedding_loss:"
+    assert (
+        overrides.index("torch.nn.functional.celu:")
+        < start
+        < overrides.index("torch.nn.functional.cosine_embedding_loss:")
     )
     lam = eval(overrides[start:].split("\n")[1].strip())
     spec = inspect.getfullargspec(lam)
     assert spec.args == ["input1", "input2", "max_displacement"]
     assert spec.kwonlydefaults == {"min_displacement": None, "groups": 1, "scale": 1.0}
     pyi = read(pytorch, "tools/pyi/gen_pyi.py")
-    assert '''"pad",\n        "correlation",\n''' not in pyi
+    assert """"pad",\n        "correlation",\n""" not in pyi
     assert '    "avg_pool2d",\n        "correlation",\n        "elu_",\n' in pyi
-    hint = pyi[pyi.index('"correlation": ['):]
-    assert pyi.index('"one_hot": [') < pyi.index('"correlation": [') < pyi.index('"pad": [')
+    hint = pyi[pyi.index('"correlation": [') :]
+    assert (
+        pyi.index('"one_hot": [')
+        < pyi.index('"correlation": [')
+        < pyi.index('"pad": [')
+    )
     assert '"max_displacement: _int | _size",\n' in hint
     assert '"min_displacement: _int | _size | None = None",\n' in hint
     assert '"groups: int = 1",\n                        "scale: float = 1.0",\n' in hint
@@ -754,35 +804,65 @@ def test_other_edits(trees, capsys):
     pytorch, sources = trees
     assert run_main(capsys, pytorch, sources)[0] == 0
     autocast = read(pytorch, "aten/src/ATen/autocast_mode.h")
-    assert "  _(conv2d)                              \\\n  _(correlation)                         \\\n  _(conv3d)" in autocast
+    assert (
+        "  _(conv2d)                              \\\n  _(correlation)                         \\\n  _(conv3d)"
+        in autocast
+    )
     amp = read(pytorch, "docs/source/amp.md")
     assert amp.count("`conv2d`,\n`correlation`,\n") == 2  # CUDA and XPU, not CPU
     assert amp.rstrip().endswith("`conv1d`,\n`conv2d`")
     build = read(pytorch, "build_variables.bzl")
-    assert '"aten/src/ATen/native/cpu/GridSamplerKernel.cpp",\n    "aten/src/ATen/native/cpu/SpatialCorrelationKernel.cpp",\n' in build
-    assert '"aten/src/ATen/native/GridSampler.cpp",\n    "aten/src/ATen/native/SpatialCorrelation.cpp",\n' in build
-    assert ".cu" not in build and ".h\"" not in build and "functorch" not in build
+    assert (
+        '"aten/src/ATen/native/cpu/GridSamplerKernel.cpp",\n    "aten/src/ATen/native/cpu/SpatialCorrelationKernel.cpp",\n'
+        in build
+    )
+    assert (
+        '"aten/src/ATen/native/GridSampler.cpp",\n    "aten/src/ATen/native/SpatialCorrelation.cpp",\n'
+        in build
+    )
+    assert ".cu" not in build and '.h"' not in build and "functorch" not in build
     flop = read(pytorch, "torch/utils/flop_counter.py")
-    assert flop.index("def conv_backward_flop(") < flop.index("def correlation_flop(") < flop.index("def sdpa_flop_count(")
+    assert (
+        flop.index("def conv_backward_flop(")
+        < flop.index("def correlation_flop(")
+        < flop.index("def sdpa_flop_count(")
+    )
     assert (
         "    aten.convolution_backward: conv_backward_flop,\n    aten.correlation: correlation_flop,\n"
         "    aten.correlation_backward: correlation_backward_flop,\n" in flop
     )
     modules = read(pytorch, "torch/testing/_internal/common_modules.py")
-    assert modules.index("def module_inputs_torch_nn_FractionalMaxPool3d(") < modules.index(
-        "def module_inputs_torch_nn_Correlation(") < modules.index("def module_inputs_torch_nn_Sigmoid(")
-    assert modules.index("ModuleInfo(torch.nn.FractionalMaxPool3d,") < modules.index(
-        "ModuleInfo(torch.nn.Correlation,") < modules.index("ModuleInfo(torch.nn.L1Loss,")
+    assert (
+        modules.index("def module_inputs_torch_nn_FractionalMaxPool3d(")
+        < modules.index("def module_inputs_torch_nn_Correlation(")
+        < modules.index("def module_inputs_torch_nn_Sigmoid(")
+    )
+    assert (
+        modules.index("ModuleInfo(torch.nn.FractionalMaxPool3d,")
+        < modules.index("ModuleInfo(torch.nn.Correlation,")
+        < modules.index("ModuleInfo(torch.nn.L1Loss,")
+    )
     mps = read(pytorch, "torch/testing/_internal/common_mps.py")
-    assert '                torch.int16,\n            ],\n            "nn.functional.correlation": None,\n        }' in mps
-    for rel in ("torch/csrc/autograd/FunctionsManual.h", "torch/csrc/autograd/FunctionsManual.cpp"):
+    assert (
+        '                torch.int16,\n            ],\n            "nn.functional.correlation": None,\n        }'
+        in mps
+    )
+    for rel in (
+        "torch/csrc/autograd/FunctionsManual.h",
+        "torch/csrc/autograd/FunctionsManual.cpp",
+    ):
         text = read(pytorch, rel)
-        assert text.index("correlation_double_backward") < text.index("} // namespace torch::autograd")
+        assert text.index("correlation_double_backward") < text.index(
+            "} // namespace torch::autograd"
+        )
     docs = read(pytorch, "docs/source/nn.functional.md")
     assert "    affine_grid\n    correlation\n```" in docs
     docs = read(pytorch, "docs/source/nn.md")
     assert "    nn.UpsamplingBilinear2d\n    nn.Correlation\n```" in docs
-    assert ".. py:module:: torch.nn.modules.conv\n.. py:module:: torch.nn.modules.correlation\n" in docs
+    assert (
+        ".. py:module:: torch.nn.modules.conv\n.. py:module:: torch.nn.modules.correlation\n"
+        in docs
+    )
     expect = read(pytorch, "test/expect/HasDecompTest.test_has_decomposition.expect")
     assert (
         "aten::_upsample_bilinear2d_aa\naten::correlation_backward\n"
@@ -797,8 +877,10 @@ def test_rst_docs(trees, capsys):
     pytorch, sources = trees
     for rel in ("docs/source/nn.functional.md", "docs/source/nn.md"):
         (pytorch / rel).unlink()
-    write_tree(pytorch, {
-        "docs/source/nn.functional.rst": """
+    write_tree(
+        pytorch,
+        {
+            "docs/source/nn.functional.rst": """
             torch.nn.functional
             ===================
 
@@ -815,7 +897,7 @@ def test_rst_docs(trees, capsys):
             DataParallel functions (multi-GPU, distributed)
             -----------------------------------------------
             """,
-        "docs/source/nn.rst": """
+            "docs/source/nn.rst": """
             Vision Layers
             ----------------------------------
             .. autosummary::
@@ -832,45 +914,168 @@ def test_rst_docs(trees, capsys):
             .. py:module:: torch.nn.modules.conv
             .. py:module:: torch.nn.modules.distance
             """,
-    })
+        },
+    )
     assert run_main(capsys, pytorch, sources)[0] == 0
-    assert "    affine_grid\n    correlation\n\nDataParallel" in read(pytorch, "docs/source/nn.functional.rst")
+    assert "    affine_grid\n    correlation\n\nDataParallel" in read(
+        pytorch, "docs/source/nn.functional.rst"
+    )
     nn = read(pytorch, "docs/source/nn.rst")
     assert "    nn.UpsamplingBilinear2d\n    nn.Correlation\n\nShuffle Layers" in nn
-    assert ".. py:module:: torch.nn.modules.correlation\n.. py:module:: torch.nn.modules.distance" in nn
+    assert (
+        ".. py:module:: torch.nn.modules.correlation\n.. py:module:: torch.nn.modules.distance"
+        in nn
+    )
 
 
 MOVED_ON = [
-    ("aten/src/ATen/native/native_functions.yaml", "- func: grid_sampler_3d_backward(", "- func: grid_sampler_3d_bw(", "grid_sampler_3d_backward"),
-    ("tools/autograd/derivatives.yaml", "- name: grid_sampler_3d_backward(", "- name: gs3d_backward(", "grid_sampler_3d_backward"),
-    ("torch/nn/functional.py", "def grid_sample(", "def grid_sample_v2(", "def grid_sample"),
+    (
+        "aten/src/ATen/native/native_functions.yaml",
+        "- func: grid_sampler_3d_backward(",
+        "- func: grid_sampler_3d_bw(",
+        "grid_sampler_3d_backward",
+    ),
+    (
+        "tools/autograd/derivatives.yaml",
+        "- name: grid_sampler_3d_backward(",
+        "- name: gs3d_backward(",
+        "grid_sampler_3d_backward",
+    ),
+    (
+        "torch/nn/functional.py",
+        "def grid_sample(",
+        "def grid_sample_v2(",
+        "def grid_sample",
+    ),
     ("tools/pyi/gen_pyi.py", '"one_hot": [', '"one_hot_": [', "one_hot"),
     ("tools/pyi/gen_pyi.py", "c_nn_imports = [", "imports = [", "c_nn_imports"),
-    ("build_variables.bzl", '"aten/src/ATen/native/GridSampler.cpp",', '"aten/src/ATen/native/GridSampler2.cpp",', "aten/src/ATen/native/GridSampler.cpp"),
-    ("torch/utils/flop_counter.py", "def conv_backward_flop(", "def conv_bw_flop(", "conv_backward_flop"),
-    ("torch/utils/flop_counter.py", "    aten.convolution_backward: conv_backward_flop,\n", "", "aten.convolution_backward"),
-    ("torch/testing/_internal/common_modules.py", "ModuleInfo(torch.nn.FractionalMaxPool3d,", "ModuleInfo(torch.nn.FMP3d,", "torch.nn.FractionalMaxPool3d"),
-    ("torch/testing/_internal/common_mps.py", "UNIMPLEMENTED_XFAILLIST: dict", "UNIMPLEMENTED: dict", "UNIMPLEMENTED_XFAILLIST"),
-    ("docs/source/amp.md", "#### XPU Ops that can autocast to `float16`", "#### XPU Ops", "XPU Ops that can autocast"),
-    ("torch/overrides.py", "def get_testing_overrides():", "def testing_overrides():", "get_testing_overrides"),
-    ("torch/_decomp/decompositions.py", "def grid_sampler_2d(", "def gs2d(", "def grid_sampler_2d"),
-    ("torch/_decomp/__init__.py", "def _core_aten_decompositions_post_autograd", "def _core", "get_decompositions"),
-    ("torch/_inductor/decomposition.py", "decomps_to_exclude: list", "excluded: list", "decomps_to_exclude"),
-    ("torch/_inductor/lowering.py", "make_fallback(aten._cdist_backward)", "make_fallback(aten._cdist_bw)", "make_fallback(aten._cdist_backward)"),
-    ("torch/_dynamo/trace_rules.py", "torch_c_binding_in_graph_functions =", "other =", "torch_c_binding_in_graph_functions"),
+    (
+        "build_variables.bzl",
+        '"aten/src/ATen/native/GridSampler.cpp",',
+        '"aten/src/ATen/native/GridSampler2.cpp",',
+        "aten/src/ATen/native/GridSampler.cpp",
+    ),
+    (
+        "torch/utils/flop_counter.py",
+        "def conv_backward_flop(",
+        "def conv_bw_flop(",
+        "conv_backward_flop",
+    ),
+    (
+        "torch/utils/flop_counter.py",
+        "    aten.convolution_backward: conv_backward_flop,\n",
+        "",
+        "aten.convolution_backward",
+    ),
+    (
+        "torch/testing/_internal/common_modules.py",
+        "ModuleInfo(torch.nn.FractionalMaxPool3d,",
+        "ModuleInfo(torch.nn.FMP3d,",
+        "torch.nn.FractionalMaxPool3d",
+    ),
+    (
+        "torch/testing/_internal/common_mps.py",
+        "UNIMPLEMENTED_XFAILLIST: dict",
+        "UNIMPLEMENTED: dict",
+        "UNIMPLEMENTED_XFAILLIST",
+    ),
+    (
+        "docs/source/amp.md",
+        "#### XPU Ops that can autocast to `float16`",
+        "#### XPU Ops",
+        "XPU Ops that can autocast",
+    ),
+    (
+        "torch/overrides.py",
+        "def get_testing_overrides():",
+        "def testing_overrides():",
+        "get_testing_overrides",
+    ),
+    (
+        "torch/_decomp/decompositions.py",
+        "def grid_sampler_2d(",
+        "def gs2d(",
+        "def grid_sampler_2d",
+    ),
+    (
+        "torch/_decomp/__init__.py",
+        "def _core_aten_decompositions_post_autograd",
+        "def _core",
+        "get_decompositions",
+    ),
+    (
+        "torch/_inductor/decomposition.py",
+        "decomps_to_exclude: list",
+        "excluded: list",
+        "decomps_to_exclude",
+    ),
+    (
+        "torch/_inductor/lowering.py",
+        "make_fallback(aten._cdist_backward)",
+        "make_fallback(aten._cdist_bw)",
+        "make_fallback(aten._cdist_backward)",
+    ),
+    (
+        "torch/_dynamo/trace_rules.py",
+        "torch_c_binding_in_graph_functions =",
+        "other =",
+        "torch_c_binding_in_graph_functions",
+    ),
     ("torch/nn/modules/__init__.py", "__all__ = [", "names = [", "__all__"),
-    ("torch/nn/__init__.py", "from torch.nn.modules import *", "from torch.nn.modules import Module", "torch.nn.modules import *"),
-    ("torch/testing/_internal/common_methods_invocations.py", '"nn.functional.grid_sample"', '"nn.functional.grid_sample_v2"', "nn.functional.grid_sample"),
-    ("torch/testing/_internal/common_methods_invocations.py", "def sample_inputs_grid_sampler_3d(", "def sample_inputs_gs3d(", "sample_inputs_grid_sampler_3d"),
-    ("torch/csrc/autograd/FunctionsManual.cpp", "} // namespace torch::autograd::generated::details", "}", "namespace torch::autograd::generated::details"),
-    ("aten/src/ATen/autocast_mode.h", "  _(conv2d)                              \\\n", "", "_(conv2d)"),
-    ("test/expect/HasDecompTest.test_has_decomposition.expect", "aten::", "torch::", "aten::<op>"),
-    ("docs/source/nn.functional.md", "## Vision functions", "## Image functions", "Vision functions"),
-    ("docs/source/nn.md", ".. py:module:: torch.nn.modules.conv\n.. py:module:: torch.nn.modules.distance", "", "py:module:: torch.nn.modules"),
+    (
+        "torch/nn/__init__.py",
+        "from torch.nn.modules import *",
+        "from torch.nn.modules import Module",
+        "torch.nn.modules import *",
+    ),
+    (
+        "torch/testing/_internal/common_methods_invocations.py",
+        '"nn.functional.grid_sample"',
+        '"nn.functional.grid_sample_v2"',
+        "nn.functional.grid_sample",
+    ),
+    (
+        "torch/testing/_internal/common_methods_invocations.py",
+        "def sample_inputs_grid_sampler_3d(",
+        "def sample_inputs_gs3d(",
+        "sample_inputs_grid_sampler_3d",
+    ),
+    (
+        "torch/csrc/autograd/FunctionsManual.cpp",
+        "} // namespace torch::autograd::generated::details",
+        "}",
+        "namespace torch::autograd::generated::details",
+    ),
+    (
+        "aten/src/ATen/autocast_mode.h",
+        "  _(conv2d)                              \\\n",
+        "",
+        "_(conv2d)",
+    ),
+    (
+        "test/expect/HasDecompTest.test_has_decomposition.expect",
+        "aten::",
+        "torch::",
+        "aten::<op>",
+    ),
+    (
+        "docs/source/nn.functional.md",
+        "## Vision functions",
+        "## Image functions",
+        "Vision functions",
+    ),
+    (
+        "docs/source/nn.md",
+        ".. py:module:: torch.nn.modules.conv\n.. py:module:: torch.nn.modules.distance",
+        "",
+        "py:module:: torch.nn.modules",
+    ),
 ]
 
 
-@pytest.mark.parametrize("rel,old,new,anchor", MOVED_ON, ids=[f"{m[0]}:{m[3]}" for m in MOVED_ON])
+@pytest.mark.parametrize(
+    "rel,old,new,anchor", MOVED_ON, ids=[f"{m[0]}:{m[3]}" for m in MOVED_ON]
+)
 def test_moved_on_file_errors_and_writes_nothing(trees, capsys, rel, old, new, anchor):
     pytorch, sources = trees
     path = pytorch / rel
@@ -905,7 +1110,11 @@ def test_missing_sources_are_listed_together(trees, capsys):
     before = digest(pytorch)
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    for rel in ("torch_correlation/_flop_counter.py", "aten_native/cuda/SpatialCorrelation.cu", "aten_functorch/"):
+    for rel in (
+        "torch_correlation/_flop_counter.py",
+        "aten_native/cuda/SpatialCorrelation.cu",
+        "aten_functorch/",
+    ):
         assert rel in err
     assert digest(pytorch) == before
 
@@ -914,11 +1123,15 @@ def test_outdated_text_is_an_error(trees, capsys):
     pytorch, sources = trees
     assert run_main(capsys, pytorch, sources)[0] == 0
     functional = sources / "torch_correlation/functional.py"
-    functional.write_text(functional.read_text().replace("Cost volume.", "Cost volume!"))
+    functional.write_text(
+        functional.read_text().replace("Cost volume.", "Cost volume!")
+    )
     before = digest(pytorch)
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert "torch/nn/functional.py: already contains definitions named correlation" in err
+    assert (
+        "torch/nn/functional.py: already contains definitions named correlation" in err
+    )
     assert "git checkout -- torch/nn/functional.py" in err
     assert digest(pytorch) == before
 
@@ -926,10 +1139,17 @@ def test_outdated_text_is_an_error(trees, capsys):
 def test_unknown_name_in_block(trees, capsys):
     pytorch, sources = trees
     functional = sources / "torch_correlation/functional.py"
-    functional.write_text(functional.read_text().replace("torch._C._nn.correlation,", "_pair(torch._C._nn.correlation),"))
+    functional.write_text(
+        functional.read_text().replace(
+            "torch._C._nn.correlation,", "_pair(torch._C._nn.correlation),"
+        )
+    )
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert "torch/nn/functional.py: correlation uses names that module does not define: _pair" in err
+    assert (
+        "torch/nn/functional.py: correlation uses names that module does not define: _pair"
+        in err
+    )
 
 
 def test_preview_use_in_test_is_an_error(trees, capsys):
@@ -938,7 +1158,10 @@ def test_preview_use_in_test_is_an_error(trees, capsys):
     test.write_text(test.read_text().replace("  # [preview only]", ""))
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert "test/test_correlation.py: uses the preview package torch_correlation (line 8)" in err
+    assert (
+        "test/test_correlation.py: uses the preview package torch_correlation (line 8)"
+        in err
+    )
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="git not installed")
@@ -952,11 +1175,20 @@ def test_emit_patch_applies_with_git(trees, tmp_path, capsys):
     assert code == 0, err
     assert digest(pytorch) == before
     text = patch.read_text()
-    assert "diff --git a/torch/nn/modules/correlation.py b/torch/nn/modules/correlation.py\nnew file mode 100644\n--- /dev/null\n+++ b/torch/nn/modules/correlation.py\n" in text
+    assert (
+        "diff --git a/torch/nn/modules/correlation.py b/torch/nn/modules/correlation.py\nnew file mode 100644\n--- /dev/null\n+++ b/torch/nn/modules/correlation.py\n"
+        in text
+    )
     assert "--- a/torch/overrides.py\n+++ b/torch/overrides.py\n" in text
 
     env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(tmp_path))
-    check = subprocess.run(["git", "apply", "--check", str(patch)], cwd=pristine, env=env, capture_output=True, text=True)
+    check = subprocess.run(
+        ["git", "apply", "--check", str(patch)],
+        cwd=pristine,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert check.returncode == 0, check.stderr
     subprocess.run(["git", "apply", str(patch)], cwd=pristine, env=env, check=True)
     assert run_main(capsys, pytorch, sources)[0] == 0
@@ -965,12 +1197,21 @@ def test_emit_patch_applies_with_git(trees, tmp_path, capsys):
 
 def test_cli_exit_codes(trees):
     pytorch, sources = trees
-    cmd = [sys.executable, str(REPO / "tools/apply_patch.py"), str(pytorch), "--source-root", str(sources)]
+    cmd = [
+        sys.executable,
+        str(REPO / "tools/apply_patch.py"),
+        str(pytorch),
+        "--source-root",
+        str(sources),
+    ]
     assert subprocess.run(cmd + ["--check"], capture_output=True).returncode == 1
     assert subprocess.run(cmd, capture_output=True).returncode == 0
     assert subprocess.run(cmd + ["--check"], capture_output=True).returncode == 0
     broken = subprocess.run(cmd[:2] + [str(sources)], capture_output=True, text=True)
-    assert broken.returncode == 2 and "does not look like a PyTorch checkout" in broken.stderr
+    assert (
+        broken.returncode == 2
+        and "does not look like a PyTorch checkout" in broken.stderr
+    )
 
 
 def test_opinfo_samples_follow_the_contract(monkeypatch):
@@ -980,13 +1221,20 @@ def test_opinfo_samples_follow_the_contract(monkeypatch):
     import torch
 
     # OpInfo looks the function up by name; stock torch does not have it.
-    monkeypatch.setattr(torch.nn.functional, "correlation", lambda *a, **k: None, raising=False)
-    spec = importlib.util.spec_from_file_location("correlation_opinfo", REPO / "patch/opinfo.py")
+    monkeypatch.setattr(
+        torch.nn.functional, "correlation", lambda *a, **k: None, raising=False
+    )
+    spec = importlib.util.spec_from_file_location(
+        "correlation_opinfo", REPO / "patch/opinfo.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     (op,) = module.op_db
     assert op.name == "nn.functional.correlation"
-    pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)
+
+    def pair(v):
+        return (v, v) if isinstance(v, int) else tuple(v)
+
     samples = list(module.sample_inputs_correlation(op, "cpu", torch.float64, True))
     assert len(samples) >= 8
     for sample in samples:
@@ -997,14 +1245,31 @@ def test_opinfo_samples_follow_the_contract(monkeypatch):
         max_d, step = pair(max_d), pair(kw.get("displacement_stride", 1))
         if kw.get("min_displacement") is not None:
             assert all(lo <= hi for lo, hi in zip(pair(kw["min_displacement"]), max_d))
-        k, s, p, d = (pair(kw.get(n, dflt)) for n, dflt in (("kernel_size", 1), ("stride", 1), ("padding", 0), ("dilation", 1)))
+        k, s, p, d = (
+            pair(kw.get(n, dflt))
+            for n, dflt in (
+                ("kernel_size", 1),
+                ("stride", 1),
+                ("padding", 0),
+                ("dilation", 1),
+            )
+        )
         for axis, size in enumerate(x1.shape[-2:]):
-            assert (size + 2 * p[axis] - d[axis] * (k[axis] - 1) - 1) // s[axis] + 1 >= 1
+            assert (size + 2 * p[axis] - d[axis] * (k[axis] - 1) - 1) // s[
+                axis
+            ] + 1 >= 1
             assert max_d[axis] >= 0 and step[axis] >= 1
-    assert any(s.input.is_contiguous(memory_format=torch.channels_last) and s.input.dim() == 4 and not s.input.is_contiguous() for s in samples)
+    assert any(
+        s.input.is_contiguous(memory_format=torch.channels_last)
+        and s.input.dim() == 4
+        and not s.input.is_contiguous()
+        for s in samples
+    )
 
 
-@pytest.mark.parametrize("ours", ["aten_native/Correlation.cpp", "aten_native/SpatialCorrelation.cpp"])
+@pytest.mark.parametrize(
+    "ours", ["aten_native/Correlation.cpp", "aten_native/SpatialCorrelation.cpp"]
+)
 def test_added_file_never_replaces_a_different_file(trees, capsys, ours):
     """An upstream file of the same name (here Correlation.cpp: torch.cov/corrcoef) is never overwritten."""
     pytorch, sources = trees
@@ -1015,7 +1280,9 @@ def test_added_file_never_replaces_a_different_file(trees, capsys, ours):
     before = digest(pytorch)
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert f"aten/src/ATen/native/{Path(ours).name}: exists with different content" in err
+    assert (
+        f"aten/src/ATen/native/{Path(ours).name}: exists with different content" in err
+    )
     assert "Nothing was written." in err
     assert digest(pytorch) == before
 
@@ -1026,21 +1293,33 @@ def test_patch_only_adds_lines(trees, capsys, monkeypatch):
 
     def rewrite(tree):
         rel = placements.DST_MPS
-        tree.stage(rel, tree.read(rel).replace('"logspace": None', '"logspace": [torch.float16]'), "rewrite")
+        tree.stage(
+            rel,
+            tree.read(rel).replace('"logspace": None', '"logspace": [torch.float16]'),
+            "rewrite",
+        )
 
     monkeypatch.setattr(placements, "edit_mps_unsupported", rewrite)
     pytorch, sources = trees
     before = digest(pytorch)
     code, _, err = run_main(capsys, pytorch, sources)
     assert code == ap.EXIT_ERROR
-    assert "torch/testing/_internal/common_mps.py: the patch would remove or change upstream lines" in err
+    assert (
+        "torch/testing/_internal/common_mps.py: the patch would remove or change upstream lines"
+        in err
+    )
     assert "'            \"logspace\": None,'" in err
     assert digest(pytorch) == before
 
 
 @pytest.mark.parametrize(
     "old,new,removed",
-    [("a\nb\nc", "a\nx\nb\nc\ny", []), ("a\nb\nc", "a\nB\nc", ["b"]), ("a\nb", "b\na", ["b"]), ("a\n", "a\nb\n", [])],
+    [
+        ("a\nb\nc", "a\nx\nb\nc\ny", []),
+        ("a\nb\nc", "a\nB\nc", ["b"]),
+        ("a\nb", "b\na", ["b"]),
+        ("a\n", "a\nb\n", []),
+    ],
 )
 def test_removed_lines(old, new, removed):
     assert model.removed_lines(old, new) == removed
@@ -1051,9 +1330,19 @@ def test_new_file_check_flags_upstream_paths():
     import check_patch
 
     ok, detail = check_patch.step_new_files(
-        ["aten/src/ATen/native/Correlation.cpp", "torch/nn/modules/conv.py", "aten/src/ATen/native/SpatialCorrelation.cpp"]
+        [
+            "aten/src/ATen/native/Correlation.cpp",
+            "torch/nn/modules/conv.py",
+            "aten/src/ATen/native/SpatialCorrelation.cpp",
+        ]
     )
     assert not ok
-    assert "BAD aten/src/ATen/native/Correlation.cpp  (exists upstream: listed, compiled/wheel)" in detail
-    assert "BAD torch/nn/modules/conv.py  (exists upstream: listed, compiled/wheel)" in detail
+    assert (
+        "BAD aten/src/ATen/native/Correlation.cpp  (exists upstream: listed, compiled/wheel)"
+        in detail
+    )
+    assert (
+        "BAD torch/nn/modules/conv.py  (exists upstream: listed, compiled/wheel)"
+        in detail
+    )
     assert "new aten/src/ATen/native/SpatialCorrelation.cpp" in detail

@@ -58,11 +58,29 @@ def main(argv: list[str] | None = None) -> int:
         description="Apply the torch.nn.functional.correlation patch to a PyTorch checkout.",
         epilog="Exit status: 0 applied or nothing to do; 1 --check found pending edits; 2 error.",
     )
-    parser.add_argument("pytorch_root", type=Path, help="root of the PyTorch source checkout")
-    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if edits are pending")
-    parser.add_argument("--emit-patch", type=Path, metavar="FILE", help="write the change as a unified patch instead of applying it")
-    parser.add_argument("--source-root", type=Path, default=REPO, help="this repository (default: %(default)s)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors and the summary")
+    parser.add_argument(
+        "pytorch_root", type=Path, help="root of the PyTorch source checkout"
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing; exit 1 if edits are pending",
+    )
+    parser.add_argument(
+        "--emit-patch",
+        type=Path,
+        metavar="FILE",
+        help="write the change as a unified patch instead of applying it",
+    )
+    parser.add_argument(
+        "--source-root",
+        type=Path,
+        default=REPO,
+        help="this repository (default: %(default)s)",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print only errors and the summary"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -77,10 +95,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.emit_patch is not None:
         with open(args.emit_patch, "w", encoding="utf-8", newline="") as f:
             f.write("".join(unified_diff(rel, old, new) for rel, old, new in changes))
-        lines.append(f"apply_patch: wrote {len(changes)} file diffs to {args.emit_patch}")
+        lines.append(
+            f"apply_patch: wrote {len(changes)} file diffs to {args.emit_patch}"
+        )
     elif args.check:
         lines.append(
-            f"apply_patch: {len(changes)} files would change" if changes
+            f"apply_patch: {len(changes)} files would change"
+            if changes
             else "apply_patch: nothing to do (already applied)"
         )
     elif changes:
@@ -90,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
             print("\n".join(lines), file=sys.stderr)
             print(f"apply_patch: error: {e}", file=sys.stderr)
             return EXIT_ERROR
-        lines.append(f"apply_patch: changed {len(changes)} files under {args.pytorch_root}")
+        lines.append(
+            f"apply_patch: changed {len(changes)} files under {args.pytorch_root}"
+        )
     else:
         lines.append("apply_patch: nothing to do (already applied)")
     print("\n".join(lines))

@@ -67,7 +67,7 @@ def package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit(f"check_patch: the '{name}' package is not installed")
-    return Path(list(spec.submodule_search_locations)[0])
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 # Files copied from the wheel: (path in the wheel's site-packages, path in the fake root).
@@ -77,7 +77,10 @@ WHEEL_FILES = [
     ("torch/nn/modules/__init__.py", "torch/nn/modules/__init__.py"),
     ("torch/overrides.py", "torch/overrides.py"),
     ("torch/utils/flop_counter.py", "torch/utils/flop_counter.py"),
-    ("torch/testing/_internal/common_modules.py", "torch/testing/_internal/common_modules.py"),
+    (
+        "torch/testing/_internal/common_modules.py",
+        "torch/testing/_internal/common_modules.py",
+    ),
     ("torch/testing/_internal/common_mps.py", "torch/testing/_internal/common_mps.py"),
     ("torch/include/ATen/autocast_mode.h", "aten/src/ATen/autocast_mode.h"),
     ("torch/_decomp/__init__.py", "torch/_decomp/__init__.py"),
@@ -89,8 +92,14 @@ WHEEL_FILES = [
         "torch/testing/_internal/common_methods_invocations.py",
         "torch/testing/_internal/common_methods_invocations.py",
     ),
-    ("torch/include/torch/csrc/autograd/FunctionsManual.h", "torch/csrc/autograd/FunctionsManual.h"),
-    ("torchgen/packaged/ATen/native/native_functions.yaml", "aten/src/ATen/native/native_functions.yaml"),
+    (
+        "torch/include/torch/csrc/autograd/FunctionsManual.h",
+        "torch/csrc/autograd/FunctionsManual.h",
+    ),
+    (
+        "torchgen/packaged/ATen/native/native_functions.yaml",
+        "aten/src/ATen/native/native_functions.yaml",
+    ),
     ("torchgen/packaged/ATen/native/tags.yaml", "aten/src/ATen/native/tags.yaml"),
     ("torchgen/packaged/ATen/templates", "aten/src/ATen/templates"),
     ("torchgen/packaged/autograd/derivatives.yaml", "tools/autograd/derivatives.yaml"),
@@ -137,7 +146,10 @@ class Results:
         status = "SKIP" if ok is None else ("PASS" if ok else "FAIL")
         self.rows.append((status, name, seconds, detail))
         timing = f" ({seconds:.1f} s)" if seconds else ""
-        print(f"[{status}] {name}{timing}" + (f"\n{indent(detail)}" if detail else ""), flush=True)
+        print(
+            f"[{status}] {name}{timing}" + (f"\n{indent(detail)}" if detail else ""),
+            flush=True,
+        )
 
     @property
     def failed(self) -> bool:
@@ -152,16 +164,29 @@ def tree_digest(root: Path) -> dict[str, str]:
     out = {}
     for path in sorted(root.rglob("*")):
         if path.is_file() and "__pycache__" not in path.parts:
-            out[path.relative_to(root).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
+            out[path.relative_to(root).as_posix()] = hashlib.sha256(
+                path.read_bytes()
+            ).hexdigest()
     return out
 
 
-def run(cmd: list[str], cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def run(
+    cmd: list[str], cwd: Path | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
 
 
 def apply(root: Path, source_root: Path, *extra: str) -> subprocess.CompletedProcess:
-    return run([sys.executable, str(APPLY), str(root), "--source-root", str(source_root), *extra])
+    return run(
+        [
+            sys.executable,
+            str(APPLY),
+            str(root),
+            "--source-root",
+            str(source_root),
+            *extra,
+        ]
+    )
 
 
 def output_of(proc: subprocess.CompletedProcess, limit: int = 4000) -> str:
@@ -187,11 +212,15 @@ def build_fake_root(root: Path) -> str:
             shutil.copyfile(src, dst)
         lines.append(f"wheel    {there}  <- {here}")
     (root / "aten/src/ATen/functorch").mkdir(parents=True)
-    for path in sorted(p for p in STUBS.rglob("*") if p.is_file() and PLACEHOLDERS not in p.parents):
+    for path in sorted(
+        p for p in STUBS.rglob("*") if p.is_file() and PLACEHOLDERS not in p.parents
+    ):
         rel = path.relative_to(STUBS).as_posix()
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, root / rel)
-        lines.append(f"STUB     {rel}  (not in the wheel; tools/check_patch_stubs/{rel})")
+        lines.append(
+            f"STUB     {rel}  (not in the wheel; tools/check_patch_stubs/{rel})"
+        )
     return "\n".join(lines)
 
 
@@ -228,7 +257,9 @@ def step_moved_on(pristine: Path, work: Path, source_root: Path) -> tuple[bool, 
         text = path.read_text(encoding="utf-8")
         broken, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
         if not count:
-            notes.append(f"{rel}: could not break the anchor (pattern {pattern!r} not found)")
+            notes.append(
+                f"{rel}: could not break the anchor (pattern {pattern!r} not found)"
+            )
             ok = False
             continue
         path.write_text(broken, encoding="utf-8")
@@ -236,7 +267,12 @@ def step_moved_on(pristine: Path, work: Path, source_root: Path) -> tuple[bool, 
         proc = apply(case, source_root)
         after = tree_digest(case)
         error = proc.stderr.strip().split("\n")[0] if proc.stderr.strip() else ""
-        good = proc.returncode == ap.EXIT_ERROR and rel in error and expected in error and before == after
+        good = (
+            proc.returncode == ap.EXIT_ERROR
+            and rel in error
+            and expected in error
+            and before == after
+        )
         ok &= good
         notes.append(
             f"{'ok ' if good else 'BAD'} {rel}: exit {proc.returncode}, tree "
@@ -246,8 +282,16 @@ def step_moved_on(pristine: Path, work: Path, source_root: Path) -> tuple[bool, 
     return ok, "\n".join(notes)
 
 
-SOURCE_ENTRIES = ("aten_native", "aten_functorch", "native_functions_patch.yaml", "derivatives_patch.yaml",
-                  "torch_correlation", "csrc", "patch", "test")
+SOURCE_ENTRIES = (
+    "aten_native",
+    "aten_functorch",
+    "native_functions_patch.yaml",
+    "derivatives_patch.yaml",
+    "torch_correlation",
+    "csrc",
+    "patch",
+    "test",
+)
 
 
 def source_tree(source_root: Path, work: Path) -> tuple[Path, str]:
@@ -265,7 +309,9 @@ def source_tree(source_root: Path, work: Path) -> tuple[Path, str]:
     for path in sorted(p for p in PLACEHOLDERS.rglob("*") if p.is_file()):
         rel = path.relative_to(PLACEHOLDERS)
         real_dir = (source_root / rel).parent
-        if not (source_root / rel).exists() and not (rel.parts[0] == "aten_functorch" and real_dir.is_dir()):
+        if not (source_root / rel).exists() and not (
+            rel.parts[0] == "aten_functorch" and real_dir.is_dir()
+        ):
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, out / rel)
             notes.append(f"PLACEHOLDER {rel}  (missing from {source_root})")
@@ -274,8 +320,10 @@ def source_tree(source_root: Path, work: Path) -> tuple[Path, str]:
 
 UPSTREAM_PATHS = REPO / "tools" / "upstream_paths.txt"
 # Each starts with a literal, which re scans for quickly (0.8 s for libtorch_cpu.so).
-LIBRARY_PATHS = [re.compile(re.escape(prefix) + rb"[A-Za-z0-9_/.+-]+\.(?:cpp|cu|h|cuh)")
-                 for prefix in (b"aten/src/ATen/", b"torch/csrc/")]
+LIBRARY_PATHS = [
+    re.compile(re.escape(prefix) + rb"[A-Za-z0-9_/.+-]+\.(?:cpp|cu|h|cuh)")
+    for prefix in (b"aten/src/ATen/", b"torch/csrc/")
+]
 # Must be found by both sources, or the check itself is broken.
 KNOWN_UPSTREAM = "aten/src/ATen/native/Correlation.cpp"
 
@@ -284,15 +332,21 @@ def upstream_files() -> tuple[set[str], set[str], list[str]]:
     """Paths upstream is known to have: the committed list, the source paths
     compiled into the installed libtorch libraries, and the wheel's files."""
     listed = {
-        line.strip() for line in UPSTREAM_PATHS.read_text(encoding="utf-8").split("\n")
+        line.strip()
+        for line in UPSTREAM_PATHS.read_text(encoding="utf-8").split("\n")
         if line.strip() and not line.startswith("#")
     }
     site = package_dir("torch").parent
     compiled: set[str] = set()
-    libraries = [site / "torch/lib" / name for name in ("libtorch_cpu.so", "libtorch_cuda.so")]
+    libraries = [
+        site / "torch/lib" / name for name in ("libtorch_cpu.so", "libtorch_cuda.so")
+    ]
     libraries = [lib for lib in libraries if lib.is_file()]
     for lib in libraries:
-        with open(lib, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        with (
+            open(lib, "rb") as f,
+            mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data,
+        ):
             for pattern in LIBRARY_PATHS:
                 compiled |= {m.group().decode() for m in pattern.finditer(data)}
     wheel = {p.relative_to(site).as_posix() for p in (site / "torch").rglob("*.py")}
@@ -301,15 +355,26 @@ def upstream_files() -> tuple[set[str], set[str], list[str]]:
 
 def step_new_files(added: list[str]) -> tuple[bool, str]:
     listed, compiled, libraries = upstream_files()
-    lines = [f"{len(added)} added files; upstream: {len(listed)} listed paths (tools/upstream_paths.txt), "
-             f"{len(compiled)} paths from {', '.join(libraries)} and the wheel's torch/**/*.py"]
+    lines = [
+        f"{len(added)} added files; upstream: {len(listed)} listed paths (tools/upstream_paths.txt), "
+        f"{len(compiled)} paths from {', '.join(libraries)} and the wheel's torch/**/*.py"
+    ]
     ok = KNOWN_UPSTREAM in listed and KNOWN_UPSTREAM in compiled
     if not ok:
-        lines.append(f"BAD: {KNOWN_UPSTREAM} (upstream's torch.cov/corrcoef) not found: the check is broken")
+        lines.append(
+            f"BAD: {KNOWN_UPSTREAM} (upstream's torch.cov/corrcoef) not found: the check is broken"
+        )
     for rel in added:
-        clash = [name for name, paths in (("listed", listed), ("compiled/wheel", compiled)) if rel in paths]
+        clash = [
+            name
+            for name, paths in (("listed", listed), ("compiled/wheel", compiled))
+            if rel in paths
+        ]
         ok &= not clash
-        lines.append(f"{'BAD' if clash else 'new'} {rel}" + (f"  (exists upstream: {', '.join(clash)})" if clash else ""))
+        lines.append(
+            f"{'BAD' if clash else 'new'} {rel}"
+            + (f"  (exists upstream: {', '.join(clash)})" if clash else "")
+        )
     return ok, "\n".join(lines)
 
 
@@ -318,24 +383,39 @@ def schemas(root: Path, source_root: Path, work: Path) -> list[str]:
     from torchgen.gen import parse_native_yaml
 
     body, names = sources.yaml_entries(
-        (source_root / sources.SRC_NATIVE_YAML).read_text(encoding="utf-8"), sources.SRC_NATIVE_YAML, "func"
+        (source_root / sources.SRC_NATIVE_YAML).read_text(encoding="utf-8"),
+        sources.SRC_NATIVE_YAML,
+        "func",
     )
     path = work / "ours.yaml"
     path.write_text(body + "\n", encoding="utf-8")
-    parsed = parse_native_yaml(str(path), str(root / "aten/src/ATen/native/tags.yaml"), skip_native_fns_gen=False)
+    parsed = parse_native_yaml(
+        str(path),
+        str(root / "aten/src/ATen/native/tags.yaml"),
+        skip_native_fns_gen=False,
+    )
     return [str(f.func) for f in parsed.native_functions]
 
 
 def step_aten_codegen(root: Path, out: Path) -> subprocess.Popen:
     cmd = [
-        sys.executable, "-m", "torchgen.gen",
-        "--source-path", str(root / "aten/src/ATen"),
-        "--install_dir", str(out / "aten"),
-        "--aoti-install-dir", str(out / "aoti"),
+        sys.executable,
+        "-m",
+        "torchgen.gen",
+        "--source-path",
+        str(root / "aten/src/ATen"),
+        "--install_dir",
+        str(out / "aten"),
+        "--aoti-install-dir",
+        str(out / "aoti"),
         "--per-operator-headers",
-        "--generate", "headers", "sources",
+        "--generate",
+        "headers",
+        "sources",
     ]
-    return subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 AUTOGRAD_SCRIPT = """
@@ -351,17 +431,25 @@ gen_autograd_python(native, tags, out, autograd)
 def step_autograd_codegen(root: Path, out: Path) -> subprocess.Popen:
     (out / "autograd").mkdir(parents=True, exist_ok=True)
     cmd = [
-        sys.executable, "-c", AUTOGRAD_SCRIPT,
+        sys.executable,
+        "-c",
+        AUTOGRAD_SCRIPT,
         str(root / "aten/src/ATen/native/native_functions.yaml"),
         str(root / "aten/src/ATen/native/tags.yaml"),
         str(out / "autograd"),
         str(root / "tools/autograd"),
     ]
-    return subprocess.Popen(cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        cmd, cwd=out, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def grep(paths: list[Path], needle: str) -> bool:
-    return any(needle in p.read_text(encoding="utf-8", errors="replace") for p in paths if p.is_file())
+    return any(
+        needle in p.read_text(encoding="utf-8", errors="replace")
+        for p in paths
+        if p.is_file()
+    )
 
 
 def check_aten_outputs(out: Path, ops: list[str]) -> list[str]:
@@ -378,10 +466,14 @@ def check_aten_outputs(out: Path, ops: list[str]) -> list[str]:
         if "." in op:  # autogenerated out= overload
             files = sorted(aten.glob("RegisterCompositeExplicitAutograd_*.cpp"))
             if not grep(files, f'm.impl("{op}",'):
-                problems.append(f"RegisterCompositeExplicitAutograd_*.cpp does not register {op}")
+                problems.append(
+                    f"RegisterCompositeExplicitAutograd_*.cpp does not register {op}"
+                )
             continue
         for backend in ("CPU", "CUDA"):
-            if not grep(sorted(aten.glob(f"Register{backend}_*.cpp")), f'm.impl("{op}",'):
+            if not grep(
+                sorted(aten.glob(f"Register{backend}_*.cpp")), f'm.impl("{op}",'
+            ):
                 problems.append(f"Register{backend}_*.cpp does not register {op}")
     return problems
 
@@ -397,7 +489,9 @@ def check_autograd_outputs(out: Path, root: Path, source_root: Path) -> list[str
         problems.append("VariableType_*.cpp does not use CorrelationBackward0")
     nn = autograd / "python_nn_functions.cpp"
     if not grep([nn], '{"correlation"'):
-        problems.append('python_nn_functions.cpp does not bind torch._C._nn.correlation')
+        problems.append(
+            "python_nn_functions.cpp does not bind torch._C._nn.correlation"
+        )
     # Every helper the formulas call must be declared in FunctionsManual.h.
     body, _ = sources.yaml_entries(
         (source_root / sources.SRC_DERIVATIVES_YAML).read_text(encoding="utf-8"),
@@ -405,15 +499,23 @@ def check_autograd_outputs(out: Path, root: Path, source_root: Path) -> list[str
         "name",
     )
     formulas = "\n".join(
-        line.split(":", 1)[1] for line in body.split("\n") if line.startswith("  ") and ":" in line
+        line.split(":", 1)[1]
+        for line in body.split("\n")
+        if line.startswith("  ") and ":" in line
     )
-    native = (root / "aten/src/ATen/native/native_functions.yaml").read_text(encoding="utf-8")
+    native = (root / "aten/src/ATen/native/native_functions.yaml").read_text(
+        encoding="utf-8"
+    )
     aten_ops = set(re.findall(r"^- func: (\w+)", native, re.MULTILINE))
-    manual = (root / "torch/csrc/autograd/FunctionsManual.h").read_text(encoding="utf-8")
+    manual = (root / "torch/csrc/autograd/FunctionsManual.h").read_text(
+        encoding="utf-8"
+    )
     called = set(re.findall(r"(?<![\w.:>])([A-Za-z_]\w*)\s*\(", formulas))
     for name in sorted(called - aten_ops - {"std", "at", "c10"}):
         if not re.search(rf"\b{re.escape(name)}\s*\(", manual):
-            problems.append(f"derivatives call '{name}', declared neither as an ATen op nor in FunctionsManual.h")
+            problems.append(
+                f"derivatives call '{name}', declared neither as an ATen op nor in FunctionsManual.h"
+            )
     return problems
 
 
@@ -421,7 +523,9 @@ def build_overlay(overlay: Path, root: Path) -> None:
     """A ``torch`` package of symlinks to the installed one, with the patched files real."""
     site = package_dir("torch").parent
     patched = {Path(rel) for rel in OVERLAY_FILES}
-    real_dirs = {parent for rel in patched for parent in rel.parents if parent != Path(".")}
+    real_dirs = {
+        parent for rel in patched for parent in rel.parents if parent != Path(".")
+    }
     patched_modules = {(rel.parent, rel.stem) for rel in patched}
 
     def fill(rel_dir: Path) -> None:
@@ -446,16 +550,22 @@ def build_overlay(overlay: Path, root: Path) -> None:
 CHILD = REPO / "tools" / "check_patch_child.py"
 
 
-def step_imports(root: Path, work: Path, schemas_list: list[str]) -> tuple[list[tuple[str, bool, str]], str]:
+def step_imports(
+    root: Path, work: Path, schemas_list: list[str]
+) -> tuple[list[tuple[str, bool, str]], str]:
     overlay = work / "overlay"
     build_overlay(overlay, root)
     env = dict(os.environ)
     env["PYTHONPATH"] = str(overlay)
     env["PYTHONDONTWRITEBYTECODE"] = "1"
-    proc = run([sys.executable, str(CHILD), str(overlay), json.dumps(schemas_list)], cwd=work, env=env)
+    proc = run(
+        [sys.executable, str(CHILD), str(overlay), json.dumps(schemas_list)],
+        cwd=work,
+        env=env,
+    )
     for line in proc.stdout.split("\n"):
         if line.startswith("CHILD-RESULTS "):
-            return [tuple(r) for r in json.loads(line[len("CHILD-RESULTS "):])], ""
+            return [tuple(r) for r in json.loads(line[len("CHILD-RESULTS ") :])], ""
     return [], output_of(proc)
 
 
@@ -466,9 +576,22 @@ def step_imports(root: Path, work: Path, schemas_list: list[str]) -> tuple[list[
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--source-root", type=Path, default=REPO, help="this repository (default: %(default)s)")
-    parser.add_argument("--keep", type=Path, metavar="DIR", help="work in DIR (created) and keep it")
-    parser.add_argument("-j", "--jobs", type=int, default=2, help="run the two codegens in parallel (default 2)")
+    parser.add_argument(
+        "--source-root",
+        type=Path,
+        default=REPO,
+        help="this repository (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep", type=Path, metavar="DIR", help="work in DIR (created) and keep it"
+    )
+    parser.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=2,
+        help="run the two codegens in parallel (default 2)",
+    )
     args = parser.parse_args(argv)
     source_root = args.source_root.resolve()
 
@@ -489,12 +612,19 @@ def main(argv: list[str] | None = None) -> int:
         provenance += ("\n" + placeholders) if placeholders else ""
         shutil.copytree(root, pristine)
         out.mkdir()
-        results.add("fake PyTorch root from the installed wheel", True, time.monotonic() - t, provenance)
+        results.add(
+            "fake PyTorch root from the installed wheel",
+            True,
+            time.monotonic() - t,
+            provenance,
+        )
 
         t = time.monotonic()
         proc = apply(root, source_root)
         applied = proc.returncode == 0
-        results.add("apply_patch.py applies", applied, time.monotonic() - t, output_of(proc))
+        results.add(
+            "apply_patch.py applies", applied, time.monotonic() - t, output_of(proc)
+        )
         if not applied:
             return finish(results, started, work, args.keep)
         applied_digest = tree_digest(root)
@@ -502,7 +632,12 @@ def main(argv: list[str] | None = None) -> int:
         t = time.monotonic()
         pristine_files = tree_digest(pristine)
         ok, detail = step_new_files(sorted(set(applied_digest) - set(pristine_files)))
-        results.add("files the patch adds do not exist upstream", ok, time.monotonic() - t, detail)
+        results.add(
+            "files the patch adds do not exist upstream",
+            ok,
+            time.monotonic() - t,
+            detail,
+        )
 
         t = time.monotonic()
         proc = apply(root, source_root)
@@ -515,8 +650,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         t = time.monotonic()
         proc = apply(root, source_root, "--check")
-        results.add("--check reports nothing pending", proc.returncode == 0, time.monotonic() - t,
-                    "" if proc.returncode == 0 else output_of(proc))
+        results.add(
+            "--check reports nothing pending",
+            proc.returncode == 0,
+            time.monotonic() - t,
+            "" if proc.returncode == 0 else output_of(proc),
+        )
 
         t = time.monotonic()
         patch = work / "correlation.patch"
@@ -525,35 +664,64 @@ def main(argv: list[str] | None = None) -> int:
         untouched = tree_digest(pristine) == before
         git = shutil.which("git")
         if proc.returncode != 0 or not untouched:
-            results.add("--emit-patch + git apply reproduces the tree", False, time.monotonic() - t,
-                        ("--emit-patch touched the tree\n" if not untouched else "") + output_of(proc))
+            results.add(
+                "--emit-patch + git apply reproduces the tree",
+                False,
+                time.monotonic() - t,
+                ("--emit-patch touched the tree\n" if not untouched else "")
+                + output_of(proc),
+            )
         elif git is None:
-            results.add("--emit-patch + git apply reproduces the tree", None, time.monotonic() - t, "git not found")
+            results.add(
+                "--emit-patch + git apply reproduces the tree",
+                None,
+                time.monotonic() - t,
+                "git not found",
+            )
         else:
             copy = work / "roundtrip"
             shutil.copytree(pristine, copy)
-            env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(work))  # never an enclosing repository
-            git_proc = run([git, "apply", "--whitespace=nowarn", str(patch)], cwd=copy, env=env)
+            env = dict(
+                os.environ, GIT_CEILING_DIRECTORIES=str(work)
+            )  # never an enclosing repository
+            git_proc = run(
+                [git, "apply", "--whitespace=nowarn", str(patch)], cwd=copy, env=env
+            )
             equal = git_proc.returncode == 0 and tree_digest(copy) == applied_digest
-            results.add("--emit-patch + git apply reproduces the tree", equal, time.monotonic() - t,
-                        f"{patch.stat().st_size} bytes, {patch.read_text().count('diff --git')} files"
-                        + ("" if equal else "\n" + output_of(git_proc)))
+            results.add(
+                "--emit-patch + git apply reproduces the tree",
+                equal,
+                time.monotonic() - t,
+                f"{patch.stat().st_size} bytes, {patch.read_text().count('diff --git')} files"
+                + ("" if equal else "\n" + output_of(git_proc)),
+            )
             shutil.rmtree(copy)
 
         t = time.monotonic()
         ok, detail = step_moved_on(pristine, work, source_root)
-        results.add("moved-on files: clear error naming file and anchor, nothing written", ok,
-                    time.monotonic() - t, detail)
+        results.add(
+            "moved-on files: clear error naming file and anchor, nothing written",
+            ok,
+            time.monotonic() - t,
+            detail,
+        )
 
         t = time.monotonic()
         try:
             ops = schemas(root, source_root, work)
         except Exception as e:  # torchgen rejects our entries
-            results.add("torchgen parses our native_functions entries", False, time.monotonic() - t, repr(e))
+            results.add(
+                "torchgen parses our native_functions entries",
+                False,
+                time.monotonic() - t,
+                repr(e),
+            )
             return finish(results, started, work, args.keep)
         op_names = [s.split("(")[0] for s in ops]
         aten_name = "ATen codegen (torchgen.gen, full patched native_functions.yaml)"
-        autograd_name = "autograd codegen (gen_autograd + gen_autograd_python, full patched yamls)"
+        autograd_name = (
+            "autograd codegen (gen_autograd + gen_autograd_python, full patched yamls)"
+        )
         outputs = {}
         aten_proc = step_aten_codegen(root, out)
         if args.jobs < 2:
@@ -563,21 +731,37 @@ def main(argv: list[str] | None = None) -> int:
             if name not in outputs:
                 outputs[name] = proc.communicate()[0]
         elapsed = time.monotonic() - t
-        parallel = " [both codegens, in parallel]" if args.jobs >= 2 else " [both codegens]"
+        parallel = (
+            " [both codegens, in parallel]" if args.jobs >= 2 else " [both codegens]"
+        )
         aten_ok = aten_proc.returncode == 0
         problems = check_aten_outputs(out, op_names) if aten_ok else []
-        results.add(aten_name + parallel, aten_ok and not problems, elapsed,
-                    ("ops: " + ", ".join(op_names) + "\n" if aten_ok else "")
-                    + "\n".join(problems) + ("" if aten_ok else outputs[aten_name][-4000:]))
+        results.add(
+            aten_name + parallel,
+            aten_ok and not problems,
+            elapsed,
+            ("ops: " + ", ".join(op_names) + "\n" if aten_ok else "")
+            + "\n".join(problems)
+            + ("" if aten_ok else outputs[aten_name][-4000:]),
+        )
         autograd_ok = autograd_proc.returncode == 0
         problems = check_autograd_outputs(out, root, source_root) if autograd_ok else []
-        results.add(autograd_name, autograd_ok and not problems, 0.0,
-                    "\n".join(problems) + ("" if autograd_ok else outputs[autograd_name][-4000:]))
+        results.add(
+            autograd_name,
+            autograd_ok and not problems,
+            0.0,
+            "\n".join(problems)
+            + ("" if autograd_ok else outputs[autograd_name][-4000:]),
+        )
 
         t = time.monotonic()
         child, failure = step_imports(root, work, ops)
-        results.add("import the patched Python modules (child interpreter, overlay torch)",
-                    not failure, time.monotonic() - t, failure)
+        results.add(
+            "import the patched Python modules (child interpreter, overlay torch)",
+            not failure,
+            time.monotonic() - t,
+            failure,
+        )
         for name, ok, detail in child:
             results.add(f"  {name}", ok, 0.0, "" if ok else detail)
         return finish(results, started, work, args.keep)
@@ -588,7 +772,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def finish(results: Results, started: float, work: Path, keep: Path | None) -> int:
     total = time.monotonic() - started
-    counts = {s: sum(1 for r in results.rows if r[0] == s) for s in ("PASS", "FAIL", "SKIP")}
+    counts = {
+        s: sum(1 for r in results.rows if r[0] == s) for s in ("PASS", "FAIL", "SKIP")
+    }
     print("\n==== check_patch summary ====")
     for status, name, seconds, _ in results.rows:
         print(f"  {status}  {name}" + (f"  ({seconds:.1f} s)" if seconds else ""))

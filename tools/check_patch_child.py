@@ -21,8 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "test"))
 
 OVERLAY, SCHEMAS = sys.argv[1], json.loads(sys.argv[2])
 NEEDS_OPS = {
-    "torch.nn.functional", "torch._decomp", "torch._decomp.decompositions",
-    "torch._inductor.decomposition", "torch._inductor.lowering", "torch.utils.flop_counter",
+    "torch.nn.functional",
+    "torch._decomp",
+    "torch._decomp.decompositions",
+    "torch._inductor.decomposition",
+    "torch._inductor.lowering",
+    "torch.utils.flop_counter",
 }
 LIBS = []
 results = []
@@ -83,34 +87,66 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import get_overridable_functions, get_testing_overrides
 
-record("import torch from the overlay", torch.__file__.startswith(OVERLAY), torch.__file__)
-record("schemas and binding installed before the patched modules ran", LIBS, f"{len(SCHEMAS)} schemas")
+record(
+    "import torch from the overlay", torch.__file__.startswith(OVERLAY), torch.__file__
+)
+record(
+    "schemas and binding installed before the patched modules ran",
+    LIBS,
+    f"{len(SCHEMAS)} schemas",
+)
 # The block of torch_correlation/functional.py documents the torch._C._nn
 # binding with _add_docstr (an older layout defined a Python function).
 binding = getattr(F, "correlation", None)
-record("F.correlation comes from the patched torch/nn/functional.py, documented",
-       binding is not None and "cost volume" in (binding.__doc__ or "")
-       and (binding is correlation_binding or inspect.getsourcefile(binding).startswith(OVERLAY)),
-       "the torch._C._nn binding" if binding is correlation_binding else "a Python function")
+record(
+    "F.correlation comes from the patched torch/nn/functional.py, documented",
+    binding is not None
+    and "cost volume" in (binding.__doc__ or "")
+    and (
+        binding is correlation_binding
+        or inspect.getsourcefile(binding).startswith(OVERLAY)
+    ),
+    "the torch._C._nn binding"
+    if binding is correlation_binding
+    else "a Python function",
+)
 
 # test_overrides: every overridable function has a testing override ...
 testing = get_testing_overrides()
-untested = sorted(f"{ns.__name__}.{f.__name__}" for ns, funcs in get_overridable_functions().items()
-                  for f in funcs if f not in testing and f.__name__ not in {"sample_functional", "autocast"})
-record("test_overrides coverage: every overridable function has an override", not untested, ", ".join(untested))
+untested = sorted(
+    f"{ns.__name__}.{f.__name__}"
+    for ns, funcs in get_overridable_functions().items()
+    for f in funcs
+    if f not in testing and f.__name__ not in {"sample_functional", "autocast"}
+)
+record(
+    "test_overrides coverage: every overridable function has an override",
+    not untested,
+    ", ".join(untested),
+)
 # ... and the lambda takes the schema's arguments (positional, then keyword-only)
 schema = next(s for s in SCHEMAS if s.startswith("correlation("))
-params = [p.strip().split(" ")[-1].split("=")[0] for p in schema[len("correlation("):schema.index(") ->")].split(",")]
+params = [
+    p.strip().split(" ")[-1].split("=")[0]
+    for p in schema[len("correlation(") : schema.index(") ->")].split(",")
+]
 override = testing.get(F.correlation)
 spec = inspect.getfullargspec(override) if override else None
 got = (spec.args + ["*"] + spec.kwonlyargs) if spec else None
-record("get_testing_overrides() entry of F.correlation takes the schema's arguments", got == params,
-       f"{got} vs {params}")
+record(
+    "get_testing_overrides() entry of F.correlation takes the schema's arguments",
+    got == params,
+    f"{got} vs {params}",
+)
 
 from torch.nn.modules.correlation import Correlation
 
-record("torch.nn.Correlation exported", getattr(torch.nn, "Correlation", None) is Correlation
-       and "Correlation" in torch.nn.modules.__all__ and issubclass(Correlation, torch.nn.Module))
+record(
+    "torch.nn.Correlation exported",
+    getattr(torch.nn, "Correlation", None) is Correlation
+    and "Correlation" in torch.nn.modules.__all__
+    and issubclass(Correlation, torch.nn.Module),
+)
 
 # The decomposition against the test suite's independent reference.
 import torch._decomp
@@ -122,46 +158,88 @@ record("decomposition registered for aten.correlation.default", decomp is not No
 if decomp is not None:
     bad = []
     gen = torch.Generator().manual_seed(0)
-    pair = lambda v: [v, v] if isinstance(v, int) else list(v)
-    for shape, md, kw in [((1, 4, 5, 6), 1, {}),
-                          ((4, 5, 4), (2, 1), dict(displacement_stride=(2, 1), groups=2, scale=0.5)),
-                          ((1, 2, 6, 5), (0, 0), dict(min_displacement=(-1, -2), kernel_size=(3, 2),
-                                                      stride=2, padding=1, dilation=(1, 2)))]:
+
+    def pair(v):
+        return [v, v] if isinstance(v, int) else list(v)
+
+    for shape, md, kw in [
+        ((1, 4, 5, 6), 1, {}),
+        ((4, 5, 4), (2, 1), dict(displacement_stride=(2, 1), groups=2, scale=0.5)),
+        (
+            (1, 2, 6, 5),
+            (0, 0),
+            dict(
+                min_displacement=(-1, -2),
+                kernel_size=(3, 2),
+                stride=2,
+                padding=1,
+                dilation=(1, 2),
+            ),
+        ),
+    ]:
         x1 = torch.randn(shape, dtype=torch.float64, generator=gen)
         x2 = torch.randn(shape, dtype=torch.float64, generator=gen)
-        args = dict(min_displacement=pair(kw["min_displacement"]) if "min_displacement" in kw else None,
-                    groups=kw.get("groups", 1), scale=kw.get("scale", 1.0),
-                    **{k: pair(kw.get(k, d)) for k, d in (("kernel_size", 1), ("stride", 1), ("padding", 0),
-                                                         ("dilation", 1), ("displacement_stride", 1))})
+        args = dict(
+            min_displacement=pair(kw["min_displacement"])
+            if "min_displacement" in kw
+            else None,
+            groups=kw.get("groups", 1),
+            scale=kw.get("scale", 1.0),
+            **{
+                k: pair(kw.get(k, d))
+                for k, d in (
+                    ("kernel_size", 1),
+                    ("stride", 1),
+                    ("padding", 0),
+                    ("dilation", 1),
+                    ("displacement_stride", 1),
+                )
+            },
+        )
         try:
             got = decomp(x1, x2, pair(md), **args)
         except Exception as e:
             bad.append(f"{shape} {kw}: {type(e).__name__}: {e}")
             continue
         want = correlation_reference(x1, x2, md, **kw)
-        if got.shape != want.shape or not torch.allclose(got, want, rtol=1e-10, atol=1e-10):
+        if got.shape != want.shape or not torch.allclose(
+            got, want, rtol=1e-10, atol=1e-10
+        ):
             bad.append(f"{shape} {kw}: shapes {tuple(got.shape)} / {tuple(want.shape)}")
-    record("decomposition equals test/correlation_reference.py", not bad, "\n".join(bad))
+    record(
+        "decomposition equals test/correlation_reference.py", not bad, "\n".join(bad)
+    )
 
-record("aten.correlation in core_aten_decompositions()",
-       aten.correlation.default in torch._decomp.core_aten_decompositions())
+record(
+    "aten.correlation in core_aten_decompositions()",
+    aten.correlation.default in torch._decomp.core_aten_decompositions(),
+)
 import torch._inductor.decomposition as inductor_decomp
 from torch._inductor import lowering
 
-record("Inductor keeps the native kernel (aten.correlation not in its decompositions)",
-       aten.correlation.default not in inductor_decomp.decompositions)
-record("Inductor falls back to the native kernels (aten.correlation{,_backward} have lowerings)",
-       aten.correlation.default in lowering.lowerings and aten.correlation_backward.default in lowering.lowerings)
+record(
+    "Inductor keeps the native kernel (aten.correlation not in its decompositions)",
+    aten.correlation.default not in inductor_decomp.decompositions,
+)
+record(
+    "Inductor falls back to the native kernels (aten.correlation{,_backward} have lowerings)",
+    aten.correlation.default in lowering.lowerings
+    and aten.correlation_backward.default in lowering.lowerings,
+)
 
 from torch._dynamo import trace_rules
 
-record("trace_rules lists torch._C._nn.correlation",
-       "torch._C._nn.correlation" in trace_rules.torch_c_binding_in_graph_functions)
+record(
+    "trace_rules lists torch._C._nn.correlation",
+    "torch._C._nn.correlation" in trace_rules.torch_c_binding_in_graph_functions,
+)
 
 from torch.utils.flop_counter import flop_registry
 
-record("flop_registry has aten.correlation and aten.correlation_backward",
-       aten.correlation in flop_registry and aten.correlation_backward in flop_registry)
+record(
+    "flop_registry has aten.correlation and aten.correlation_backward",
+    aten.correlation in flop_registry and aten.correlation_backward in flop_registry,
+)
 
 import torch.testing._internal.common_methods_invocations as cmi
 
@@ -170,16 +248,27 @@ detail = ""
 ok = len(ops) == 1 and ops[0].op is F.correlation
 if ok:
     samples = list(ops[0].sample_inputs("cpu", torch.float64, requires_grad=True))
-    ok = bool(samples) and all(isinstance(s.args[0], torch.Tensor) and s.args[0].shape == s.input.shape
-                               for s in samples)
+    ok = bool(samples) and all(
+        isinstance(s.args[0], torch.Tensor) and s.args[0].shape == s.input.shape
+        for s in samples
+    )
     detail = f"{len(samples)} samples"
 record("OpInfo nn.functional.correlation in op_db, samples generated", ok, detail)
 
 import torch.testing._internal.common_modules as cm
 
 infos = [m for m in cm.module_db if m.module_cls is Correlation]
-ok = len(infos) == 1 and bool(list(infos[0].module_inputs_func(infos[0], device="cpu", dtype=torch.float64,
-                                                               requires_grad=False, training=False)))
+ok = len(infos) == 1 and bool(
+    list(
+        infos[0].module_inputs_func(
+            infos[0],
+            device="cpu",
+            dtype=torch.float64,
+            requires_grad=False,
+            training=False,
+        )
+    )
+)
 record("ModuleInfo torch.nn.Correlation in module_db, inputs generated", ok)
 
 print("CHILD-RESULTS " + json.dumps(results))

@@ -32,7 +32,9 @@ def embedded_scene(height: int = 96, width: int = 128, seed: int = 0) -> torch.T
     for _ in range(24):
         cy, cx = torch.rand(2, generator=g) * torch.tensor([height, width])
         r = 4 + 12 * torch.rand((), generator=g)
-        img += torch.randn((), generator=g) * torch.exp(-((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r))
+        img += torch.randn((), generator=g) * torch.exp(
+            -((y - cy) ** 2 + (x - cx) ** 2) / (2 * r * r)
+        )
     img += 0.3 * torch.sin(x / 3.1 + 0.7 * torch.sin(y / 5.3)) * torch.cos(y / 4.7)
     img += 0.2 * torch.rand(height, width, generator=g)
     return (img - img.mean()) / img.std()
@@ -48,7 +50,9 @@ def features(img: torch.Tensor) -> torch.Tensor:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--motion", type=int, nargs=2, default=(2, -3), metavar=("DY", "DX"))
+    parser.add_argument(
+        "--motion", type=int, nargs=2, default=(2, -3), metavar=("DY", "DX")
+    )
     parser.add_argument("--max-displacement", type=int, default=4)
     parser.add_argument("--image", help="a .npy or .pt array (H, W) or (H, W, 3)")
     args = parser.parse_args()
@@ -87,18 +91,32 @@ def main() -> int:
     inner = (slice(m, img.shape[0] - m), slice(m, img.shape[1] - m))
     correct = ((est_dy[inner] == dy) & (est_dx[inner] == dx)).float().mean().item()
 
-    print(f"image {tuple(img.shape)}, features {tuple(f1.shape)}, true motion (dy, dx) = ({dy}, {dx})")
-    print(f"cost volume {tuple(cost.shape)} ({k}x{k} displacements) in {elapsed * 1e3:.1f} ms")
+    print(
+        f"image {tuple(img.shape)}, features {tuple(f1.shape)}, true motion (dy, dx) = ({dy}, {dx})"
+    )
+    print(
+        f"cost volume {tuple(cost.shape)} ({k}x{k} displacements) in {elapsed * 1e3:.1f} ms"
+    )
     votes = torch.bincount(best[inner].flatten(), minlength=k * k).view(k, k)
     print("argmax votes over the displacement grid (rows: dy, columns: dx):")
     print("      " + " ".join(f"{d:>5d}" for d in range(-md, md + 1)))
     for a in range(k):
         print(f"{a - md:>5d} " + " ".join(f"{int(v):>5d}" for v in votes[a]))
     mode = int(votes.flatten().argmax())
-    print(f"most voted displacement: ({mode // k - md}, {mode % k - md}); "
-          f"pixels recovering the true motion: {100 * correct:.1f}%")
-    ok = (mode // k - md, mode % k - md) == (dy, dx) and correct > 0.9 and math.isfinite(cost.sum().item())
-    print("OK: the argmax recovers the motion" if ok else "FAIL: the motion was not recovered")
+    print(
+        f"most voted displacement: ({mode // k - md}, {mode % k - md}); "
+        f"pixels recovering the true motion: {100 * correct:.1f}%"
+    )
+    ok = (
+        (mode // k - md, mode % k - md) == (dy, dx)
+        and correct > 0.9
+        and math.isfinite(cost.sum().item())
+    )
+    print(
+        "OK: the argmax recovers the motion"
+        if ok
+        else "FAIL: the motion was not recovered"
+    )
     return 0 if ok else 1
 
 

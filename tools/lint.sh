@@ -45,7 +45,7 @@ if ! "$PY" -m ruff --version > /dev/null 2>&1 || [ -z "$CLANG_FORMAT" ]; then
 fi
 
 shopt -s nullglob
-py_files=(torch_correlation/*.py test/*.py patch/*.py tools/*.py)
+py_files=(torch_correlation/*.py test/*.py patch/*.py tools/*.py tools/*/*.py)
 cpp_files=()
 for dir in aten_native csrc aten_functorch; do
   [ -d "$dir" ] || continue

@@ -29,18 +29,21 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Callable, Tuple
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from matplotlib import cbook  # noqa: E402
-from matplotlib.patches import FancyArrowPatch, Rectangle  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+import torch.nn.functional as F
+from matplotlib import cbook
+from matplotlib.patches import FancyArrowPatch, Rectangle
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(REPO, "docs", "_static")
@@ -53,7 +56,11 @@ PATCH = 5
 
 
 def _shift_loop_correlation(
-    input1: torch.Tensor, input2: torch.Tensor, max_displacement: int, *, scale: float = 1.0
+    input1: torch.Tensor,
+    input2: torch.Tensor,
+    max_displacement: int,
+    *,
+    scale: float = 1.0,
 ) -> torch.Tensor:
     """Stand-in with the op's semantics for kernel_size=1, stride=1, padding=0."""
     m = max_displacement
@@ -67,7 +74,7 @@ def _shift_loop_correlation(
     return torch.stack(planes, 1)
 
 
-def _correlation_op() -> Tuple[Callable[..., torch.Tensor], bool]:
+def _correlation_op() -> tuple[Callable[..., torch.Tensor], bool]:
     try:
         import torch_correlation  # noqa: F401  (installs F.correlation)
     except ImportError as exc:
@@ -80,7 +87,7 @@ def _correlation_op() -> Tuple[Callable[..., torch.Tensor], bool]:
     return F.correlation, True
 
 
-def _load_frames(height: int = 112, width: int = 112) -> Tuple[np.ndarray, np.ndarray]:
+def _load_frames(height: int = 112, width: int = 112) -> tuple[np.ndarray, np.ndarray]:
     """Two grayscale crops of one sample image, offset by TRUE_MOTION."""
     with cbook.get_sample_data("grace_hopper.jpg") as fh:
         rgb = plt.imread(fh, format="jpg").astype(np.float32) / 255.0
@@ -112,7 +119,9 @@ def make_cost_volume_figure(path: str) -> None:
     f1, f2 = _patch_features(frame1), _patch_features(frame2)
     m = MAX_DISPLACEMENT
     k = 2 * m + 1
-    cost = corr(f1, f2, m)  # (1, k*k, H, W); channel a*k + b <-> (dy, dx) = (a - m, b - m)
+    cost = corr(
+        f1, f2, m
+    )  # (1, k*k, H, W); channel a*k + b <-> (dy, dx) = (a - m, b - m)
     assert cost.shape == (1, k * k, *frame1.shape), cost.shape
     best = cost[0].argmax(0)
     best_dy, best_dx = best // k - m, best % k - m
@@ -174,11 +183,20 @@ def make_cost_volume_figure(path: str) -> None:
         )
     )
     gy_pts, gx_pts = np.mgrid[-m : m + 1, -m : m + 1]
-    axes[2].scatter(x + gx_pts.ravel(), y + gy_pts.ravel(), s=3, color="#ffcc00", linewidths=0)
-    axes[2].plot([x + mx], [y + my], marker="x", color="#4daf4a", markersize=9, markeredgewidth=2)
+    axes[2].scatter(
+        x + gx_pts.ravel(), y + gy_pts.ravel(), s=3, color="#ffcc00", linewidths=0
+    )
+    axes[2].plot(
+        [x + mx], [y + my], marker="x", color="#4daf4a", markersize=9, markeredgewidth=2
+    )
     axes[2].add_patch(
         FancyArrowPatch(
-            (x, y), (x + mx, y + my), arrowstyle="->", mutation_scale=10, color="#4daf4a", linewidth=1.5
+            (x, y),
+            (x + mx, y + my),
+            arrowstyle="->",
+            mutation_scale=10,
+            color="#4daf4a",
+            linewidth=1.5,
         )
     )
 
@@ -190,11 +208,17 @@ def make_cost_volume_figure(path: str) -> None:
         extent=(-m - 0.5, m + 0.5, m + 0.5, -m - 0.5),
         interpolation="nearest",
     )
-    axes[3].plot([mx], [my], marker="x", color="#e41a1c", markersize=9, markeredgewidth=2)
-    axes[3].set_xlabel("dx (index b = dx + %d)" % m, fontsize=9)
-    axes[3].set_ylabel("dy (index a = dy + %d)" % m, fontsize=9)
-    axes[3].set_title(f"cost[0, :, y, x].view({k}, {k}): argmax ({my}, {mx})", fontsize=9.5)
-    fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.04, label="normalized correlation")
+    axes[3].plot(
+        [mx], [my], marker="x", color="#e41a1c", markersize=9, markeredgewidth=2
+    )
+    axes[3].set_xlabel(f"dx (index b = dx + {m})", fontsize=9)
+    axes[3].set_ylabel(f"dy (index a = dy + {m})", fontsize=9)
+    axes[3].set_title(
+        f"cost[0, :, y, x].view({k}, {k}): argmax ({my}, {mx})", fontsize=9.5
+    )
+    fig.colorbar(
+        im, ax=axes[3], fraction=0.046, pad=0.04, label="normalized correlation"
+    )
     source = "F.correlation" if real else "pure-PyTorch stand-in (not the op)"
     fig.suptitle(
         f"cost = {source}(f1, f2, max_displacement={m}) on 5x5 normalized patches: "
@@ -204,7 +228,9 @@ def make_cost_volume_figure(path: str) -> None:
     fig.tight_layout(rect=(0, 0, 1, 0.95))
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    print(f"make_figures: wrote {path} (pixel ({y}, {x}), hit rate {hit_rate:.3f}, real op: {real})")
+    print(
+        f"make_figures: wrote {path} (pixel ({y}, {x}), hit rate {hit_rate:.3f}, real op: {real})"
+    )
 
 
 def _layout_panel(ax, dys, dxs, title, label) -> None:
@@ -216,9 +242,17 @@ def _layout_panel(ax, dys, dxs, title, label) -> None:
             c = a * kx + b
             color = "#fde0c5" if (dy, dx) != (0, 0) else "#f4a261"
             ax.add_patch(
-                Rectangle((dx - size / 2, dy - size / 2), size, size, facecolor=color, edgecolor="#555555")
+                Rectangle(
+                    (dx - size / 2, dy - size / 2),
+                    size,
+                    size,
+                    facecolor=color,
+                    edgecolor="#555555",
+                )
             )
-            ax.text(dx, dy, label(c, a, b, dy, dx), ha="center", va="center", fontsize=7)
+            ax.text(
+                dx, dy, label(c, a, b, dy, dx), ha="center", va="center", fontsize=7
+            )
     pad = step
     ax.set_xlim(min(dxs) - pad, max(dxs) + pad)
     ax.set_ylim(max(dys) + pad, min(dys) - pad)
@@ -232,10 +266,16 @@ def _layout_panel(ax, dys, dxs, title, label) -> None:
 
 
 def make_layout_figure(path: str) -> None:
-    fig, axes = plt.subplots(1, 3, figsize=(11.0, 4.0), gridspec_kw={"width_ratios": [1, 1, 1.25]})
+    fig, axes = plt.subplots(
+        1, 3, figsize=(11.0, 4.0), gridspec_kw={"width_ratios": [1, 1, 1.25]}
+    )
     sym = list(range(-2, 3))
     _layout_panel(
-        axes[0], sym, sym, "max_displacement=2\nKy = Kx = 5, channel = a*5 + b", lambda c, a, b, dy, dx: str(c)
+        axes[0],
+        sym,
+        sym,
+        "max_displacement=2\nKy = Kx = 5, channel = a*5 + b",
+        lambda c, a, b, dy, dx: str(c),
     )
     strided = list(range(-4, 5, 2))
     _layout_panel(
@@ -267,7 +307,9 @@ def make_layout_figure(path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", default=OUT_DIR, help="output folder (default: docs/_static)")
+    parser.add_argument(
+        "--out", default=OUT_DIR, help="output folder (default: docs/_static)"
+    )
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     torch.manual_seed(0)
@@ -276,7 +318,9 @@ def main() -> None:
     for name in ("cost_volume.png", "displacement_layout.png"):
         size = os.path.getsize(os.path.join(args.out, name))
         if size > 300 * 1024:
-            raise SystemExit(f"make_figures: {name} is {size} bytes, over the 300 KB budget")
+            raise SystemExit(
+                f"make_figures: {name} is {size} bytes, over the 300 KB budget"
+            )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,11 @@ CASES = [
     ((2, 8, 9, 40), 4, {}),  # PWC-Net-like
     ((1, 6, 7, 35), 6, dict(displacement_stride=2, padding=6)),  # FlowNetC-like
     ((1, 8, 5, 37), (0, 0), dict(min_displacement=(0, -19), groups=4)),  # GwcNet-like
-    ((1, 5, 6, 33), (9, 3), dict(min_displacement=(-9, -3), displacement_stride=(8, 3))),
+    (
+        (1, 5, 6, 33),
+        (9, 3),
+        dict(min_displacement=(-9, -3), displacement_stride=(8, 3)),
+    ),
     ((4, 6, 34), 2, dict(padding=(1, 3), scale=0.5)),  # unbatched
     ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2, dilation=2, padding=2)),  # generic
     ((1, 4, 8, 11), 9, dict(displacement_stride=9)),  # generic (large vertical step)
@@ -46,11 +50,17 @@ def main() -> int:
                 g1, g2 = torch.autograd.grad(out, (x1, x2), torch.randn_like(out))
                 # One gradient only (the other is not computed).
                 (g1_only,) = torch.autograd.grad(
-                    F.correlation(x1, x2.detach(), max_disp, **kwargs), (x1,), torch.randn_like(out))
+                    F.correlation(x1, x2.detach(), max_disp, **kwargs),
+                    (x1,),
+                    torch.randn_like(out),
+                )
                 torch.cuda.synchronize()
                 finite = all(t.isfinite().all().item() for t in (out, g1, g2, g1_only))
-                print(f"{dtype} channels_last={channels_last} {shape} {max_disp} {kwargs}: "
-                      f"out {tuple(out.shape)} {'ok' if finite else 'NON-FINITE'}", flush=True)
+                print(
+                    f"{dtype} channels_last={channels_last} {shape} {max_disp} {kwargs}: "
+                    f"out {tuple(out.shape)} {'ok' if finite else 'NON-FINITE'}",
+                    flush=True,
+                )
                 failures += not finite
     print("sanitizer_case: done,", failures, "failures", flush=True)
     return 1 if failures else 0

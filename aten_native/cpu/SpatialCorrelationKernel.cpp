@@ -1,6 +1,4 @@
 #define TORCH_ASSERT_NO_OPERATORS
-#include <ATen/native/cpu/SpatialCorrelationKernel.h>
-
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
@@ -8,13 +6,14 @@
 #include <ATen/core/TensorBase.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/native/SpatialCorrelationUtils.h>
+#include <ATen/native/cpu/SpatialCorrelationKernel.h>
 #include <c10/util/irange.h>
 
 #include <algorithm>
 #include <cstring>
 #include <numeric>
-#include <utility>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 // NOTE [ Correlation CPU Kernels ]
@@ -26,7 +25,8 @@
 //
 //   forward:      acc[a*Kx+b][ox] += sum_c A[c][ox + ...] * B[c][ox + ... + b]
 //   grad_input1:  G1[c][ox + ...] += sum_b go[a*Kx+b][ox] * B[c][ox + ... + b]
-//   grad_input2:  G2[c][t] += sum_(j,b) go[a*Kx+b][t - shift] * A[c][t - shift + ...]
+//   grad_input2:  G2[c][t] += sum_(j,b) go[a*Kx+b][t - shift] * A[c][t - shift
+//   + ...]
 //
 // where A and B are rows of input1 and input2 (one channel group), copied
 // into a small per-thread scratch in the accumulation type. The copy does
@@ -98,10 +98,16 @@ struct RowLayout {
   int64_t length = 0;
   int64_t channels = 0;
 
-  int64_t channel_stride() const { return phases * length; }
-  int64_t size() const { return channels * channel_stride(); }
+  int64_t channel_stride() const {
+    return phases * length;
+  }
+  int64_t size() const {
+    return channels * channel_stride();
+  }
   // Offset of relative column r >= 0 (r = x - origin).
-  int64_t offset(int64_t r) const { return (r % phases) * length + r / phases; }
+  int64_t offset(int64_t r) const {
+    return (r % phases) * length + r / phases;
+  }
 };
 
 // Strided view of one (n, channel group) plane of a batched 4D tensor.
@@ -121,7 +127,11 @@ Plane<T> plane_of(const TensorBase& t, int64_t n, int64_t c0) {
   } else {
     base = static_cast<T*>(t.mutable_data_ptr());
   }
-  return {base + n * t.stride(0) + c0 * t.stride(1), t.stride(1), t.stride(2), t.stride(3)};
+  return {
+      base + n * t.stride(0) + c0 * t.stride(1),
+      t.stride(1),
+      t.stride(2),
+      t.stride(3)};
 }
 
 // Pixels per transposed tile of a channels_last row (one AVX512 float vector).
@@ -134,11 +144,21 @@ constexpr int64_t kTransposeTile = 16;
 // (kTransposeTile * values).
 template <typename scalar_t, typename opmath_t>
 void load_transposed(
-    const scalar_t* src, int64_t pixel_stride, int64_t pixels, int64_t values,
-    opmath_t* dst, int64_t ld_dst, opmath_t* tile) {
+    const scalar_t* src,
+    int64_t pixel_stride,
+    int64_t pixels,
+    int64_t values,
+    opmath_t* dst,
+    int64_t ld_dst,
+    opmath_t* tile) {
   if constexpr (std::is_same_v<scalar_t, opmath_t>) {
     vec::transpose_mxn<opmath_t>(
-        src, pixel_stride, dst, ld_dst, static_cast<int>(pixels), static_cast<int>(values));
+        src,
+        pixel_stride,
+        dst,
+        ld_dst,
+        static_cast<int>(pixels),
+        static_cast<int>(values));
   } else {
     for (int64_t t0 = 0; t0 < pixels; t0 += kTransposeTile) {
       const int64_t count = std::min(kTransposeTile, pixels - t0);
@@ -146,7 +166,12 @@ void load_transposed(
         vec::convert(src + (t0 + q) * pixel_stride, tile + q * values, values);
       }
       vec::transpose_mxn<opmath_t>(
-          tile, values, dst + t0, ld_dst, static_cast<int>(count), static_cast<int>(values));
+          tile,
+          values,
+          dst + t0,
+          ld_dst,
+          static_cast<int>(count),
+          static_cast<int>(values));
     }
   }
 }
@@ -157,12 +182,22 @@ void load_transposed(
 // destination is written in order rather than by stores one pixel apart.
 template <typename scalar_t, typename opmath_t>
 void store_transposed(
-    const opmath_t* src, int64_t ld_src, int64_t pixels, int64_t values,
-    scalar_t* dst, int64_t pixel_stride, opmath_t* tile) {
+    const opmath_t* src,
+    int64_t ld_src,
+    int64_t pixels,
+    int64_t values,
+    scalar_t* dst,
+    int64_t pixel_stride,
+    opmath_t* tile) {
   for (int64_t t0 = 0; t0 < pixels; t0 += kTransposeTile) {
     const int64_t count = std::min(kTransposeTile, pixels - t0);
     vec::transpose_mxn<opmath_t>(
-        src + t0, ld_src, tile, values, static_cast<int>(values), static_cast<int>(count));
+        src + t0,
+        ld_src,
+        tile,
+        values,
+        static_cast<int>(values),
+        static_cast<int>(count));
     if (pixel_stride == values) {
       // Consecutive pixels are adjacent: one sequential copy.
       vec::convert(tile, dst + t0 * pixel_stride, count * values);
@@ -182,8 +217,12 @@ void store_transposed(
 // the channels are the inner dimension (channels_last).
 template <typename scalar_t, typename opmath_t>
 void load_row(
-    const Plane<const scalar_t>& plane, int64_t y, int64_t width,
-    const RowLayout& layout, opmath_t* dst, opmath_t* tile) {
+    const Plane<const scalar_t>& plane,
+    int64_t y,
+    int64_t width,
+    const RowLayout& layout,
+    opmath_t* dst,
+    opmath_t* tile) {
   const int64_t step = layout.phases;
   const int64_t cs = layout.channel_stride();
   // Channel-major reads (NCHW) walk each channel's row; channel-minor
@@ -195,15 +234,24 @@ void load_row(
     // Column x = origin + p + t * step for t in [0, length).
     const int64_t x0 = layout.origin + p;
     // First and one-past-last t with 0 <= x < width.
-    const int64_t t_begin = x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
+    const int64_t t_begin =
+        x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
     const int64_t t_end = x0 >= width
         ? t_begin
-        : std::max(t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
+        : std::max(
+              t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
     const int64_t x_step = step * plane.stride_w;
     const scalar_t* first = src_row + (x0 + t_begin * step) * plane.stride_w;
     opmath_t* out = dst + p * layout.length;
     if (channels_inner && plane.stride_c == 1) {
-      load_transposed(first, x_step, t_end - t_begin, layout.channels, out + t_begin, cs, tile);
+      load_transposed(
+          first,
+          x_step,
+          t_end - t_begin,
+          layout.channels,
+          out + t_begin,
+          cs,
+          tile);
     } else if (channels_inner) {
       // Strided channels: each pixel's channels gathered into a pixel-major
       // tile, which one transpose turns into the channel-major scratch.
@@ -213,16 +261,24 @@ void load_row(
         for (const auto q : c10::irange(pixels)) {
           const scalar_t* s = first + (t0 - t_begin + q) * x_step;
           for (const auto c : c10::irange(channels)) {
-            tile[q * channels + c] = static_cast<opmath_t>(s[c * plane.stride_c]);
+            tile[q * channels + c] =
+                static_cast<opmath_t>(s[c * plane.stride_c]);
           }
         }
         vec::transpose_mxn<opmath_t>(
-            tile, channels, out + t0, cs, static_cast<int>(pixels),
+            tile,
+            channels,
+            out + t0,
+            cs,
+            static_cast<int>(pixels),
             static_cast<int>(channels));
       }
     } else if (x_step == 1) {
       for (const auto c : c10::irange(layout.channels)) {
-        vec::convert(first + c * plane.stride_c, out + c * cs + t_begin, t_end - t_begin);
+        vec::convert(
+            first + c * plane.stride_c,
+            out + c * cs + t_begin,
+            t_end - t_begin);
       }
     } else {
       for (const auto c : c10::irange(layout.channels)) {
@@ -248,27 +304,48 @@ void load_row(
 template <typename scalar_t, typename opmath_t>
 class RowCache {
  public:
-  RowCache(const TensorBase& input, int64_t channels_per_group, int64_t height,
-           int64_t width, RowLayout layout, int64_t chunk, int64_t capacity,
-           int64_t partitions = 1)
-      : input_(input), channels_per_group_(channels_per_group), height_(height),
-        width_(width), layout_(layout), slot_size_(chunk * layout.channel_stride()),
-        capacity_(capacity), keys_(capacity * partitions, -1),
+  RowCache(
+      const TensorBase& input,
+      int64_t channels_per_group,
+      int64_t height,
+      int64_t width,
+      RowLayout layout,
+      int64_t chunk,
+      int64_t capacity,
+      int64_t partitions = 1)
+      : input_(input),
+        channels_per_group_(channels_per_group),
+        height_(height),
+        width_(width),
+        layout_(layout),
+        slot_size_(chunk * layout.channel_stride()),
+        capacity_(capacity),
+        keys_(capacity * partitions, -1),
         last_use_(capacity * partitions, 0),
         storage_(capacity * partitions * slot_size_),
         // Only channels_last rows that need a conversion or a gather of
         // strided channels go through the transpose tile (see load_row).
-        tile_(input.stride(1) < input.stride(3) &&
-                      (!std::is_same_v<scalar_t, opmath_t> || input.stride(1) != 1)
-                  ? kTransposeTile * chunk
-                  : 0) {}
+        tile_(
+            input.stride(1) < input.stride(3) &&
+                    (!std::is_same_v<scalar_t, opmath_t> ||
+                     input.stride(1) != 1)
+                ? kTransposeTile * chunk
+                : 0) {}
 
   // Channels [c0, c0 + count) (count <= chunk) of row y of plane (n, g), in
   // the layout's channel stride; y must be inside the image.
-  const opmath_t* get(int64_t n, int64_t g, int64_t groups, int64_t y, int64_t c0, int64_t count) {
-    const int64_t key = ((n * groups + g) * channels_per_group_ + c0) * height_ + y;
+  const opmath_t* get(
+      int64_t n,
+      int64_t g,
+      int64_t groups,
+      int64_t y,
+      int64_t c0,
+      int64_t count) {
+    const int64_t key =
+        ((n * groups + g) * channels_per_group_ + c0) * height_ + y;
     ++clock_;
-    const int64_t first_slot = keys_.size() > static_cast<size_t>(capacity_) ? g * capacity_ : 0;
+    const int64_t first_slot =
+        keys_.size() > static_cast<size_t>(capacity_) ? g * capacity_ : 0;
     int64_t victim = first_slot;
     for (const auto s : c10::irange(first_slot, first_slot + capacity_)) {
       if (keys_[s] == key) {
@@ -284,7 +361,8 @@ class RowCache {
         plane_of<const scalar_t>(input_, n, g * channels_per_group_ + c0);
     RowLayout chunk_layout = layout_;
     chunk_layout.channels = count;
-    load_row<scalar_t, opmath_t>(plane, y, width_, chunk_layout, row, tile_.data());
+    load_row<scalar_t, opmath_t>(
+        plane, y, width_, chunk_layout, row, tile_.data());
     keys_[victim] = key;
     last_use_[victim] = clock_;
     return row;
@@ -382,7 +460,10 @@ inline vec::Vectorized<opmath_t> load_shared(const opmath_t* ptr) {
 // the start of a row of the image. Masked-load intrinsics because at::vec's
 // partial load, Vectorized::loadu(ptr, count), reads only a prefix of lanes.
 template <typename opmath_t>
-inline vec::Vectorized<opmath_t> load_lanes(const opmath_t* ptr, int lo, int hi) {
+inline vec::Vectorized<opmath_t> load_lanes(
+    const opmath_t* ptr,
+    int lo,
+    int hi) {
   using Vec = vec::Vectorized<opmath_t>;
 #if defined(CPU_CAPABILITY_AVX512)
   const auto mask = ((1u << hi) - 1u) & ~((1u << lo) - 1u);
@@ -449,8 +530,13 @@ template <int NR, int NB, bool kInPlace>
 struct ForwardBlock {
   template <typename opmath_t>
   static void run(
-      opmath_t* const* acc, const opmath_t* const* a, const opmath_t* const* b,
-      int64_t channels, int64_t a_cstride, int64_t b_cstride, int64_t width,
+      opmath_t* const* acc,
+      const opmath_t* const* a,
+      const opmath_t* const* b,
+      int64_t channels,
+      int64_t a_cstride,
+      int64_t b_cstride,
+      int64_t width,
       const ImageEdges& edges) {
     using Vec = vec::Vectorized<opmath_t>;
     for (int64_t t = 0; t < width; t += Vec::size()) {
@@ -458,25 +544,32 @@ struct ForwardBlock {
       const bool inside = !kInPlace || edges.lanes<NB>(t, Vec::size(), lo, hi);
       Vec sums[NR][NB];
       for (int r = 0; r < NR; ++r) {
-        for (int k = 0; k < NB; ++k) sums[r][k] = Vec::loadu(acc[r * NB + k] + t);
+        for (int k = 0; k < NB; ++k)
+          sums[r][k] = Vec::loadu(acc[r * NB + k] + t);
       }
       const auto accumulate = [&](const auto& load_b) {
         for (int64_t c = 0; c < channels; ++c) {
           Vec av[NR];
-          for (int r = 0; r < NR; ++r) av[r] = Vec::loadu(a[r] + c * a_cstride + t);
+          for (int r = 0; r < NR; ++r)
+            av[r] = Vec::loadu(a[r] + c * a_cstride + t);
           for (int k = 0; k < NB; ++k) {
             const Vec bv = load_b(b[k] + c * b_cstride + t, k);
-            for (int r = 0; r < NR; ++r) sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
+            for (int r = 0; r < NR; ++r)
+              sums[r][k] = vec::fmadd(av[r], bv, sums[r][k]);
           }
         }
       };
       if (inside) {
-        accumulate([](const opmath_t* ptr, int) { return load_shared<NR>(ptr); });
+        accumulate(
+            [](const opmath_t* ptr, int) { return load_shared<NR>(ptr); });
       } else if constexpr (kInPlace) {
-        accumulate([&](const opmath_t* ptr, int k) { return load_lanes(ptr, lo[k], hi[k]); });
+        accumulate([&](const opmath_t* ptr, int k) {
+          return load_lanes(ptr, lo[k], hi[k]);
+        });
       }
       for (int r = 0; r < NR; ++r) {
-        for (int k = 0; k < NB; ++k) sums[r][k].store(acc[r * NB + k] + t);
+        for (int k = 0; k < NB; ++k)
+          sums[r][k].store(acc[r * NB + k] + t);
       }
     }
   }
@@ -490,8 +583,13 @@ template <int NR, int NB, bool kInPlace>
 struct GatherBlock {
   template <typename opmath_t>
   static void run(
-      opmath_t* const* g, const opmath_t* const* w, const opmath_t* const* b,
-      int64_t channels, int64_t g_cstride, int64_t b_cstride, int64_t width,
+      opmath_t* const* g,
+      const opmath_t* const* w,
+      const opmath_t* const* b,
+      int64_t channels,
+      int64_t g_cstride,
+      int64_t b_cstride,
+      int64_t width,
       const ImageEdges& edges) {
     using Vec = vec::Vectorized<opmath_t>;
     for (int64_t t = 0; t < width; t += Vec::size()) {
@@ -499,23 +597,29 @@ struct GatherBlock {
       const bool inside = !kInPlace || edges.lanes<NB>(t, Vec::size(), lo, hi);
       Vec weights[NR][NB];
       for (int r = 0; r < NR; ++r) {
-        for (int k = 0; k < NB; ++k) weights[r][k] = Vec::loadu(w[r * NB + k] + t);
+        for (int k = 0; k < NB; ++k)
+          weights[r][k] = Vec::loadu(w[r * NB + k] + t);
       }
       const auto gather = [&](const auto& load_b) {
         for (int64_t c = 0; c < channels; ++c) {
           Vec sums[NR];
-          for (int r = 0; r < NR; ++r) sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
+          for (int r = 0; r < NR; ++r)
+            sums[r] = Vec::loadu(g[r] + c * g_cstride + t);
           for (int k = 0; k < NB; ++k) {
             const Vec bv = load_b(b[k] + c * b_cstride + t, k);
-            for (int r = 0; r < NR; ++r) sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
+            for (int r = 0; r < NR; ++r)
+              sums[r] = vec::fmadd(weights[r][k], bv, sums[r]);
           }
-          for (int r = 0; r < NR; ++r) sums[r].store(g[r] + c * g_cstride + t);
+          for (int r = 0; r < NR; ++r)
+            sums[r].store(g[r] + c * g_cstride + t);
         }
       };
       if (inside) {
         gather([](const opmath_t* ptr, int) { return load_shared<NR>(ptr); });
       } else if constexpr (kInPlace) {
-        gather([&](const opmath_t* ptr, int k) { return load_lanes(ptr, lo[k], hi[k]); });
+        gather([&](const opmath_t* ptr, int k) {
+          return load_lanes(ptr, lo[k], hi[k]);
+        });
       }
     }
   }
@@ -523,18 +627,25 @@ struct GatherBlock {
 
 // Calls Block<nr, nb, kInPlace>::run(args...) for a runtime nr in
 // [1, kMaxRows] and nb in [1, max_block(nr)].
-template <template <int, int, bool> class Block, bool kInPlace, int NR = 1, int NB = 1,
-          typename... Args>
+template <
+    template <int, int, bool>
+    class Block,
+    bool kInPlace,
+    int NR = 1,
+    int NB = 1,
+    typename... Args>
 void dispatch_block(int nr, int nb, Args&&... args) {
   if constexpr (NR < kMaxRows) {
     if (nr != NR) {
-      dispatch_block<Block, kInPlace, NR + 1, 1>(nr, nb, std::forward<Args>(args)...);
+      dispatch_block<Block, kInPlace, NR + 1, 1>(
+          nr, nb, std::forward<Args>(args)...);
       return;
     }
   }
   if constexpr (NB < max_block(NR)) {
     if (nb != NB) {
-      dispatch_block<Block, kInPlace, NR, NB + 1>(nr, nb, std::forward<Args>(args)...);
+      dispatch_block<Block, kInPlace, NR, NB + 1>(
+          nr, nb, std::forward<Args>(args)...);
       return;
     }
   }
@@ -573,7 +684,9 @@ struct RowBlocks {
       }
     }
   }
-  int64_t size() const { return static_cast<int64_t>(first.size()); }
+  int64_t size() const {
+    return static_cast<int64_t>(first.size());
+  }
 };
 
 // Whether work items walk the groups of a row block before the next block.
@@ -589,7 +702,11 @@ inline bool groups_inner(const TensorBase& input, const CorrelationParams& p) {
 struct PlaneItem {
   int64_t n, g, index;
 };
-inline PlaneItem plane_item(int64_t item, int64_t groups, int64_t per_plane, bool groups_inner) {
+inline PlaneItem plane_item(
+    int64_t item,
+    int64_t groups,
+    int64_t per_plane,
+    bool groups_inner) {
   const int64_t n = item / (per_plane * groups);
   if (groups_inner) {
     return {n, item % groups, (item / groups) % per_plane};
@@ -605,17 +722,20 @@ inline PlaneItem plane_item(int64_t item, int64_t groups, int64_t per_plane, boo
 // blocks of a strip still share each converted row (only the rows at the
 // strip's edges are converted more than once per chunk). See plan_strips.
 struct StripPlan {
-  int64_t blocks;            // row blocks per plane
+  int64_t blocks;  // row blocks per plane
   int64_t blocks_per_strip;
-  int64_t strips;            // per plane
-  int64_t chunk;             // channels per chunk
+  int64_t strips;  // per plane
+  int64_t chunk;  // channels per chunk
 
   StripPlan(int64_t blocks_, int64_t blocks_per_strip_, int64_t chunk_)
-      : blocks(blocks_), blocks_per_strip(std::max<int64_t>(1, blocks_per_strip_)),
+      : blocks(blocks_),
+        blocks_per_strip(std::max<int64_t>(1, blocks_per_strip_)),
         strips((blocks_ + blocks_per_strip - 1) / blocks_per_strip),
         chunk(std::max<int64_t>(1, chunk_)) {}
 
-  int64_t items(int64_t planes) const { return planes * strips; }
+  int64_t items(int64_t planes) const {
+    return planes * strips;
+  }
 
   struct Item {
     int64_t n, g, block_begin, block_end;
@@ -653,25 +773,37 @@ constexpr int64_t kMinCacheBytes = 64 * 1024;
 // Strips and chunks for `planes` planes of `blocks` row blocks of
 // `channels` channels: as many strips as give each thread kItemsPerThread
 // items, and chunks as large as the cache budget allows, the caches needing
-// `cache_bytes_per_channel` per channel of a chunk. Chunks are whole multiples of `piece` (the L1
-// pieces the kernels split them into), so the budget, which depends on the
-// thread count, moves chunk boundaries only between pieces, where it does
-// not change the order of any sum's terms: results do not depend on the
-// number of threads.
+// `cache_bytes_per_channel` per channel of a chunk. Chunks are whole multiples
+// of `piece` (the L1 pieces the kernels split them into), so the budget, which
+// depends on the thread count, moves chunk boundaries only between pieces,
+// where it does not change the order of any sum's terms: results do not depend
+// on the number of threads.
 inline StripPlan plan_strips(
-    int64_t planes, int64_t blocks, int64_t channels, int64_t cache_bytes_per_channel,
-    int64_t result_bytes, int64_t piece) {
+    int64_t planes,
+    int64_t blocks,
+    int64_t channels,
+    int64_t cache_bytes_per_channel,
+    int64_t result_bytes,
+    int64_t piece) {
   const int64_t threads = at::get_num_threads();
   const int64_t wanted_strips = std::clamp<int64_t>(
-      (kItemsPerThread * threads + planes - 1) / std::max<int64_t>(1, planes), 1, std::max<int64_t>(1, blocks));
+      (kItemsPerThread * threads + planes - 1) / std::max<int64_t>(1, planes),
+      1,
+      std::max<int64_t>(1, blocks));
   const int64_t blocks_per_strip = std::clamp<int64_t>(
-      (blocks + wanted_strips - 1) / wanted_strips, 1, std::max<int64_t>(1, blocks));
-  const int64_t items = planes * ((blocks + blocks_per_strip - 1) / blocks_per_strip);
+      (blocks + wanted_strips - 1) / wanted_strips,
+      1,
+      std::max<int64_t>(1, blocks));
+  const int64_t items =
+      planes * ((blocks + blocks_per_strip - 1) / blocks_per_strip);
   const int64_t busy = std::clamp<int64_t>(items, 1, threads);
-  const int64_t budget = std::max(kMinCacheBytes, result_bytes / kBackwardCacheShare / busy);
+  const int64_t budget =
+      std::max(kMinCacheBytes, result_bytes / kBackwardCacheShare / busy);
   const int64_t fit = budget / std::max<int64_t>(1, cache_bytes_per_channel);
   const int64_t chunk = std::clamp<int64_t>(
-      std::max<int64_t>(1, fit / piece) * piece, 1, std::max<int64_t>(1, channels));
+      std::max<int64_t>(1, fit / piece) * piece,
+      1,
+      std::max<int64_t>(1, channels));
   return StripPlan(blocks, blocks_per_strip, chunk);
 }
 
@@ -683,15 +815,20 @@ inline StripPlan plan_strips(
 // unit horizontal stride (no phase split).
 template <typename scalar_t>
 bool rows_in_place(const TensorBase& input, const CorrelationParams& p) {
-  return std::is_same_v<scalar_t, at::opmath_type<scalar_t>> && p.stride_w == 1 &&
-      input.stride(3) == 1;
+  return std::is_same_v<scalar_t, at::opmath_type<scalar_t>> &&
+      p.stride_w == 1 && input.stride(3) == 1;
 }
 
 // Row y, channel c of plane (n, g) of a float or double input, at image
 // column 0.
 template <typename opmath_t>
-const opmath_t* image_row(const TensorBase& t, const CorrelationParams& p,
-                          int64_t n, int64_t g, int64_t c, int64_t y) {
+const opmath_t* image_row(
+    const TensorBase& t,
+    const CorrelationParams& p,
+    int64_t n,
+    int64_t g,
+    int64_t c,
+    int64_t y) {
   return t.const_data_ptr<opmath_t>() + n * t.stride(0) +
       (g * p.channels_per_group() + c) * t.stride(1) + y * t.stride(2);
 }
@@ -702,7 +839,11 @@ const opmath_t* image_row(const TensorBase& t, const CorrelationParams& p,
 // is also stored in `x` for the masks (ImageEdges).
 template <typename opmath_t>
 inline const opmath_t* streamed_column(
-    const opmath_t* row, const RowLayout& layout, int64_t column, bool in_place, int64_t& x) {
+    const opmath_t* row,
+    const RowLayout& layout,
+    int64_t column,
+    bool in_place,
+    int64_t& x) {
   if (in_place) {
     x = layout.origin + column;
     return row + x;
@@ -725,12 +866,13 @@ template <typename opmath_t>
 struct RowGeometry {
   const CorrelationParams& p;
   int64_t width_padded;  // out_w rounded up to whole vectors
-  int64_t shift_max;     // largest r / s over all (j, b)
-  int64_t width2;        // destination width of grad_input2's gather (whole vectors)
-  int64_t go_stride;     // row stride of the grad_output scratch
-  RowLayout in1;         // rows of input1 (and of grad_input1)
-  RowLayout in2;         // rows of input2 (and of grad_input2)
-  int64_t channel_chunk; // channels whose rows of both inputs fit in L1 together
+  int64_t shift_max;  // largest r / s over all (j, b)
+  int64_t width2;  // destination width of grad_input2's gather (whole vectors)
+  int64_t go_stride;  // row stride of the grad_output scratch
+  RowLayout in1;  // rows of input1 (and of grad_input1)
+  RowLayout in2;  // rows of input2 (and of grad_input2)
+  int64_t
+      channel_chunk;  // channels whose rows of both inputs fit in L1 together
   // Horizontal displacements [b_begin, b_end) whose input2 columns can fall
   // inside the image; the others read only zeros and are skipped, so the
   // rows stay as wide as the image, not as the displacement range.
@@ -739,16 +881,22 @@ struct RowGeometry {
 
   explicit RowGeometry(const CorrelationParams& params) : p(params) {
     const int64_t vec_size = vec::Vectorized<opmath_t>::size();
-    const auto round_up = [vec_size](int64_t v) { return (v + vec_size - 1) / vec_size * vec_size; };
-    const auto floor_div = [](int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); };
+    const auto round_up = [vec_size](int64_t v) {
+      return (v + vec_size - 1) / vec_size * vec_size;
+    };
+    const auto floor_div = [](int64_t a, int64_t b) {
+      return a >= 0 ? a / b : -((-a + b - 1) / b);
+    };
     const int64_t s = p.stride_w;
     const int64_t kernel_span = (p.kernel_w - 1) * p.dilation_w;
     // Input2 columns of displacement b span [first + b*step, last + b*step].
     const int64_t first = -p.pad_w + p.disp_min_w;
     const int64_t last = first + (p.out_w - 1) * s + kernel_span;
     const int64_t step = p.disp_step_w;
-    b_begin = std::clamp<int64_t>(-floor_div(last, step), 0, p.disp_count_w);  // ceil(-last / step)
-    b_end = std::clamp<int64_t>(floor_div(p.width - 1 - first, step) + 1, b_begin, p.disp_count_w);
+    b_begin = std::clamp<int64_t>(
+        -floor_div(last, step), 0, p.disp_count_w);  // ceil(-last / step)
+    b_end = std::clamp<int64_t>(
+        floor_div(p.width - 1 - first, step) + 1, b_begin, p.disp_count_w);
     if (b_begin == b_end) {
       b_begin = b_end = 0;
     }
@@ -763,20 +911,26 @@ struct RowGeometry {
     in1.channels = p.channels_per_group();
     // Every vector the kernels read (index up to shift_max + kernel_span / s
     // + width2), and every image column (grad_input1 is read back whole).
-    in1.length = std::max(shift_max + kernel_span / s + width2, (p.width - 1 - in1.origin) / s) + 1;
+    in1.length = std::max(
+                     shift_max + kernel_span / s + width2,
+                     (p.width - 1 - in1.origin) / s) +
+        1;
 
     // With no displacement inside the image nothing is read or gathered:
     // any origin will do, the image's own keeps the row short.
     in2.origin = b_begin < b_end ? first + b_begin * step : -p.pad_w;
     in2.phases = s;
     in2.channels = p.channels_per_group();
-    in2.length = std::max(std::max(width2, shift_max + width_padded), (p.width - 1 - in2.origin) / s) + 1;
+    in2.length = std::max(
+                     std::max(width2, shift_max + width_padded),
+                     (p.width - 1 - in2.origin) / s) +
+        1;
 
     // Every displacement block sweeps the same rows of a channel piece, so
     // a piece whose rows of both inputs stay in L1 is read from L2 once
     // instead of once per block.
-    const int64_t chunk_bytes =
-        static_cast<int64_t>(sizeof(opmath_t)) * (in1.channel_stride() + in2.channel_stride());
+    const int64_t chunk_bytes = static_cast<int64_t>(sizeof(opmath_t)) *
+        (in1.channel_stride() + in2.channel_stride());
     channel_chunk = std::max<int64_t>(1, kL1Bytes / chunk_bytes);
     work_per_row = p.kernel_h * p.kernel_w * p.displacements() *
         std::max<int64_t>(1, p.channels_per_group()) * p.out_w;
@@ -792,7 +946,9 @@ struct RowGeometry {
   }
 
   // Relative column (within in1's row) of output 0, kernel column j.
-  int64_t in1_column(int64_t j) const { return j * p.dilation_w + shift_max * p.stride_w; }
+  int64_t in1_column(int64_t j) const {
+    return j * p.dilation_w + shift_max * p.stride_w;
+  }
   // Relative column (within in2's row) of output 0, kernel column j,
   // displacement b in [b_begin, b_end).
   int64_t in2_column(int64_t j, int64_t b) const {
@@ -802,12 +958,19 @@ struct RowGeometry {
   // [b_begin, b_end), as for_each_block.
   template <typename Fn>
   void for_each_disp_block(const Fn& fn, int64_t max_size) const {
-    for_each_block(b_end - b_begin, [&](int64_t b0, int nb) { fn(b_begin + b0, nb); }, max_size);
+    for_each_block(
+        b_end - b_begin,
+        [&](int64_t b0, int nb) { fn(b_begin + b0, nb); },
+        max_size);
   }
-  int64_t dy(int64_t a) const { return p.disp_min_h + a * p.disp_step_h; }
+  int64_t dy(int64_t a) const {
+    return p.disp_min_h + a * p.disp_step_h;
+  }
   // parallel_for's grain for items of `rows` output rows' work each.
   int64_t grain(int64_t rows) const {
-    return std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_row * rows));
+    return std::max<int64_t>(
+        1,
+        at::internal::GRAIN_SIZE / std::max<int64_t>(1, work_per_row * rows));
   }
 };
 
@@ -833,8 +996,14 @@ void scale_in_place(opmath_t* v, int64_t count, opmath_t scale) {
 // (kTransposeTile pixels of D values).
 template <typename scalar_t, typename opmath_t>
 void write_output_row(
-    const TensorBase& output, const CorrelationParams& p, int64_t width_padded,
-    int64_t n, int64_t g, int64_t oy, opmath_t* acc, opmath_t* tile) {
+    const TensorBase& output,
+    const CorrelationParams& p,
+    int64_t width_padded,
+    int64_t n,
+    int64_t g,
+    int64_t oy,
+    opmath_t* acc,
+    opmath_t* tile) {
   const int64_t D = p.displacements();
   scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
       g * D * output.stride(1) + oy * output.stride(2);
@@ -854,7 +1023,8 @@ void write_output_row(
           (Vec::loadu(src + x) * scale).store(dst + x);
         }
         if (x < p.out_w) {
-          (Vec::loadu(src + x, p.out_w - x) * scale).store(dst + x, p.out_w - x);
+          (Vec::loadu(src + x, p.out_w - x) * scale)
+              .store(dst + x, p.out_w - x);
         }
       }
       return;
@@ -868,7 +1038,8 @@ void write_output_row(
   if (sd < sx) {
     for (const auto ox : c10::irange(p.out_w)) {
       for (const auto d : c10::irange(D)) {
-        out[ox * sx + d * sd] = static_cast<scalar_t>(acc[d * width_padded + ox]);
+        out[ox * sx + d * sd] =
+            static_cast<scalar_t>(acc[d * width_padded + ox]);
       }
     }
     return;
@@ -902,26 +1073,56 @@ class CachedForwardRows {
   using opmath_t = at::opmath_type<scalar_t>;
   static constexpr bool kInPlace = false;
 
-  CachedForwardRows(const TensorBase& input1, const TensorBase& input2,
-                    const RowGeometry<opmath_t>& geo, int64_t rows2_per_i, int64_t partitions)
+  CachedForwardRows(
+      const TensorBase& input1,
+      const TensorBase& input2,
+      const RowGeometry<opmath_t>& geo,
+      int64_t rows2_per_i,
+      int64_t partitions)
       : geo_(geo),
         // No more slots than image rows: a vertical range beyond the image
         // reads no more distinct rows.
-        rows1_(input1, geo.p.channels_per_group(), geo.p.height, geo.p.width, geo.in1,
-               geo.p.channels_per_group(), std::min(geo.p.kernel_h * kMaxRows, geo.p.height), partitions),
-        rows2_(input2, geo.p.channels_per_group(), geo.p.height, geo.p.width, geo.in2,
-               geo.p.channels_per_group(), std::min(geo.p.kernel_h * rows2_per_i, geo.p.height),
-               partitions) {}
+        rows1_(
+            input1,
+            geo.p.channels_per_group(),
+            geo.p.height,
+            geo.p.width,
+            geo.in1,
+            geo.p.channels_per_group(),
+            std::min(geo.p.kernel_h * kMaxRows, geo.p.height),
+            partitions),
+        rows2_(
+            input2,
+            geo.p.channels_per_group(),
+            geo.p.height,
+            geo.p.width,
+            geo.in2,
+            geo.p.channels_per_group(),
+            std::min(geo.p.kernel_h * rows2_per_i, geo.p.height),
+            partitions) {}
 
-  int64_t piece() const { return geo_.channel_chunk; }
-  int64_t a_cstride() const { return geo_.in1.channel_stride(); }
-  int64_t b_cstride() const { return geo_.in2.channel_stride(); }
+  int64_t piece() const {
+    return geo_.channel_chunk;
+  }
+  int64_t a_cstride() const {
+    return geo_.in1.channel_stride();
+  }
+  int64_t b_cstride() const {
+    return geo_.in2.channel_stride();
+  }
 
   // Input1 rows y1[r] of plane (n, g) for the rows r < rows that are inside.
-  void begin_kernel_row(int64_t n, int64_t g, const int64_t* y1, const bool* inside, int rows) {
+  void begin_kernel_row(
+      int64_t n,
+      int64_t g,
+      const int64_t* y1,
+      const bool* inside,
+      int rows) {
     for (const auto r : c10::irange(rows)) {
-      row1_[r] = inside[r] ? rows1_.get(n, g, geo_.p.groups, y1[r], 0, geo_.p.channels_per_group())
-                           : nullptr;
+      row1_[r] = inside[r]
+          ? rows1_.get(
+                n, g, geo_.p.groups, y1[r], 0, geo_.p.channels_per_group())
+          : nullptr;
     }
   }
   void begin_piece(int64_t, int64_t, int64_t, int64_t) {}
@@ -929,7 +1130,8 @@ class CachedForwardRows {
   // Row r of the block, channel c0 (of the current piece), vector 0 of
   // kernel column j.
   const opmath_t* input1_row(int r, int64_t c0, int64_t j) const {
-    return row1_[r] + c0 * geo_.in1.channel_stride() + geo_.in1.offset(geo_.in1_column(j));
+    return row1_[r] + c0 * geo_.in1.channel_stride() +
+        geo_.in1.offset(geo_.in1_column(j));
   }
   // Row y2 of plane (n, g), from channel c0: the base of streamed_column.
   const opmath_t* input2_row(int64_t n, int64_t g, int64_t y2, int64_t c0) {
@@ -955,17 +1157,35 @@ class InPlaceForwardRows {
  public:
   static constexpr bool kInPlace = true;
 
-  InPlaceForwardRows(const TensorBase& input1, const TensorBase& input2,
-                     const RowGeometry<opmath_t>& geo, int64_t, int64_t)
-      : input1_(input1), input2_(input2), geo_(geo), layout_(scratch_layout(geo)),
+  InPlaceForwardRows(
+      const TensorBase& input1,
+      const TensorBase& input2,
+      const RowGeometry<opmath_t>& geo,
+      int64_t,
+      int64_t)
+      : input1_(input1),
+        input2_(input2),
+        geo_(geo),
+        layout_(scratch_layout(geo)),
         // Zeros outside the image columns: load_row writes only those inside.
         rows1_(kMaxRows * layout_.size()) {}
 
-  int64_t piece() const { return layout_.channels; }
-  int64_t a_cstride() const { return layout_.channel_stride(); }
-  int64_t b_cstride() const { return input2_.stride(1); }
+  int64_t piece() const {
+    return layout_.channels;
+  }
+  int64_t a_cstride() const {
+    return layout_.channel_stride();
+  }
+  int64_t b_cstride() const {
+    return input2_.stride(1);
+  }
 
-  void begin_kernel_row(int64_t, int64_t, const int64_t* y1, const bool* inside, int rows) {
+  void begin_kernel_row(
+      int64_t,
+      int64_t,
+      const int64_t* y1,
+      const bool* inside,
+      int rows) {
     rows_ = rows;
     std::copy(y1, y1 + rows, y1_);
     std::copy(inside, inside + rows, inside_);
@@ -979,15 +1199,21 @@ class InPlaceForwardRows {
         plane_of<const opmath_t>(input1_, n, g * p.channels_per_group() + c0);
     for (const auto r : c10::irange(rows_)) {
       if (inside_[r]) {
-        load_row<opmath_t, opmath_t>(plane, y1_[r], p.width, layout,
-                                     rows1_.data() + r * layout_.size(), nullptr);
+        load_row<opmath_t, opmath_t>(
+            plane,
+            y1_[r],
+            p.width,
+            layout,
+            rows1_.data() + r * layout_.size(),
+            nullptr);
       }
     }
   }
   const opmath_t* input1_row(int r, int64_t, int64_t j) const {
     return rows1_.data() + r * layout_.size() + j * geo_.p.dilation_w;
   }
-  const opmath_t* input2_row(int64_t n, int64_t g, int64_t y2, int64_t c0) const {
+  const opmath_t* input2_row(int64_t n, int64_t g, int64_t y2, int64_t c0)
+      const {
     return image_row<opmath_t>(input2_, geo_.p, n, g, c0, y2);
   }
 
@@ -1000,7 +1226,9 @@ class InPlaceForwardRows {
     layout.phases = 1;
     layout.length = geo.width_padded + (p.kernel_w - 1) * p.dilation_w;
     layout.channels = std::clamp<int64_t>(
-        kL1Bytes / (kMaxRows * layout.length * static_cast<int64_t>(sizeof(opmath_t))), 1,
+        kL1Bytes /
+            (kMaxRows * layout.length * static_cast<int64_t>(sizeof(opmath_t))),
+        1,
         std::max<int64_t>(1, p.channels_per_group()));
     return layout;
   }
@@ -1020,8 +1248,8 @@ class InPlaceForwardRows {
 // displacement step, so a row of input2 is at a valid displacement from
 // several of them at once.
 struct ForwardRows {
-  int64_t spacing;      // output rows between the rows of a block
-  int64_t row_step;     // the same, in vertical displacement steps
+  int64_t spacing;  // output rows between the rows of a block
+  int64_t row_step;  // the same, in vertical displacement steps
   int64_t rows2_per_i;  // distinct input2 rows one kernel row of a block reads
   RowBlocks blocks;
 
@@ -1052,8 +1280,13 @@ struct RowPairs {
 // channels), based as streamed_column wants) for every kernel column.
 template <typename opmath_t, typename Rows>
 void forward_row_pairs(
-    const Rows& reads, const RowGeometry<opmath_t>& geo, const RowPairs& pairs,
-    const opmath_t* row2, int64_t c0, int64_t channels, opmath_t* acc) {
+    const Rows& reads,
+    const RowGeometry<opmath_t>& geo,
+    const RowPairs& pairs,
+    const opmath_t* row2,
+    int64_t c0,
+    int64_t channels,
+    opmath_t* acc) {
   const CorrelationParams& p = geo.p;
   opmath_t* acc_rows[kMaxRows * kMaxBlock];
   const opmath_t* a_rows[kMaxRows];
@@ -1064,17 +1297,35 @@ void forward_row_pairs(
     for (const auto q : c10::irange(pairs.count)) {
       a_rows[q] = reads.input1_row(pairs.r[q], c0, j);
     }
-    geo.for_each_disp_block([&](int64_t b0, int nb) {
-      for (const auto k : c10::irange(nb)) {
-        b_rows[k] = streamed_column(row2, geo.in2, geo.in2_column(j, b0 + k), Rows::kInPlace, b_x[k]);
-        for (const auto q : c10::irange(pairs.count)) {
-          acc_rows[q * nb + k] = acc +
-              (pairs.r[q] * p.displacements() + pairs.a[q] * p.disp_count_w + b0 + k) * geo.width_padded;
-        }
-      }
-      dispatch_block<ForwardBlock, Rows::kInPlace>(pairs.count, nb, acc_rows, a_rows, b_rows,
-          channels, reads.a_cstride(), reads.b_cstride(), p.out_w, edges);
-    }, max_block(pairs.count));
+    geo.for_each_disp_block(
+        [&](int64_t b0, int nb) {
+          for (const auto k : c10::irange(nb)) {
+            b_rows[k] = streamed_column(
+                row2,
+                geo.in2,
+                geo.in2_column(j, b0 + k),
+                Rows::kInPlace,
+                b_x[k]);
+            for (const auto q : c10::irange(pairs.count)) {
+              acc_rows[q * nb + k] = acc +
+                  (pairs.r[q] * p.displacements() +
+                   pairs.a[q] * p.disp_count_w + b0 + k) *
+                      geo.width_padded;
+            }
+          }
+          dispatch_block<ForwardBlock, Rows::kInPlace>(
+              pairs.count,
+              nb,
+              acc_rows,
+              a_rows,
+              b_rows,
+              channels,
+              reads.a_cstride(),
+              reads.b_cstride(),
+              p.out_w,
+              edges);
+        },
+        max_block(pairs.count));
   }
 }
 
@@ -1083,8 +1334,15 @@ void forward_row_pairs(
 // that some row of the block meets.
 template <typename opmath_t, typename Rows>
 void forward_kernel_row(
-    Rows& reads, const RowGeometry<opmath_t>& geo, const ForwardRows& fr,
-    int64_t n, int64_t g, int64_t oy0, int rows, int64_t i, opmath_t* acc) {
+    Rows& reads,
+    const RowGeometry<opmath_t>& geo,
+    const ForwardRows& fr,
+    int64_t n,
+    int64_t g,
+    int64_t oy0,
+    int rows,
+    int64_t i,
+    opmath_t* acc) {
   const CorrelationParams& p = geo.p;
   const int64_t y1_first = oy0 * p.stride_h - p.pad_h + i * p.dilation_h;
   int64_t y1[kMaxRows];
@@ -1102,14 +1360,23 @@ void forward_kernel_row(
     // e - r * row_step from row r of the block.
     for (const auto e : c10::irange(fr.rows2_per_i)) {
       const int64_t y2 = y1_first + geo.dy(e);
-      if (y2 < 0 || y2 >= p.height) continue;
+      if (y2 < 0 || y2 >= p.height)
+        continue;
       RowPairs pairs;
       for (const auto r : c10::irange(rows)) {
         const int64_t a = e - r * fr.row_step;
-        if (inside[r] && a >= 0 && a < p.disp_count_h) pairs.add(r, a);
+        if (inside[r] && a >= 0 && a < p.disp_count_h)
+          pairs.add(r, a);
       }
       if (pairs.count > 0) {
-        forward_row_pairs(reads, geo, pairs, reads.input2_row(n, g, y2, c0), c0, channels, acc);
+        forward_row_pairs(
+            reads,
+            geo,
+            pairs,
+            reads.input2_row(n, g, y2, c0),
+            c0,
+            channels,
+            acc);
       }
     }
   }
@@ -1120,7 +1387,9 @@ void forward_kernel_row(
 // written out.
 template <typename scalar_t, typename Rows>
 void correlation_forward_rows(
-    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const TensorBase& output,
+    const TensorBase& input1,
+    const TensorBase& input2,
     const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
   const RowGeometry<opmath_t> geo(p);
@@ -1129,37 +1398,52 @@ void correlation_forward_rows(
   const int64_t row_size = D * geo.width_padded;
   const bool inner = groups_inner(output, p);
   const int64_t items = p.batch * p.groups * fr.blocks.size();
-  at::parallel_for(0, items, geo.grain(kMaxRows), [&](int64_t begin, int64_t end) {
-    Rows reads(input1, input2, geo, fr.rows2_per_i, inner ? p.groups : 1);
-    std::vector<opmath_t> acc(kMaxRows * row_size);
-    std::vector<opmath_t> out_tile(kTransposeTile * D);
-    for (const auto item : c10::irange(begin, end)) {
-      const PlaneItem it = plane_item(item, p.groups, fr.blocks.size(), inner);
-      const int64_t oy0 = fr.blocks.first[it.index];
-      const int rows = fr.blocks.count[it.index];
-      std::fill(acc.begin(), acc.begin() + rows * row_size, opmath_t(0));
-      for (const auto i : c10::irange(p.kernel_h)) {
-        forward_kernel_row(reads, geo, fr, it.n, it.g, oy0, rows, i, acc.data());
-      }
-      for (const auto r : c10::irange(rows)) {
-        write_output_row<scalar_t, opmath_t>(output, p, geo.width_padded, it.n, it.g,
-            oy0 + r * fr.spacing, acc.data() + r * row_size, out_tile.data());
-      }
-    }
-  });
+  at::parallel_for(
+      0, items, geo.grain(kMaxRows), [&](int64_t begin, int64_t end) {
+        Rows reads(input1, input2, geo, fr.rows2_per_i, inner ? p.groups : 1);
+        std::vector<opmath_t> acc(kMaxRows * row_size);
+        std::vector<opmath_t> out_tile(kTransposeTile * D);
+        for (const auto item : c10::irange(begin, end)) {
+          const PlaneItem it =
+              plane_item(item, p.groups, fr.blocks.size(), inner);
+          const int64_t oy0 = fr.blocks.first[it.index];
+          const int rows = fr.blocks.count[it.index];
+          std::fill(acc.begin(), acc.begin() + rows * row_size, opmath_t(0));
+          for (const auto i : c10::irange(p.kernel_h)) {
+            forward_kernel_row(
+                reads, geo, fr, it.n, it.g, oy0, rows, i, acc.data());
+          }
+          for (const auto r : c10::irange(rows)) {
+            write_output_row<scalar_t, opmath_t>(
+                output,
+                p,
+                geo.width_padded,
+                it.n,
+                it.g,
+                oy0 + r * fr.spacing,
+                acc.data() + r * row_size,
+                out_tile.data());
+          }
+        }
+      });
 }
 
 template <typename scalar_t>
 void correlation_forward_typed(
-    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const TensorBase& output,
+    const TensorBase& input1,
+    const TensorBase& input2,
     const CorrelationParams& p) {
   if constexpr (std::is_same_v<scalar_t, at::opmath_type<scalar_t>>) {
-    if (rows_in_place<scalar_t>(input1, p) && rows_in_place<scalar_t>(input2, p)) {
-      correlation_forward_rows<scalar_t, InPlaceForwardRows<scalar_t>>(output, input1, input2, p);
+    if (rows_in_place<scalar_t>(input1, p) &&
+        rows_in_place<scalar_t>(input2, p)) {
+      correlation_forward_rows<scalar_t, InPlaceForwardRows<scalar_t>>(
+          output, input1, input2, p);
       return;
     }
   }
-  correlation_forward_rows<scalar_t, CachedForwardRows<scalar_t>>(output, input1, input2, p);
+  correlation_forward_rows<scalar_t, CachedForwardRows<scalar_t>>(
+      output, input1, input2, p);
 }
 
 // Copies grad_output[n, g*D + a*Kx + b, oy, :] for all b into `dst`:
@@ -1169,12 +1453,20 @@ void correlation_forward_typed(
 // initialization.
 template <typename scalar_t, typename opmath_t>
 void load_grad_output_row(
-    const TensorBase& grad_output, const RowGeometry<opmath_t>& geo,
-    int64_t n, int64_t g, int64_t a, int64_t oy, opmath_t* dst, opmath_t* tile) {
+    const TensorBase& grad_output,
+    const RowGeometry<opmath_t>& geo,
+    int64_t n,
+    int64_t g,
+    int64_t a,
+    int64_t oy,
+    opmath_t* dst,
+    opmath_t* tile) {
   const CorrelationParams& p = geo.p;
   const int64_t Kx = p.disp_count_w;
-  const scalar_t* src = grad_output.const_data_ptr<scalar_t>() + n * grad_output.stride(0) +
-      (g * p.displacements() + a * Kx) * grad_output.stride(1) + oy * grad_output.stride(2);
+  const scalar_t* src = grad_output.const_data_ptr<scalar_t>() +
+      n * grad_output.stride(0) +
+      (g * p.displacements() + a * Kx) * grad_output.stride(1) +
+      oy * grad_output.stride(2);
   const int64_t sb = grad_output.stride(1);
   const int64_t sx = grad_output.stride(3);
   opmath_t* first = dst + geo.shift_max;
@@ -1207,9 +1499,17 @@ void load_grad_output_row(
 // written as zeros.
 template <typename scalar_t, typename opmath_t>
 void store_grad_row(
-    const TensorBase& grad, const RowLayout& layout, const CorrelationParams& p,
-    int64_t n, int64_t g, int64_t c0, int64_t y, opmath_t* row, opmath_t* tile) {
-  const Plane<scalar_t> plane = plane_of<scalar_t>(grad, n, g * p.channels_per_group() + c0);
+    const TensorBase& grad,
+    const RowLayout& layout,
+    const CorrelationParams& p,
+    int64_t n,
+    int64_t g,
+    int64_t c0,
+    int64_t y,
+    opmath_t* row,
+    opmath_t* tile) {
+  const Plane<scalar_t> plane =
+      plane_of<scalar_t>(grad, n, g * p.channels_per_group() + c0);
   scale_in_place(row, layout.size(), static_cast<opmath_t>(p.scale));
   const int64_t step = layout.phases;
   const int64_t cs = layout.channel_stride();
@@ -1225,32 +1525,45 @@ void store_grad_row(
     }
   };
   const int64_t span_begin = std::clamp<int64_t>(layout.origin, 0, width);
-  const int64_t span_end = std::clamp<int64_t>(layout.origin + step * layout.length, span_begin, width);
+  const int64_t span_end = std::clamp<int64_t>(
+      layout.origin + step * layout.length, span_begin, width);
   zero_columns(0, span_begin);
   zero_columns(span_end, width);
 
   for (const auto ph : c10::irange(step)) {
     // Column x = x0 + t * step for t in [t_begin, t_end), inside the image.
     const int64_t x0 = layout.origin + ph;
-    const int64_t t_begin = x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
+    const int64_t t_begin =
+        x0 >= 0 ? 0 : std::min(layout.length, (-x0 + step - 1) / step);
     const int64_t t_end = x0 >= width
         ? t_begin
-        : std::max(t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
+        : std::max(
+              t_begin, std::min(layout.length, (width - 1 - x0) / step + 1));
     const opmath_t* src = row + ph * layout.length;
     scalar_t* dst = dst_row + x0 * plane.stride_w;
     const int64_t x_step = step * plane.stride_w;
     if (channels_inner && plane.stride_c == 1) {
-      store_transposed(src + t_begin, cs, t_end - t_begin, layout.channels,
-                       dst + t_begin * x_step, x_step, tile);
+      store_transposed(
+          src + t_begin,
+          cs,
+          t_end - t_begin,
+          layout.channels,
+          dst + t_begin * x_step,
+          x_step,
+          tile);
     } else if (channels_inner) {
       for (int64_t t = t_begin; t < t_end; ++t) {
         for (const auto c : c10::irange(layout.channels)) {
-          dst[t * x_step + c * plane.stride_c] = static_cast<scalar_t>(src[c * cs + t]);
+          dst[t * x_step + c * plane.stride_c] =
+              static_cast<scalar_t>(src[c * cs + t]);
         }
       }
     } else if (x_step == 1) {
       for (const auto c : c10::irange(layout.channels)) {
-        vec::convert(src + c * cs + t_begin, dst + c * plane.stride_c + t_begin, t_end - t_begin);
+        vec::convert(
+            src + c * cs + t_begin,
+            dst + c * plane.stride_c + t_begin,
+            t_end - t_begin);
       }
     } else {
       for (const auto c : c10::irange(layout.channels)) {
@@ -1265,9 +1578,13 @@ void store_grad_row(
 }
 
 // Output row reached by kernel row i from input1 row y1, or -1 if none.
-inline int64_t output_row_of(const CorrelationParams& p, int64_t y1, int64_t i) {
+inline int64_t output_row_of(
+    const CorrelationParams& p,
+    int64_t y1,
+    int64_t i) {
   const int64_t num = y1 + p.pad_h - i * p.dilation_h;
-  if (num < 0 || num % p.stride_h != 0) return -1;
+  if (num < 0 || num % p.stride_h != 0)
+    return -1;
   const int64_t oy = num / p.stride_h;
   return oy < p.out_h ? oy : -1;
 }
@@ -1285,24 +1602,31 @@ inline int64_t output_row_of(const CorrelationParams& p, int64_t y1, int64_t i) 
 
 struct GatherTerm {
   int64_t read_column;  // relative column of the read row (see streamed_column)
-  int64_t weight;       // horizontal displacement number b: grad_output row a*Kx + b
-  int64_t shift;        // grad_output is read shift columns before t
+  int64_t weight;  // horizontal displacement number b: grad_output row a*Kx + b
+  int64_t shift;  // grad_output is read shift columns before t
 };
 struct TermGroup {
-  int64_t offset;       // of the gradient row's vector 0, in its layout
+  int64_t offset;  // of the gradient row's vector 0, in its layout
   std::vector<GatherTerm> terms;
 };
 
 // grad_input1:
-//   G1[c][ox*s + j*dil] += sum_b go[a*Kx+b][oy][ox] * B[c][ox*s + j*dil + b*step]
+//   G1[c][ox*s + j*dil] += sum_b go[a*Kx+b][oy][ox] * B[c][ox*s + j*dil +
+//   b*step]
 // Rows one vertical displacement step apart read the same input2 rows at
 // neighbouring vertical displacements, so each load of input2 feeds both.
 template <typename opmath_t>
 struct Input1Gradient {
   const RowGeometry<opmath_t>& geo;
-  const RowLayout& grad_layout() const { return geo.in1; }
-  const RowLayout& read_layout() const { return geo.in2; }
-  int64_t width() const { return geo.p.out_w; }
+  const RowLayout& grad_layout() const {
+    return geo.in1;
+  }
+  const RowLayout& read_layout() const {
+    return geo.in2;
+  }
+  int64_t width() const {
+    return geo.p.out_w;
+  }
 
   // One group per kernel column j, its terms the displacements b.
   std::vector<TermGroup> term_groups() const {
@@ -1331,13 +1655,16 @@ struct Input1Gradient {
       }
       for (const auto e : c10::irange(p.disp_count_h + kMaxRows - 1)) {
         const int64_t y2 = y_first + geo.dy(e);
-        if (y2 < 0 || y2 >= p.height) continue;
+        if (y2 < 0 || y2 >= p.height)
+          continue;
         RowPairs pairs;
         for (const auto r : c10::irange(rows)) {
           const int64_t a = e - r;
-          if (oy[r] >= 0 && a >= 0 && a < p.disp_count_h) pairs.add(r, a, oy[r]);
+          if (oy[r] >= 0 && a >= 0 && a < p.disp_count_h)
+            pairs.add(r, a, oy[r]);
         }
-        if (pairs.count > 0) fn(y2, pairs);
+        if (pairs.count > 0)
+          fn(y2, pairs);
       }
     }
   }
@@ -1351,9 +1678,15 @@ struct Input1Gradient {
 template <typename opmath_t>
 struct Input2Gradient {
   const RowGeometry<opmath_t>& geo;
-  const RowLayout& grad_layout() const { return geo.in2; }
-  const RowLayout& read_layout() const { return geo.in1; }
-  int64_t width() const { return geo.width2; }
+  const RowLayout& grad_layout() const {
+    return geo.in2;
+  }
+  const RowLayout& read_layout() const {
+    return geo.in1;
+  }
+  int64_t width() const {
+    return geo.width2;
+  }
 
   // One group per phase of input2's row, its terms the (j, b) landing there.
   std::vector<TermGroup> term_groups() const {
@@ -1366,7 +1699,8 @@ struct Input2Gradient {
       for (const auto b : c10::irange(geo.b_begin, geo.b_end)) {
         const int64_t r = geo.in2_column(j, b);
         const int64_t shift = r / s;
-        groups[r % s].terms.push_back({geo.in1_column(j) - shift * s, b, shift});
+        groups[r % s].terms.push_back(
+            {geo.in1_column(j) - shift * s, b, shift});
       }
     }
     return groups;
@@ -1381,16 +1715,20 @@ struct Input2Gradient {
     const CorrelationParams& p = geo.p;
     for (int64_t f = 1 - kMaxRows; f < p.disp_count_h; ++f) {
       const int64_t y1 = y_first - geo.dy(f);
-      if (y1 < 0 || y1 >= p.height) continue;
+      if (y1 < 0 || y1 >= p.height)
+        continue;
       RowPairs pairs;
       for (const auto r : c10::irange(rows)) {
         const int64_t a = f + r;
-        if (a >= 0 && a < p.disp_count_h) pairs.add(r, a);
+        if (a >= 0 && a < p.disp_count_h)
+          pairs.add(r, a);
       }
-      if (pairs.count == 0) continue;
+      if (pairs.count == 0)
+        continue;
       for (const auto i : c10::irange(p.kernel_h)) {
         const int64_t oy = output_row_of(p, y1, i);
-        if (oy < 0) continue;
+        if (oy < 0)
+          continue;
         std::fill(pairs.oy, pairs.oy + pairs.count, oy);
         fn(y1, pairs);
       }
@@ -1408,22 +1746,31 @@ template <typename scalar_t>
 struct BackwardReads {
   using opmath_t = at::opmath_type<scalar_t>;
   bool in_place;
-  int64_t slots;          // cached rows per partition (0 in place)
+  int64_t slots;  // cached rows per partition (0 in place)
   StripPlan plan;
-  int64_t read_cstride;   // channel stride of the rows read
+  int64_t read_cstride;  // channel stride of the rows read
   int64_t grad_row_size;  // one gradient row of a chunk in the scratch
 
-  BackwardReads(const TensorBase& input, const RowLayout& read_layout, const RowLayout& grad_layout,
-                const RowGeometry<opmath_t>& geo, const RowBlocks& blocks,
-                int64_t rows_per_block, int64_t partitions, int64_t result_bytes)
+  BackwardReads(
+      const TensorBase& input,
+      const RowLayout& read_layout,
+      const RowLayout& grad_layout,
+      const RowGeometry<opmath_t>& geo,
+      const RowBlocks& blocks,
+      int64_t rows_per_block,
+      int64_t partitions,
+      int64_t result_bytes)
       : in_place(rows_in_place<scalar_t>(input, geo.p)),
         slots(in_place ? 0 : std::min(rows_per_block, geo.p.height)),
         plan(plan_strips(
-            geo.p.batch * geo.p.groups, blocks.size(), geo.p.channels_per_group(),
+            geo.p.batch * geo.p.groups,
+            blocks.size(),
+            geo.p.channels_per_group(),
             static_cast<int64_t>(sizeof(opmath_t)) *
                 (partitions * slots * read_layout.channel_stride() +
                  kMaxRows * grad_layout.channel_stride()),
-            result_bytes, geo.channel_chunk)),
+            result_bytes,
+            geo.channel_chunk)),
         read_cstride(in_place ? input.stride(1) : read_layout.channel_stride()),
         grad_row_size(plan.chunk * grad_layout.channel_stride()) {}
 };
@@ -1434,10 +1781,18 @@ struct BackwardReads {
 // in `go` (Kx rows per pair, go_stride apart).
 template <typename opmath_t>
 void gather_terms(
-    const RowGeometry<opmath_t>& geo, const std::vector<TermGroup>& groups,
-    const RowLayout& read_layout, bool in_place, int64_t width,
-    opmath_t* const* g_rows, int count, int64_t g_cstride,
-    const opmath_t* row, int64_t channels, int64_t b_cstride, const opmath_t* go) {
+    const RowGeometry<opmath_t>& geo,
+    const std::vector<TermGroup>& groups,
+    const RowLayout& read_layout,
+    bool in_place,
+    int64_t width,
+    opmath_t* const* g_rows,
+    int count,
+    int64_t g_cstride,
+    const opmath_t* row,
+    int64_t channels,
+    int64_t b_cstride,
+    const opmath_t* go) {
   const int64_t Kx = geo.p.disp_count_w;
   opmath_t* g_at[kMaxRows];
   const opmath_t* w_rows[kMaxRows * kMaxBlock];
@@ -1445,24 +1800,47 @@ void gather_terms(
   int64_t b_x[kMaxBlock];
   const ImageEdges edges{b_x, geo.p.width};
   for (const auto& group : groups) {
-    for (const auto q : c10::irange(count)) g_at[q] = g_rows[q] + group.offset;
-    for_each_block(static_cast<int64_t>(group.terms.size()), [&](int64_t k0, int nb) {
-      for (const auto k : c10::irange(nb)) {
-        const GatherTerm& term = group.terms[k0 + k];
-        b_rows[k] = streamed_column(row, read_layout, term.read_column, in_place, b_x[k]);
-        for (const auto q : c10::irange(count)) {
-          w_rows[q * nb + k] =
-              go + (q * Kx + term.weight) * geo.go_stride + geo.shift_max - term.shift;
-        }
-      }
-      if (in_place) {
-        dispatch_block<GatherBlock, true>(count, nb, g_at, w_rows, b_rows,
-            channels, g_cstride, b_cstride, width, edges);
-      } else {
-        dispatch_block<GatherBlock, false>(count, nb, g_at, w_rows, b_rows,
-            channels, g_cstride, b_cstride, width, edges);
-      }
-    }, max_block(count));
+    for (const auto q : c10::irange(count))
+      g_at[q] = g_rows[q] + group.offset;
+    for_each_block(
+        static_cast<int64_t>(group.terms.size()),
+        [&](int64_t k0, int nb) {
+          for (const auto k : c10::irange(nb)) {
+            const GatherTerm& term = group.terms[k0 + k];
+            b_rows[k] = streamed_column(
+                row, read_layout, term.read_column, in_place, b_x[k]);
+            for (const auto q : c10::irange(count)) {
+              w_rows[q * nb + k] = go + (q * Kx + term.weight) * geo.go_stride +
+                  geo.shift_max - term.shift;
+            }
+          }
+          if (in_place) {
+            dispatch_block<GatherBlock, true>(
+                count,
+                nb,
+                g_at,
+                w_rows,
+                b_rows,
+                channels,
+                g_cstride,
+                b_cstride,
+                width,
+                edges);
+          } else {
+            dispatch_block<GatherBlock, false>(
+                count,
+                nb,
+                g_at,
+                w_rows,
+                b_rows,
+                channels,
+                g_cstride,
+                b_cstride,
+                width,
+                edges);
+          }
+        },
+        max_block(count));
   }
 }
 
@@ -1483,33 +1861,64 @@ struct GatherScratch {
 // disp_step_h, r < rows, in channels [c0, c0 + chunk) of plane (n, g).
 template <typename scalar_t, typename SideT>
 void gather_block(
-    const SideT& side, const std::vector<TermGroup>& groups, const BackwardReads<scalar_t>& reads,
-    const TensorBase& grad_output, const TensorBase& read, GatherScratch<scalar_t>& scratch,
-    int64_t n, int64_t g, int64_t c0, int64_t chunk, int64_t y_first, int rows) {
+    const SideT& side,
+    const std::vector<TermGroup>& groups,
+    const BackwardReads<scalar_t>& reads,
+    const TensorBase& grad_output,
+    const TensorBase& read,
+    GatherScratch<scalar_t>& scratch,
+    int64_t n,
+    int64_t g,
+    int64_t c0,
+    int64_t chunk,
+    int64_t y_first,
+    int rows) {
   using opmath_t = at::opmath_type<scalar_t>;
   const auto& geo = side.geo;
   const CorrelationParams& p = geo.p;
   const int64_t Kx = p.disp_count_w;
   const int64_t g_cstride = side.grad_layout().channel_stride();
-  std::fill(scratch.grad_rows.begin(), scratch.grad_rows.begin() + rows * reads.grad_row_size,
-            opmath_t(0));
-  side.for_each_source(y_first, rows, [&](int64_t y_read, const RowPairs& pairs) {
-    for (const auto q : c10::irange(pairs.count)) {
-      load_grad_output_row<scalar_t, opmath_t>(grad_output, geo, n, g, pairs.a[q], pairs.oy[q],
-          scratch.go.data() + q * Kx * geo.go_stride, scratch.tile.data());
-    }
-    const opmath_t* row = reads.in_place ? image_row<opmath_t>(read, p, n, g, c0, y_read)
-                                         : scratch.cache.get(n, g, p.groups, y_read, c0, chunk);
-    geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
-      opmath_t* g_rows[kMaxRows];
-      for (const auto q : c10::irange(pairs.count)) {
-        g_rows[q] = scratch.grad_rows.data() + pairs.r[q] * reads.grad_row_size + c * g_cstride;
-      }
-      gather_terms(geo, groups, side.read_layout(), reads.in_place, side.width(), g_rows,
-                   pairs.count, g_cstride, row + c * reads.read_cstride, channels,
-                   reads.read_cstride, scratch.go.data());
-    });
-  });
+  std::fill(
+      scratch.grad_rows.begin(),
+      scratch.grad_rows.begin() + rows * reads.grad_row_size,
+      opmath_t(0));
+  side.for_each_source(
+      y_first, rows, [&](int64_t y_read, const RowPairs& pairs) {
+        for (const auto q : c10::irange(pairs.count)) {
+          load_grad_output_row<scalar_t, opmath_t>(
+              grad_output,
+              geo,
+              n,
+              g,
+              pairs.a[q],
+              pairs.oy[q],
+              scratch.go.data() + q * Kx * geo.go_stride,
+              scratch.tile.data());
+        }
+        const opmath_t* row = reads.in_place
+            ? image_row<opmath_t>(read, p, n, g, c0, y_read)
+            : scratch.cache.get(n, g, p.groups, y_read, c0, chunk);
+        geo.for_each_l1_chunk(chunk, [&](int64_t c, int64_t channels) {
+          opmath_t* g_rows[kMaxRows];
+          for (const auto q : c10::irange(pairs.count)) {
+            g_rows[q] = scratch.grad_rows.data() +
+                pairs.r[q] * reads.grad_row_size + c * g_cstride;
+          }
+          gather_terms(
+              geo,
+              groups,
+              side.read_layout(),
+              reads.in_place,
+              side.width(),
+              g_rows,
+              pairs.count,
+              g_cstride,
+              row + c * reads.read_cstride,
+              channels,
+              reads.read_cstride,
+              scratch.go.data());
+        });
+      });
 }
 
 // One gradient (`grad`, of the input the Side names) from grad_output and
@@ -1519,8 +1928,11 @@ void gather_block(
 // scratch rows, which are then written out (see BackwardReads).
 template <typename scalar_t, template <typename> class Side>
 void correlation_gradient(
-    const TensorBase& grad, const TensorBase& grad_output, const TensorBase& read,
-    const CorrelationParams& p, int64_t result_bytes) {
+    const TensorBase& grad,
+    const TensorBase& grad_output,
+    const TensorBase& read,
+    const CorrelationParams& p,
+    int64_t result_bytes) {
   using opmath_t = at::opmath_type<scalar_t>;
   const RowGeometry<opmath_t> geo(p);
   const Side<opmath_t> side{geo};
@@ -1530,73 +1942,123 @@ void correlation_gradient(
   const RowBlocks blocks(p.height, p.disp_step_h, kMaxRows);
   const bool inner = groups_inner(grad, p);
   const int64_t partitions = inner ? p.groups : 1;
-  const BackwardReads<scalar_t> reads(read, side.read_layout(), side.grad_layout(), geo, blocks,
-                                      p.disp_count_h + kMaxRows - 1, partitions, result_bytes);
+  const BackwardReads<scalar_t> reads(
+      read,
+      side.read_layout(),
+      side.grad_layout(),
+      geo,
+      blocks,
+      p.disp_count_h + kMaxRows - 1,
+      partitions,
+      result_bytes);
   const StripPlan& plan = reads.plan;
-  at::parallel_for(0, plan.items(p.batch * p.groups), geo.grain(kMaxRows * plan.blocks_per_strip),
-                   [&](int64_t begin, int64_t end) {
-    GatherScratch<scalar_t> scratch{
-        RowCache<scalar_t, opmath_t>(read, Cg, p.height, p.width, side.read_layout(), plan.chunk,
-                                     reads.slots, partitions),
-        std::vector<opmath_t>(kMaxRows * reads.grad_row_size),
-        std::vector<opmath_t>(kMaxRows * Kx * geo.go_stride),
-        std::vector<opmath_t>(kTransposeTile * std::max(Kx, plan.chunk))};
-    for (const auto item : c10::irange(begin, end)) {
-      const StripPlan::Item it = plan.item(item, p.groups, inner);
-      plan.for_each_chunk(Cg, [&](int64_t c0, int64_t chunk) {
-        RowLayout chunk_layout = side.grad_layout();
-        chunk_layout.channels = chunk;
-        for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
-          const int64_t y_first = blocks.first[blk];
-          const int rows = blocks.count[blk];
-          gather_block(side, groups, reads, grad_output, read, scratch, it.n, it.g, c0, chunk,
-                       y_first, rows);
-          for (const auto r : c10::irange(rows)) {
-            store_grad_row<scalar_t, opmath_t>(grad, chunk_layout, p, it.n, it.g, c0,
-                y_first + r * p.disp_step_h, scratch.grad_rows.data() + r * reads.grad_row_size,
-                scratch.tile.data());
-          }
+  at::parallel_for(
+      0,
+      plan.items(p.batch * p.groups),
+      geo.grain(kMaxRows * plan.blocks_per_strip),
+      [&](int64_t begin, int64_t end) {
+        GatherScratch<scalar_t> scratch{
+            RowCache<scalar_t, opmath_t>(
+                read,
+                Cg,
+                p.height,
+                p.width,
+                side.read_layout(),
+                plan.chunk,
+                reads.slots,
+                partitions),
+            std::vector<opmath_t>(kMaxRows * reads.grad_row_size),
+            std::vector<opmath_t>(kMaxRows * Kx * geo.go_stride),
+            std::vector<opmath_t>(kTransposeTile * std::max(Kx, plan.chunk))};
+        for (const auto item : c10::irange(begin, end)) {
+          const StripPlan::Item it = plan.item(item, p.groups, inner);
+          plan.for_each_chunk(Cg, [&](int64_t c0, int64_t chunk) {
+            RowLayout chunk_layout = side.grad_layout();
+            chunk_layout.channels = chunk;
+            for (const auto blk : c10::irange(it.block_begin, it.block_end)) {
+              const int64_t y_first = blocks.first[blk];
+              const int rows = blocks.count[blk];
+              gather_block(
+                  side,
+                  groups,
+                  reads,
+                  grad_output,
+                  read,
+                  scratch,
+                  it.n,
+                  it.g,
+                  c0,
+                  chunk,
+                  y_first,
+                  rows);
+              for (const auto r : c10::irange(rows)) {
+                store_grad_row<scalar_t, opmath_t>(
+                    grad,
+                    chunk_layout,
+                    p,
+                    it.n,
+                    it.g,
+                    c0,
+                    y_first + r * p.disp_step_h,
+                    scratch.grad_rows.data() + r * reads.grad_row_size,
+                    scratch.tile.data());
+              }
+            }
+          });
         }
       });
-    }
-  });
 }
 
 void correlation_kernel(
-    const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const TensorBase& output,
+    const TensorBase& input1,
+    const TensorBase& input2,
     const CorrelationParams& params) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(kHalf, kBFloat16, input1.scalar_type(), "correlation_cpu", [&] {
-    correlation_forward_typed<scalar_t>(output, input1, input2, params);
-  });
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      kHalf, kBFloat16, input1.scalar_type(), "correlation_cpu", [&] {
+        correlation_forward_typed<scalar_t>(output, input1, input2, params);
+      });
 }
 
 void correlation_backward_kernel(
-    const TensorBase& grad_input1, const TensorBase& grad_input2,
-    const TensorBase& grad_output, const TensorBase& input1,
-    const TensorBase& input2, const CorrelationParams& params) {
-  AT_DISPATCH_FLOATING_TYPES_AND2(kHalf, kBFloat16, input1.scalar_type(), "correlation_backward_cpu", [&] {
-    // The caches' budget (see plan_strips) is a share of grad_output and the
-    // gradients, which the caller holds while the backward runs, counted in
-    // the accumulation type: half and bfloat16 calls are cut into the same
-    // chunks as float ones, so their caches may take up to twice that share
-    // of their smaller tensors.
-    const auto elements = [](const TensorBase& t) { return t.defined() ? t.numel() : int64_t(0); };
-    const int64_t result_bytes = static_cast<int64_t>(sizeof(at::opmath_type<scalar_t>)) *
-        (elements(grad_output) + elements(grad_input1) + elements(grad_input2));
-    if (grad_input1.defined()) {
-      correlation_gradient<scalar_t, Input1Gradient>(grad_input1, grad_output, input2, params, result_bytes);
-    }
-    if (grad_input2.defined()) {
-      correlation_gradient<scalar_t, Input2Gradient>(grad_input2, grad_output, input1, params, result_bytes);
-    }
-  });
+    const TensorBase& grad_input1,
+    const TensorBase& grad_input2,
+    const TensorBase& grad_output,
+    const TensorBase& input1,
+    const TensorBase& input2,
+    const CorrelationParams& params) {
+  AT_DISPATCH_FLOATING_TYPES_AND2(
+      kHalf, kBFloat16, input1.scalar_type(), "correlation_backward_cpu", [&] {
+        // The caches' budget (see plan_strips) is a share of grad_output and
+        // the gradients, which the caller holds while the backward runs,
+        // counted in the accumulation type: half and bfloat16 calls are cut
+        // into the same chunks as float ones, so their caches may take up to
+        // twice that share of their smaller tensors.
+        const auto elements = [](const TensorBase& t) {
+          return t.defined() ? t.numel() : int64_t(0);
+        };
+        const int64_t result_bytes =
+            static_cast<int64_t>(sizeof(at::opmath_type<scalar_t>)) *
+            (elements(grad_output) + elements(grad_input1) +
+             elements(grad_input2));
+        if (grad_input1.defined()) {
+          correlation_gradient<scalar_t, Input1Gradient>(
+              grad_input1, grad_output, input2, params, result_bytes);
+        }
+        if (grad_input2.defined()) {
+          correlation_gradient<scalar_t, Input2Gradient>(
+              grad_input2, grad_output, input1, params, result_bytes);
+        }
+      });
 }
 
-} // namespace
+}  // namespace
 
 // Registered for every CPU capability, AVX512 included: the kernels are FMA
 // loops over contiguous scratch rows, which gain from the wider vectors.
 ALSO_REGISTER_AVX512_DISPATCH(correlation_stub, &correlation_kernel)
-ALSO_REGISTER_AVX512_DISPATCH(correlation_backward_stub, &correlation_backward_kernel)
+ALSO_REGISTER_AVX512_DISPATCH(
+    correlation_backward_stub,
+    &correlation_backward_kernel)
 
-} // namespace at::native
+}  // namespace at::native

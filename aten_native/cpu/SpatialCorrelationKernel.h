@@ -33,4 +33,4 @@ using correlation_backward_fn = void (*)(
 DECLARE_DISPATCH(correlation_fn, correlation_stub)
 DECLARE_DISPATCH(correlation_backward_fn, correlation_backward_stub)
 
-} // namespace at::native
+}  // namespace at::native

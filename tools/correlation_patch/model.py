@@ -11,7 +11,10 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 class PatchError(Exception):
@@ -90,9 +93,13 @@ class Tree:
 def removed_lines(old: str, new: str) -> list[str]:
     """Lines of ``old`` that ``new`` does not keep (in order); empty if it only adds."""
     remaining = iter(new.split("\n"))
-    if all(any(line == candidate for candidate in remaining) for line in old.split("\n")):
+    if all(
+        any(line == candidate for candidate in remaining) for line in old.split("\n")
+    ):
         return []
-    matcher = difflib.SequenceMatcher(None, old.split("\n"), new.split("\n"), autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, old.split("\n"), new.split("\n"), autojunk=False
+    )
     return [
         line
         for tag, i1, i2, _, _ in matcher.get_opcodes()
@@ -136,8 +143,12 @@ def unified_diff(rel: str, old: str | None, new: str) -> str:
     out = [f"diff --git a/{rel} b/{rel}\n"]
     if old is None:
         out.append("new file mode 100644\n")
-    for line in difflib.unified_diff(a, b, "/dev/null" if old is None else f"a/{rel}", f"b/{rel}"):
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    for line in difflib.unified_diff(
+        a, b, "/dev/null" if old is None else f"a/{rel}", f"b/{rel}"
+    ):
+        out.append(
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+        )
     return "".join(out)
 
 
@@ -172,7 +183,9 @@ def write_changes(root: Path, changes: list[tuple[str, str | None, str]]) -> Non
                 directory.rmdir()
             except OSError:
                 pass
-        raise PatchError(f"writing {current} failed ({e}); restored the files already written") from None
+        raise PatchError(
+            f"writing {current} failed ({e}); restored the files already written"
+        ) from None
 
 
 def report(tree: Tree, dry: bool) -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 from .model import AnchorError, PatchError, Tree, check_additive, copy_file, outdated
 from .pyedit import (
@@ -53,6 +52,10 @@ from .textedit import (
     edit_cpp_block_before,
     edit_yaml,
 )
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DST_NATIVE_YAML = "aten/src/ATen/native/native_functions.yaml"
 DST_DERIVATIVES_YAML = "tools/autograd/derivatives.yaml"
@@ -80,23 +83,44 @@ DST_DOCS_FUNCTIONAL = "docs/source/nn.functional"  # .md (current) or .rst (olde
 DST_DOCS_NN = "docs/source/nn"
 DST_HAS_DECOMP_EXPECT = "test/expect/HasDecompTest.test_has_decomposition.expect"
 
-MANUAL_NAMESPACE_END = re.compile(r"^\}\s*//\s*namespace\s+torch::autograd::generated::details\s*$")
+MANUAL_NAMESPACE_END = re.compile(
+    r"^\}\s*//\s*namespace\s+torch::autograd::generated::details\s*$"
+)
 
 # Build lists of build_variables.bzl (Buck/Bazel; CMake globs the directories):
 # (where our file lives, the list, the upstream entry ours follows). Headers,
 # .cu files and aten/src/ATen/functorch/*.cpp are not listed upstream.
 BUILD_LISTS = (
-    ("cpu/", ".cpp", "aten_native_source_codegen_list", "aten/src/ATen/native/cpu/GridSamplerKernel.cpp"),
-    ("cuda/", ".cpp", "aten_cuda_cu_source_list", "aten/src/ATen/native/cuda/GridSampler.cpp"),
-    ("", ".cpp", "aten_native_source_non_codegen_list", "aten/src/ATen/native/GridSampler.cpp"),
+    (
+        "cpu/",
+        ".cpp",
+        "aten_native_source_codegen_list",
+        "aten/src/ATen/native/cpu/GridSamplerKernel.cpp",
+    ),
+    (
+        "cuda/",
+        ".cpp",
+        "aten_cuda_cu_source_list",
+        "aten/src/ATen/native/cuda/GridSampler.cpp",
+    ),
+    (
+        "",
+        ".cpp",
+        "aten_native_source_non_codegen_list",
+        "aten/src/ATen/native/GridSampler.cpp",
+    ),
 )
 
 
 def edit_build_variables(tree: Tree, native_files: list[str]) -> None:
     for rel in native_files:
         for folder, ext, variable, anchor in BUILD_LISTS:
-            if rel.endswith(ext) and (rel.startswith(folder) if folder else "/" not in rel):
-                insert_string_after(tree, DST_BUILD_VARIABLES, variable, f"{NATIVE_DST}/{rel}", anchor)
+            if rel.endswith(ext) and (
+                rel.startswith(folder) if folder else "/" not in rel
+            ):
+                insert_string_after(
+                    tree, DST_BUILD_VARIABLES, variable, f"{NATIVE_DST}/{rel}", anchor
+                )
                 break
 
 
@@ -105,36 +129,75 @@ PYTHON_BLOCKS = (
     (DST_FUNCTIONAL, "functional", FUNCTION, "grid_sample"),
     (DST_DECOMP, "decomp", "the decomposition", "grid_sampler_2d"),
     (DST_FLOP_COUNTER, "flop", "the flop formulas", "conv_backward_flop"),
-    (DST_OPINFO, "opinfo_samples", "sample_inputs_correlation", "sample_inputs_grid_sampler_3d"),
-    (DST_MODULEINFO, "moduleinfo_inputs", f"module_inputs_torch_nn_{MODULE_CLASS}",
-     "module_inputs_torch_nn_FractionalMaxPool3d"),
+    (
+        DST_OPINFO,
+        "opinfo_samples",
+        "sample_inputs_correlation",
+        "sample_inputs_grid_sampler_3d",
+    ),
+    (
+        DST_MODULEINFO,
+        "moduleinfo_inputs",
+        f"module_inputs_torch_nn_{MODULE_CLASS}",
+        "module_inputs_torch_nn_FractionalMaxPool3d",
+    ),
 )
 # Elements inserted after an element ``Info(<name>, ...)`` of a list literal:
 # (target, list, source block, the anchor's name, ours).
 LIST_ELEMENTS = (
-    (DST_OPINFO, "op_db", "opinfo_entry", "nn.functional.grid_sample", f"nn.functional.{FUNCTION}"),
-    (DST_MODULEINFO, "module_db", "moduleinfo_entry", "torch.nn.FractionalMaxPool3d", f"torch.nn.{MODULE_CLASS}"),
+    (
+        DST_OPINFO,
+        "op_db",
+        "opinfo_entry",
+        "nn.functional.grid_sample",
+        f"nn.functional.{FUNCTION}",
+    ),
+    (
+        DST_MODULEINFO,
+        "module_db",
+        "moduleinfo_entry",
+        "torch.nn.FractionalMaxPool3d",
+        f"torch.nn.{MODULE_CLASS}",
+    ),
 )
 # Strings inserted in sorted place among the list's strings starting with the prefix.
 SORTED_STRINGS = (
-    (DST_TRACE_RULES, "torch_c_binding_in_graph_functions", f"torch._C._nn.{FUNCTION}", "torch._C._nn."),
+    (
+        DST_TRACE_RULES,
+        "torch_c_binding_in_graph_functions",
+        f"torch._C._nn.{FUNCTION}",
+        "torch._C._nn.",
+    ),
     (DST_GEN_PYI, "c_nn_imports", FUNCTION, ""),
     (DST_MODULES_INIT, "__all__", MODULE_CLASS, ""),
 )
 # lower_precision_fp next to conv2d: the macro expands for CUDA and the other
 # device types that use it, so amp.md lists it for CUDA and XPU (not CPU).
-MACRO_ENTRIES = ((DST_AUTOCAST, "AT_FORALL_LOWER_PRECISION_FP", "_(conv2d)", f"_({FUNCTION})"),)
+MACRO_ENTRIES = (
+    (DST_AUTOCAST, "AT_FORALL_LOWER_PRECISION_FP", "_(conv2d)", f"_({FUNCTION})"),
+)
 MARKDOWN_ITEMS = tuple(
-    (DST_AMP_DOCS, f"{device} Ops that can autocast to `float16`", "`conv2d`,", f"`{FUNCTION}`,")
+    (
+        DST_AMP_DOCS,
+        f"{device} Ops that can autocast to `float16`",
+        "`conv2d`,",
+        f"`{FUNCTION}`,",
+    )
     for device in ("CUDA", "XPU")
 )
 # YAML entries after the grid_sampler family: (target, key, source entries).
-YAML_ENTRIES = ((DST_NATIVE_YAML, "func", "native_yaml"), (DST_DERIVATIVES_YAML, "name", "derivatives_yaml"))
+YAML_ENTRIES = (
+    (DST_NATIVE_YAML, "func", "native_yaml"),
+    (DST_DERIVATIVES_YAML, "name", "derivatives_yaml"),
+)
 YAML_ANCHOR = "grid_sampler_3d_backward"
 # C++ blocks at the end of the autograd helpers' namespace.
 CPP_BLOCKS = ((DST_MANUAL_H, "manual_h"), (DST_MANUAL_CPP, "manual_cpp"))
 # Autosummary entries: (docs file without extension, section, item).
-DOC_ITEMS = ((DST_DOCS_FUNCTIONAL, "Vision functions", FUNCTION), (DST_DOCS_NN, "Vision Layers", f"nn.{MODULE_CLASS}"))
+DOC_ITEMS = (
+    (DST_DOCS_FUNCTIONAL, "Vision functions", FUNCTION),
+    (DST_DOCS_NN, "Vision Layers", f"nn.{MODULE_CLASS}"),
+)
 
 
 def schema_parameters(schema, annotate: bool) -> list[str]:
@@ -158,18 +221,26 @@ def edit_gen_pyi(tree: Tree, schema) -> None:
     if top_level_def(module, "defs") is None:
         raise AnchorError(rel, "'def defs(...)' (the hint helper)")
     dicts = [
-        n for n in ast.walk(module)
-        if isinstance(n, ast.Dict) and any(isinstance(k, ast.Constant) and k.value == "one_hot" for k in n.keys)
+        n
+        for n in ast.walk(module)
+        if isinstance(n, ast.Dict)
+        and any(isinstance(k, ast.Constant) and k.value == "one_hot" for k in n.keys)
     ]
-    params = "".join(f'{" " * 24}"{p}",\n' for p in schema_parameters(schema, annotate=True))
+    params = "".join(
+        f'{" " * 24}"{p}",\n' for p in schema_parameters(schema, annotate=True)
+    )
     indent = " " * 12
     value = (
-        f"[\n{indent}    defs(\n{indent}        \"{FUNCTION}\",\n{indent}        [\n{params}"
-        f"{indent}        ],\n{indent}        \"Tensor\",\n{indent}    )\n{indent}]"
+        f'[\n{indent}    defs(\n{indent}        "{FUNCTION}",\n{indent}        [\n{params}'
+        f'{indent}        ],\n{indent}        "Tensor",\n{indent}    )\n{indent}]'
     )
     insert_dict_entries(
-        tree, rel, dicts[0] if dicts else None, "'one_hot'",
-        "the dict of c_nn function hints holding 'one_hot'", [(f'"{FUNCTION}"', value)],
+        tree,
+        rel,
+        dicts[0] if dicts else None,
+        "'one_hot'",
+        "the dict of c_nn function hints holding 'one_hot'",
+        [(f'"{FUNCTION}"', value)],
     )
 
 
@@ -181,9 +252,15 @@ def edit_overrides(tree: Tree, schema) -> None:
         raise AnchorError(rel, "'def get_testing_overrides()'")
     lines = text.split("\n")
     key = re.compile(r"^(\s+)torch\.nn\.functional\.(\w+):")
-    keys = [(i, m.group(1), m.group(2)) for i in range(getter.lineno - 1, getter.end_lineno) if (m := key.match(lines[i]))]
+    keys = [
+        (i, m.group(1), m.group(2))
+        for i in range(getter.lineno - 1, getter.end_lineno)
+        if (m := key.match(lines[i]))
+    ]
     if not keys:
-        raise AnchorError(rel, "'torch.nn.functional.*' entries in get_testing_overrides()")
+        raise AnchorError(
+            rel, "'torch.nn.functional.*' entries in get_testing_overrides()"
+        )
     indent = keys[0][1]
     lam = "lambda " + ", ".join(schema_parameters(schema, annotate=False)) + ": -1"
     entry = f"{indent}torch.nn.functional.{FUNCTION}: (\n{indent}    {lam}\n{indent}),"
@@ -194,16 +271,24 @@ def edit_overrides(tree: Tree, schema) -> None:
         raise outdated(rel, f"an entry for torch.nn.functional.{FUNCTION}")
     later = [i for i, _, name in keys if name > FUNCTION]
     if not later:
-        raise AnchorError(rel, f"a 'torch.nn.functional.<name>' entry that sorts after '{FUNCTION}'")
+        raise AnchorError(
+            rel, f"a 'torch.nn.functional.<name>' entry that sorts after '{FUNCTION}'"
+        )
     lines[later[0] : later[0]] = entry.split("\n")
-    tree.stage(rel, "\n".join(lines), f"add torch.nn.functional.{FUNCTION} to get_testing_overrides")
+    tree.stage(
+        rel,
+        "\n".join(lines),
+        f"add torch.nn.functional.{FUNCTION} to get_testing_overrides",
+    )
 
 
 def module_file(header: str, class_block: str) -> str:
     """``torch/nn/modules/correlation.py``: the header (unused imports dropped) and the class."""
     class_tree = parse_python(class_block, f"{SRC_MODULES} (module block)")
     if top_level_def(class_tree, MODULE_CLASS) is None:
-        raise PatchError(f"{SRC_MODULES}: the module block does not define 'class {MODULE_CLASS}'")
+        raise PatchError(
+            f"{SRC_MODULES}: the module block does not define 'class {MODULE_CLASS}'"
+        )
     used = free_names(class_tree)
     header_tree = parse_python(header, SRC_MODULE_HEADER)
     lines = header.split("\n")
@@ -226,7 +311,9 @@ def module_file(header: str, class_block: str) -> str:
     if missing - typing_missing:
         raise PatchError(
             f"{SRC_MODULES}: the module block uses names that {SRC_MODULE_HEADER} does not "
-            "import: " + ", ".join(sorted(missing - typing_missing)) + ". Nothing was written."
+            "import: "
+            + ", ".join(sorted(missing - typing_missing))
+            + ". Nothing was written."
         )
     return add_typing_names(text, DST_MODULE, typing_missing)
 
@@ -251,7 +338,9 @@ def edit_modules_init(tree: Tree) -> None:
     text = tree.read(rel)
     module = parse_python(text, rel)
     lines = text.split("\n")
-    relative = [n for n in module.body if isinstance(n, ast.ImportFrom) and n.level == 1]
+    relative = [
+        n for n in module.body if isinstance(n, ast.ImportFrom) and n.level == 1
+    ]
     if not any(n.module == FUNCTION for n in relative):
         sortable = [n for n in relative if "usort: skip" not in lines[n.lineno - 1]]
         if not sortable:
@@ -268,17 +357,27 @@ def check_nn_init(tree: Tree) -> None:
     """``torch.nn`` re-exports ``torch.nn.modules`` with a ``*`` import; nothing to add."""
     rel = DST_NN_INIT
     text = tree.read(rel)
-    if not re.search(r"^from (torch\.nn\.modules|\.modules) import \*", text, re.MULTILINE):
-        raise AnchorError(rel, "'from torch.nn.modules import *' (which exports nn.Correlation)")
-    tree.present(rel, "no change needed: 'from torch.nn.modules import *' exports nn.Correlation")
+    if not re.search(
+        r"^from (torch\.nn\.modules|\.modules) import \*", text, re.MULTILINE
+    ):
+        raise AnchorError(
+            rel, "'from torch.nn.modules import *' (which exports nn.Correlation)"
+        )
+    tree.present(
+        rel, "no change needed: 'from torch.nn.modules import *' exports nn.Correlation"
+    )
 
 
 def _call_named(first_arg: str):
     """Picks ``Info("name", ...)`` / ``Info(torch.nn.Name, ...)`` elements."""
+
     def pick(node: ast.AST) -> bool:
-        return isinstance(node, ast.Call) and bool(node.args) and (
-            ast.unparse(node.args[0]).strip("'\"") == first_arg
+        return (
+            isinstance(node, ast.Call)
+            and bool(node.args)
+            and (ast.unparse(node.args[0]).strip("'\"") == first_arg)
         )
+
     return pick
 
 
@@ -289,7 +388,11 @@ def edit_mps_unsupported(tree: Tree) -> None:
     if not isinstance(node, ast.Dict) or not node.keys or node.keys[-1] is None:
         raise AnchorError(rel, "the dict literal UNIMPLEMENTED_XFAILLIST")
     insert_dict_entries(
-        tree, rel, node, ast.unparse(node.keys[-1]), "UNIMPLEMENTED_XFAILLIST",
+        tree,
+        rel,
+        node,
+        ast.unparse(node.keys[-1]),
+        "UNIMPLEMENTED_XFAILLIST",
         [(f'"nn.functional.{FUNCTION}"', "None")],
     )
 
@@ -300,16 +403,29 @@ def edit_flop_registry(tree: Tree, block: str) -> None:
     entries = []
     for node in parse_python(block, SRC_FLOP).body:
         for decorator in getattr(node, "decorator_list", []):
-            if isinstance(decorator, ast.Call) and ast.unparse(decorator.func) == "register_flop_formula":
+            if (
+                isinstance(decorator, ast.Call)
+                and ast.unparse(decorator.func) == "register_flop_formula"
+            ):
                 target = decorator.args[0]
-                items = target.elts if isinstance(target, (ast.List, ast.Tuple)) else [target]
+                items = (
+                    target.elts
+                    if isinstance(target, (ast.List, ast.Tuple))
+                    else [target]
+                )
                 entries += [(ast.unparse(item), node.name) for item in items]
     if not entries:
-        raise PatchError(f"{SRC_FLOP}: the block has no @register_flop_formula(...) function")
+        raise PatchError(
+            f"{SRC_FLOP}: the block has no @register_flop_formula(...) function"
+        )
     rel = DST_FLOP_COUNTER
     insert_dict_entries(
-        tree, rel, assigned_value(parse_python(tree.read(rel), rel), "flop_registry"),
-        "aten.convolution_backward", "the flop_registry dict", entries,
+        tree,
+        rel,
+        assigned_value(parse_python(tree.read(rel), rel), "flop_registry"),
+        "aten.convolution_backward",
+        "the flop_registry dict",
+        entries,
     )
 
 
@@ -319,20 +435,33 @@ def edit_decomp_lists(tree: Tree) -> None:
     module = parse_python(tree.read(rel), rel)
     getter = top_level_def(module, "_core_aten_decompositions_post_autograd")
     calls = [
-        n for n in ast.walk(getter or ast.Module(body=[], type_ignores=[]))
-        if isinstance(n, ast.Call) and ast.unparse(n.func) == "get_decompositions" and n.args
+        n
+        for n in ast.walk(getter or ast.Module(body=[], type_ignores=[]))
+        if isinstance(n, ast.Call)
+        and ast.unparse(n.func) == "get_decompositions"
+        and n.args
     ]
-    found = calls[-1].args[0] if calls and isinstance(calls[-1].args[0], ast.List) else None
+    found = (
+        calls[-1].args[0] if calls and isinstance(calls[-1].args[0], ast.List) else None
+    )
     insert_list_expr(
-        tree, rel, found,
+        tree,
+        rel,
+        found,
         "the get_decompositions([...]) list of _core_aten_decompositions_post_autograd()",
-        f"aten.{FUNCTION}", keep_sorted=True,
+        f"aten.{FUNCTION}",
+        keep_sorted=True,
     )
     rel = DST_INDUCTOR_DECOMP
     found = assigned_value(parse_python(tree.read(rel), rel), "decomps_to_exclude")
     insert_list_expr(
-        tree, rel, found, "the decomps_to_exclude list", f"aten.{FUNCTION}",
-        keep_sorted=False, comment="inductor calls the native kernel",
+        tree,
+        rel,
+        found,
+        "the decomps_to_exclude list",
+        f"aten.{FUNCTION}",
+        keep_sorted=False,
+        comment="inductor calls the native kernel",
     )
 
 
@@ -359,24 +488,40 @@ def edit_inductor_fallbacks(tree: Tree) -> None:
     if all(line in lines for line in INDUCTOR_FALLBACKS):
         tree.present(rel)
         return
-    if any(re.match(rf"make_fallback\(aten\.{FUNCTION}(_backward)?\b", line) for line in lines):
+    if any(
+        re.match(rf"make_fallback\(aten\.{FUNCTION}(_backward)?\b", line)
+        for line in lines
+    ):
         raise outdated(rel, f"the make_fallback(aten.{FUNCTION}...) lines")
     anchor = "make_fallback(aten._cdist_backward)"
     hits = [i for i, line in enumerate(lines) if line.strip() == anchor]
     if not hits:
         raise AnchorError(rel, f"the top-level '{anchor}' line")
-    lines[hits[0] + 1 : hits[0] + 1] = [*INDUCTOR_FALLBACK_COMMENT.split("\n"), *INDUCTOR_FALLBACKS]
-    tree.stage(rel, "\n".join(lines), "add the correlation fallbacks after the _cdist ones")
+    lines[hits[0] + 1 : hits[0] + 1] = [
+        *INDUCTOR_FALLBACK_COMMENT.split("\n"),
+        *INDUCTOR_FALLBACKS,
+    ]
+    tree.stage(
+        rel, "\n".join(lines), "add the correlation fallbacks after the _cdist ones"
+    )
 
-def edit_has_decomp_expect(tree: Tree, native: tuple[str, list[str]], decomp: str) -> None:
+
+def edit_has_decomp_expect(
+    tree: Tree, native: tuple[str, list[str]], decomp: str
+) -> None:
     """List our overloads without a decomposition in HasDecompTest's expect file."""
     body, names = native
     overloads = list(names)
     for match in re.finditer(r"^\s+autogen:\s*(.+)$", body, re.MULTILINE):
-        overloads += [name.strip() for name in match.group(1).split(",") if name.strip()]
+        overloads += [
+            name.strip() for name in match.group(1).split(",") if name.strip()
+        ]
     decomposed: set[str] = set()
     for node in ast.walk(parse_python(decomp, SRC_DECOMP)):
-        if isinstance(node, ast.Call) and ast.unparse(node.func) == "register_decomposition":
+        if (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) == "register_decomposition"
+        ):
             for arg in node.args:
                 items = arg.elts if isinstance(arg, (ast.List, ast.Tuple)) else [arg]
                 for item in items:
@@ -399,12 +544,22 @@ def edit_has_decomp_expect(tree: Tree, native: tuple[str, list[str]], decomp: st
     for name in sorted(wanted):
         if name in lines:
             continue
-        later = [i for i, line in enumerate(lines) if line.startswith("aten::") and line > name]
-        index = later[0] if later else max(i for i, line in enumerate(lines) if line.startswith("aten::")) + 1
+        later = [
+            i
+            for i, line in enumerate(lines)
+            if line.startswith("aten::") and line > name
+        ]
+        index = (
+            later[0]
+            if later
+            else max(i for i, line in enumerate(lines) if line.startswith("aten::")) + 1
+        )
         lines.insert(index, name)
         added.append(name)
     if added:
-        tree.stage(rel, "\n".join(lines), "list " + ", ".join(added) + " (no decomposition)")
+        tree.stage(
+            rel, "\n".join(lines), "list " + ", ".join(added) + " (no decomposition)"
+        )
     else:
         tree.present(rel)
 
@@ -417,8 +572,15 @@ def plan(pytorch_root: Path, source_root: Path) -> Tree:
             f"({DST_NATIVE_YAML} not found). Nothing was written."
         )
     src = load_sources(source_root)
-    if FUNCTION not in module_bindings(parse_python(src["functional"], "the functional block"))[0]:
-        raise PatchError(f"the block of torch_correlation/functional.py does not define '{FUNCTION}'")
+    if (
+        FUNCTION
+        not in module_bindings(parse_python(src["functional"], "the functional block"))[
+            0
+        ]
+    ):
+        raise PatchError(
+            f"the block of torch_correlation/functional.py does not define '{FUNCTION}'"
+        )
     tree = Tree(pytorch_root)
     for directory, key in ((NATIVE_DST, "native"), (FUNCTORCH_DST, "functorch")):
         if not (pytorch_root / directory).is_dir():
@@ -432,14 +594,25 @@ def plan(pytorch_root: Path, source_root: Path) -> Tree:
     for rel, key, block in YAML_ENTRIES:
         edit_yaml(tree, rel, key, YAML_ANCHOR, src[block])
     for rel, block in CPP_BLOCKS:
-        edit_cpp_block_before(tree, rel, src[block], MANUAL_NAMESPACE_END,
-                              "} // namespace torch::autograd::generated::details")
+        edit_cpp_block_before(
+            tree,
+            rel,
+            src[block],
+            MANUAL_NAMESPACE_END,
+            "} // namespace torch::autograd::generated::details",
+        )
     for rel, block, what, after in PYTHON_BLOCKS:
         edit_python_block(tree, rel, src[block], what, after)
     for rel, variable, block, anchor, ours in LIST_ELEMENTS:
         insert_after_element(
-            tree, rel, variable, _call_named(anchor), f"the {anchor} entry of {variable}",
-            _call_named(ours), f"an entry for {ours}", src[block],
+            tree,
+            rel,
+            variable,
+            _call_named(anchor),
+            f"the {anchor} entry of {variable}",
+            _call_named(ours),
+            f"an entry for {ours}",
+            src[block],
         )
     for rel, variable, value, prefix in SORTED_STRINGS:
         insert_sorted_string(tree, rel, variable, value, prefix)

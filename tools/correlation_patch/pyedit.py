@@ -105,9 +105,13 @@ def add_typing_names(text: str, path: str, names: set[str]) -> str:
     tree = parse_python(text, path)
     lines = text.split("\n")
     imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
-    typing_imports = [n for n in imports if isinstance(n, ast.ImportFrom) and n.module == "typing"]
+    typing_imports = [
+        n for n in imports if isinstance(n, ast.ImportFrom) and n.module == "typing"
+    ]
     if not imports:
-        raise AnchorError(path, "a top-level import statement (to add 'from typing import')")
+        raise AnchorError(
+            path, "a top-level import statement (to add 'from typing import')"
+        )
     line = "from typing import " + ", ".join(sorted(names, key=str.lower))
     if typing_imports:
         lines.insert(typing_imports[-1].end_lineno, line)
@@ -146,7 +150,8 @@ def top_level_def(tree: ast.Module, name: str) -> ast.stmt | None:
     found = [
         n
         for n in tree.body
-        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and n.name == name
+        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+        and n.name == name
     ]
     return found[-1] if found else None
 
@@ -159,7 +164,11 @@ def insert_after_def(text: str, path: str, def_name: str, block: str) -> str:
         raise AnchorError(path, f"top-level 'def {def_name}(...)'")
     lines = text.split("\n")
     end = node.end_lineno
-    while end < len(lines) and lines[end].startswith((" ", "\t")) and lines[end].lstrip().startswith("#"):
+    while (
+        end < len(lines)
+        and lines[end].startswith((" ", "\t"))
+        and lines[end].lstrip().startswith("#")
+    ):
         end += 1
     gap = 0
     while end + gap < len(lines) - 1 and not lines[end + gap].strip():
@@ -193,24 +202,38 @@ def assigned_value(module: ast.Module, variable: str) -> ast.expr | None:
     such as ``dict.fromkeys([...])``) assigned to ``variable`` anywhere in the module."""
     found = []
     for node in ast.walk(module):
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) else []
+        targets = (
+            node.targets
+            if isinstance(node, ast.Assign)
+            else ([node.target] if isinstance(node, ast.AnnAssign) else [])
         )
-        if any(isinstance(t, ast.Name) and t.id == variable for t in targets) and node.value is not None:
+        if (
+            any(isinstance(t, ast.Name) and t.id == variable for t in targets)
+            and node.value is not None
+        ):
             value = node.value
             if isinstance(value, ast.Call) and value.args:
                 value = value.args[0]
-            if isinstance(value, (ast.List, ast.Tuple, ast.Set)) and value.elts or isinstance(value, ast.Dict) and value.keys:
+            if (
+                isinstance(value, (ast.List, ast.Tuple, ast.Set))
+                and value.elts
+                or isinstance(value, ast.Dict)
+                and value.keys
+            ):
                 found.append(value)
     return min(found, key=lambda n: n.lineno) if found else None
 
 
-def _insert_line(tree: Tree, rel: str, lines: list[str], index: int, new: list[str], note: str) -> None:
+def _insert_line(
+    tree: Tree, rel: str, lines: list[str], index: int, new: list[str], note: str
+) -> None:
     lines[index:index] = new
     tree.stage(rel, "\n".join(lines), note)
 
 
-def insert_sorted_string(tree: Tree, rel: str, variable: str, value: str, prefix: str) -> None:
+def insert_sorted_string(
+    tree: Tree, rel: str, variable: str, value: str, prefix: str
+) -> None:
     """Insert the string ``value`` into the list literal assigned to ``variable``.
 
     The new line goes before the first element with ``prefix`` that sorts
@@ -220,7 +243,9 @@ def insert_sorted_string(tree: Tree, rel: str, variable: str, value: str, prefix
     node = assigned_value(parse_python(text, rel), variable)
     if not isinstance(node, (ast.List, ast.Tuple, ast.Set)):
         raise AnchorError(rel, f"the list assigned to '{variable}'")
-    elements = [e for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    elements = [
+        e for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+    ]
     if any(e.value == value for e in elements):
         tree.present(rel)
         return
@@ -236,16 +261,27 @@ def insert_sorted_string(tree: Tree, rel: str, variable: str, value: str, prefix
     quote = source_line.strip()[0]
     indent = source_line[: len(source_line) - len(source_line.lstrip())]
     index = ref.lineno - 1 if after else ref.end_lineno
-    _insert_line(tree, rel, lines, index, [f"{indent}{quote}{value}{quote},"], f"add {value!r} to {variable}")
+    _insert_line(
+        tree,
+        rel,
+        lines,
+        index,
+        [f"{indent}{quote}{value}{quote},"],
+        f"add {value!r} to {variable}",
+    )
 
 
-def insert_string_after(tree: Tree, rel: str, variable: str, value: str, anchor: str) -> None:
+def insert_string_after(
+    tree: Tree, rel: str, variable: str, value: str, anchor: str
+) -> None:
     """Insert the string ``value`` right after the element ``anchor`` of the list ``variable``."""
     text = tree.read(rel)
     node = assigned_value(parse_python(text, rel), variable)
     if not isinstance(node, (ast.List, ast.Tuple)):
         raise AnchorError(rel, f"the list assigned to '{variable}'")
-    strings = [e for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    strings = [
+        e for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)
+    ]
     if any(e.value == value for e in strings):
         tree.present(rel)
         return
@@ -256,12 +292,24 @@ def insert_string_after(tree: Tree, rel: str, variable: str, value: str, anchor:
     line = lines[ref.lineno - 1]
     indent = line[: len(line) - len(line.lstrip())]
     quote = line.strip()[0]
-    _insert_line(tree, rel, lines, ref.end_lineno, [f"{indent}{quote}{value}{quote},"], f"add {value!r} to {variable}")
+    _insert_line(
+        tree,
+        rel,
+        lines,
+        ref.end_lineno,
+        [f"{indent}{quote}{value}{quote},"],
+        f"add {value!r} to {variable}",
+    )
 
 
 def insert_list_expr(
-    tree: Tree, rel: str, list_node: ast.List | None, anchor: str, expr: str,
-    keep_sorted: bool, comment: str = "",
+    tree: Tree,
+    rel: str,
+    list_node: ast.List | None,
+    anchor: str,
+    expr: str,
+    keep_sorted: bool,
+    comment: str = "",
 ) -> None:
     """Add ``expr`` (one element per line) to a list literal of ``rel``.
 
@@ -285,7 +333,14 @@ def insert_list_expr(
 
 
 def insert_after_element(
-    tree: Tree, rel: str, variable: str, is_anchor, anchor: str, is_ours, what: str, entry: str
+    tree: Tree,
+    rel: str,
+    variable: str,
+    is_anchor,
+    anchor: str,
+    is_ours,
+    what: str,
+    entry: str,
 ) -> None:
     """Insert ``entry`` (text of one or more elements, each followed by a comma)
     after the element of the list ``variable`` that ``is_anchor`` picks."""
@@ -303,17 +358,33 @@ def insert_after_element(
         raise AnchorError(rel, anchor)
     if not lines[ref.end_lineno - 1][ref.end_col_offset :].lstrip().startswith(","):
         raise AnchorError(rel, f"a ',' right after {anchor}")
-    _insert_line(tree, rel, lines, ref.end_lineno, entry.split("\n"), f"add {what} after {anchor}")
+    _insert_line(
+        tree,
+        rel,
+        lines,
+        ref.end_lineno,
+        entry.split("\n"),
+        f"add {what} after {anchor}",
+    )
 
 
 def insert_dict_entries(
-    tree: Tree, rel: str, node: ast.Dict | None, anchor_key: str, anchor: str, entries: list[tuple[str, str]]
+    tree: Tree,
+    rel: str,
+    node: ast.Dict | None,
+    anchor_key: str,
+    anchor: str,
+    entries: list[tuple[str, str]],
 ) -> None:
     """Insert ``key: value`` lines after the entry whose key reads ``anchor_key``."""
     if not isinstance(node, ast.Dict):
         raise AnchorError(rel, anchor)
     keys = [ast.unparse(k) if k is not None else "" for k in node.keys]
-    wanted = [(k, v) for k, v in entries if ast.unparse(ast.parse(k, mode="eval").body) not in keys]
+    wanted = [
+        (k, v)
+        for k, v in entries
+        if ast.unparse(ast.parse(k, mode="eval").body) not in keys
+    ]
     if not wanted:
         tree.present(rel)
         return
@@ -325,8 +396,19 @@ def insert_dict_entries(
     i = keys.index(anchor_key)
     lines = tree.read(rel).split("\n")
     key_node, value_node = node.keys[i], node.values[i]
-    if not lines[value_node.end_lineno - 1][value_node.end_col_offset :].lstrip().startswith(","):
+    if (
+        not lines[value_node.end_lineno - 1][value_node.end_col_offset :]
+        .lstrip()
+        .startswith(",")
+    ):
         raise AnchorError(rel, f"a ',' after the entry {anchor_key} of {anchor}")
     indent = " " * key_node.col_offset
     new = [f"{indent}{k}: {v}," for k, v in wanted]
-    _insert_line(tree, rel, lines, value_node.end_lineno, new, f"add {', '.join(k for k, _ in wanted)} to {anchor}")
+    _insert_line(
+        tree,
+        rel,
+        lines,
+        value_node.end_lineno,
+        new,
+        f"add {', '.join(k for k, _ in wanted)} to {anchor}",
+    )

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import ast
 import re
-from pathlib import Path
 
 from .model import PatchError
 from .pyedit import parse_python
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 FUNCTION = "correlation"
 MODULE_CLASS = "Correlation"
@@ -83,8 +86,13 @@ def yaml_entries(text: str, path: str, key: str) -> tuple[str, list[str]]:
         if i < len(lines) and lines[i].strip() in ("", "#"):
             i += 1
     body = "\n".join(lines[i:]).strip("\n")
-    pattern = re.compile(rf"^- {key}: ([A-Za-z0-9_]+)(?:\.([A-Za-z0-9_]+))?\(", re.MULTILINE)
-    names = [m.group(1) + (f".{m.group(2)}" if m.group(2) else "") for m in pattern.finditer(body)]
+    pattern = re.compile(
+        rf"^- {key}: ([A-Za-z0-9_]+)(?:\.([A-Za-z0-9_]+))?\(", re.MULTILINE
+    )
+    names = [
+        m.group(1) + (f".{m.group(2)}" if m.group(2) else "")
+        for m in pattern.finditer(body)
+    ]
     if not names:
         raise PatchError(f"{path}: no '- {key}: ...' entries found")
     try:
@@ -101,14 +109,20 @@ def yaml_entries(text: str, path: str, key: str) -> tuple[str, list[str]]:
         ):
             raise PatchError(f"{path}: expected a list of entries with a '{key}' key")
         if len(data) != len(names):
-            raise PatchError(f"{path}: {len(data)} entries, but {len(names)} '- {key}:' lines")
+            raise PatchError(
+                f"{path}: {len(data)} entries, but {len(names)} '- {key}:' lines"
+            )
     return body, names
 
 
-def python_signature(native_body: str, name: str, path: str) -> list[tuple[str, str, str | None]]:
+def python_signature(
+    native_body: str, name: str, path: str
+) -> list[tuple[str, str, str | None]]:
     """``(name, schema type, Python default or None)`` per argument of ``name``'s
     schema, with ``("*", "", None)`` where keyword-only arguments start."""
-    match = re.search(rf"^- func: {re.escape(name)}\((.*)\) -> ", native_body, re.MULTILINE)
+    match = re.search(
+        rf"^- func: {re.escape(name)}\((.*)\) -> ", native_body, re.MULTILINE
+    )
     if match is None:
         raise PatchError(f"{path}: no '- func: {name}(...)' entry")
     out: list[tuple[str, str, str | None]] = []
@@ -183,9 +197,14 @@ def load_sources(source_root: Path) -> dict[str, object]:
             + "Nothing was written."
         )
     src["native_yaml"] = yaml_entries(texts[SRC_NATIVE_YAML], SRC_NATIVE_YAML, "func")
-    src["derivatives_yaml"] = yaml_entries(texts[SRC_DERIVATIVES_YAML], SRC_DERIVATIVES_YAML, "name")
+    src["derivatives_yaml"] = yaml_entries(
+        texts[SRC_DERIVATIVES_YAML], SRC_DERIVATIVES_YAML, "name"
+    )
     src["functional"] = extract_block(
-        texts[SRC_FUNCTIONAL], "# [correlation begin]", "# [correlation end]", SRC_FUNCTIONAL
+        texts[SRC_FUNCTIONAL],
+        "# [correlation begin]",
+        "# [correlation end]",
+        SRC_FUNCTIONAL,
     )
     src["module_class"] = extract_block(
         texts[SRC_MODULES], "# [module begin]", "# [module end]", SRC_MODULES
@@ -194,26 +213,44 @@ def load_sources(source_root: Path) -> dict[str, object]:
         texts[SRC_FLOP], "# [correlation begin]", "# [correlation end]", SRC_FLOP
     )
     src["moduleinfo_inputs"] = extract_block(
-        texts[SRC_MODULEINFO], "# [module_inputs begin]", "# [module_inputs end]", SRC_MODULEINFO
+        texts[SRC_MODULEINFO],
+        "# [module_inputs begin]",
+        "# [module_inputs end]",
+        SRC_MODULEINFO,
     )
     src["moduleinfo_entry"] = extract_block(
-        texts[SRC_MODULEINFO], "# [moduleinfo begin]", "# [moduleinfo end]", SRC_MODULEINFO
+        texts[SRC_MODULEINFO],
+        "# [moduleinfo begin]",
+        "# [moduleinfo end]",
+        SRC_MODULEINFO,
     )
     src["decomp"] = extract_block(
         texts[SRC_DECOMP], "# [decomp begin]", "# [decomp end]", SRC_DECOMP
     )
     src["manual_h"] = extract_block(
-        texts[SRC_MANUAL_H], "// [correlation begin]", "// [correlation end]", SRC_MANUAL_H
+        texts[SRC_MANUAL_H],
+        "// [correlation begin]",
+        "// [correlation end]",
+        SRC_MANUAL_H,
     )
     src["manual_cpp"] = extract_block(
-        texts[SRC_MANUAL_CPP], "// [correlation begin]", "// [correlation end]", SRC_MANUAL_CPP
+        texts[SRC_MANUAL_CPP],
+        "// [correlation begin]",
+        "// [correlation end]",
+        SRC_MANUAL_CPP,
     )
     src["schema"] = python_signature(src["native_yaml"][0], FUNCTION, SRC_NATIVE_YAML)
     src["module_header"] = extract_block(
-        texts[SRC_MODULE_HEADER], "# [header begin]", "# [header end]", SRC_MODULE_HEADER
+        texts[SRC_MODULE_HEADER],
+        "# [header begin]",
+        "# [header end]",
+        SRC_MODULE_HEADER,
     )
     src["opinfo_samples"] = extract_block(
-        texts[SRC_OPINFO], "# [sample_inputs begin]", "# [sample_inputs end]", SRC_OPINFO
+        texts[SRC_OPINFO],
+        "# [sample_inputs begin]",
+        "# [sample_inputs end]",
+        SRC_OPINFO,
     )
     src["opinfo_entry"] = extract_block(
         texts[SRC_OPINFO], "# [opinfo begin]", "# [opinfo end]", SRC_OPINFO
@@ -224,9 +261,8 @@ def load_sources(source_root: Path) -> dict[str, object]:
 def _ignored_file(rel: str) -> bool:
     parts = rel.split("/")
     name = parts[-1]
-    return (
-        any(p.startswith(".") or p == "__pycache__" for p in parts)
-        or name.endswith(("~", ".o", ".so", ".pyc", ".orig", ".rej", ".swp"))
+    return any(p.startswith(".") or p == "__pycache__" for p in parts) or name.endswith(
+        ("~", ".o", ".so", ".pyc", ".orig", ".rej", ".swp")
     )
 
 
@@ -251,7 +287,9 @@ def upstream_test(text: str, path: str) -> str:
         if isinstance(node, ast.Import):
             return any(a.name.split(".")[0] == "torch_correlation" for a in node.names)
         if isinstance(node, ast.ImportFrom):
-            return (node.module or "").split(".")[0] == "torch_correlation" and node.level == 0
+            return (node.module or "").split(".")[
+                0
+            ] == "torch_correlation" and node.level == 0
         return False
 
     module = parse_python("\n".join(line for _, line in kept), path)
@@ -259,7 +297,13 @@ def upstream_test(text: str, path: str) -> str:
         if isinstance(node, ast.Import) and is_preview(node) and len(node.names) == 1:
             del kept[node.lineno - 1 : node.end_lineno]
     result = "\n".join(line for _, line in kept)
-    uses = sorted({kept[n.lineno - 1][0] for n in ast.walk(parse_python(result, path)) if is_preview(n)})
+    uses = sorted(
+        {
+            kept[n.lineno - 1][0]
+            for n in ast.walk(parse_python(result, path))
+            if is_preview(n)
+        }
+    )
     if uses:
         raise PatchError(
             f"{path}: uses the preview package torch_correlation (line "

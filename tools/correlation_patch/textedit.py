@@ -12,12 +12,18 @@ from .model import AnchorError, Tree, outdated
 def find_entry_end(lines: list[str], start: int) -> int:
     """Index of the line after a YAML entry starting at ``start``."""
     end = start + 1
-    while end < len(lines) and lines[end].strip() and not lines[end].startswith(("- ", "#")):
+    while (
+        end < len(lines)
+        and lines[end].strip()
+        and not lines[end].startswith(("- ", "#"))
+    ):
         end += 1
     return end
 
 
-def edit_yaml(tree: Tree, rel: str, key: str, anchor_op: str, entries: tuple[str, list[str]]) -> None:
+def edit_yaml(
+    tree: Tree, rel: str, key: str, anchor_op: str, entries: tuple[str, list[str]]
+) -> None:
     body, names = entries
     text = tree.read(rel)
     if "\n" + body + "\n" in "\n" + text:
@@ -39,7 +45,9 @@ def edit_yaml(tree: Tree, rel: str, key: str, anchor_op: str, entries: tuple[str
     tree.stage(rel, "\n".join(lines), f"insert {', '.join(names)} after {anchor_op}")
 
 
-def edit_cpp_block_before(tree: Tree, rel: str, block: str, anchor: re.Pattern, anchor_text: str) -> None:
+def edit_cpp_block_before(
+    tree: Tree, rel: str, block: str, anchor: re.Pattern, anchor_text: str
+) -> None:
     """Insert a C++ ``block`` before the last line matching ``anchor`` (a namespace end)."""
     text = tree.read(rel)
     if block in text:
@@ -64,7 +72,14 @@ def edit_cpp_block_before(tree: Tree, rel: str, block: str, anchor: re.Pattern, 
 def add_macro_entry(tree: Tree, rel: str, macro: str, after: str, entry: str) -> None:
     """Add ``entry`` after the entry ``after`` of a ``#define macro(_) \\`` list, aligned."""
     lines = tree.read(rel).split("\n")
-    start = next((i for i, line in enumerate(lines) if re.match(rf"#define {re.escape(macro)}\(", line)), None)
+    start = next(
+        (
+            i
+            for i, line in enumerate(lines)
+            if re.match(rf"#define {re.escape(macro)}\(", line)
+        ),
+        None,
+    )
     if start is None:
         raise AnchorError(rel, f"'#define {macro}(...)'")
     end = start
@@ -80,20 +95,31 @@ def add_macro_entry(tree: Tree, rel: str, macro: str, after: str, entry: str) ->
     anchor_line = lines[index]
     indent = anchor_line[: len(anchor_line) - len(anchor_line.lstrip())]
     if not anchor_line.rstrip().endswith("\\"):
-        raise AnchorError(rel, f"an entry of {macro} after '{after}' (it must not end the list)")
+        raise AnchorError(
+            rel, f"an entry of {macro} after '{after}' (it must not end the list)"
+        )
     new = (indent + entry).ljust(len(anchor_line.rstrip()) - 1) + "\\"
     lines.insert(index + 1, new)
     tree.stage(rel, "\n".join(lines), f"add {entry} to {macro}")
 
 
-def add_markdown_list_item(tree: Tree, rel: str, heading: str, after: str, item: str) -> None:
+def add_markdown_list_item(
+    tree: Tree, rel: str, heading: str, after: str, item: str
+) -> None:
     """Add ``item`` after ``after`` in the list under the Markdown heading ``heading``."""
     lines = tree.read(rel).split("\n")
-    starts = [i for i, line in enumerate(lines) if line.lstrip("#").strip() == heading and line.startswith("#")]
+    starts = [
+        i
+        for i, line in enumerate(lines)
+        if line.lstrip("#").strip() == heading and line.startswith("#")
+    ]
     if not starts:
         raise AnchorError(rel, f"the heading '{heading}'")
     start = starts[0]
-    end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("#")), len(lines))
+    end = next(
+        (j for j in range(start + 1, len(lines)) if lines[j].startswith("#")),
+        len(lines),
+    )
     section = [line.strip() for line in lines[start:end]]
     if item in section:
         tree.present(rel)
@@ -108,7 +134,9 @@ def docs_file(tree: Tree, base: str) -> str:
     for ext in (".md", ".rst"):
         if tree.exists(base + ext):
             return base + ext
-    raise AnchorError(f"{base}.md", f"the file itself (neither {base}.md nor {base}.rst exists)")
+    raise AnchorError(
+        f"{base}.md", f"the file itself (neither {base}.md nor {base}.rst exists)"
+    )
 
 
 def _is_heading(lines: list[str], i: int) -> bool:
@@ -134,14 +162,23 @@ def add_autosummary_item(tree: Tree, rel: str, section: str, item: str) -> None:
             break
     if start is None:
         raise AnchorError(rel, f"the '{section}' section")
-    end = next((j for j in range(start + 2, len(lines)) if _is_heading(lines, j)), len(lines))
-    auto = next((j for j in range(start, end) if lines[j].strip() == ".. autosummary::"), None)
+    end = next(
+        (j for j in range(start + 2, len(lines)) if _is_heading(lines, j)), len(lines)
+    )
+    auto = next(
+        (j for j in range(start, end) if lines[j].strip() == ".. autosummary::"), None
+    )
     items: list[int] = []
     if auto is not None:
         j = auto + 1
         while j < end and (not lines[j].strip() or lines[j].strip().startswith(":")):
             j += 1
-        while j < end and lines[j].startswith(" ") and lines[j].strip() and not lines[j].strip().startswith(":"):
+        while (
+            j < end
+            and lines[j].startswith(" ")
+            and lines[j].strip()
+            and not lines[j].strip().startswith(":")
+        ):
             items.append(j)
             j += 1
     if not items:
@@ -158,7 +195,9 @@ def add_py_module(tree: Tree, rel: str, module: str) -> None:
     text = tree.read(rel)
     lines = text.split("\n")
     pattern = re.compile(r"^(\s*)\.\. py:module:: (torch\.nn\.modules\.\w+)\s*$")
-    hits = [(i, m.group(2)) for i, line in enumerate(lines) if (m := pattern.match(line))]
+    hits = [
+        (i, m.group(2)) for i, line in enumerate(lines) if (m := pattern.match(line))
+    ]
     if not hits:
         raise AnchorError(rel, "the '.. py:module:: torch.nn.modules.*' list")
     if any(name == module for _, name in hits):
