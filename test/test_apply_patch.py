@@ -82,6 +82,14 @@ PYTORCH_FILES = {
         #define AT_FORALL_FP32(_) \\
           _(acos)
         """,
+    "aten/src/ATen/autocast_mode.cpp": """
+        TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {
+          // lower_precision_fp cast policy
+          KERNEL_CPU(conv1d, lower_precision_fp)
+          KERNEL_CPU(conv2d, lower_precision_fp)
+          KERNEL_CPU(conv2d, padding, lower_precision_fp)
+        }
+        """,
     "aten/src/ATen/native/Correlation.cpp": "// upstream: torch.cov and torch.corrcoef\n",
     "aten/src/ATen/functorch/BatchRulesConvolution.cpp": "// upstream file\n",
     "build_variables.bzl": """
@@ -118,7 +126,8 @@ PYTORCH_FILES = {
         #### CPU Ops that can autocast to `bfloat16`
 
         `conv1d`,
-        `conv2d`
+        `conv2d`,
+        `conv3d`
         """,
     "torch/nn/functional.py": '''
         """Functional interface."""
@@ -809,8 +818,15 @@ def test_other_edits(trees, capsys):
         in autocast
     )
     amp = read(pytorch, "docs/source/amp.md")
-    assert amp.count("`conv2d`,\n`correlation`,\n") == 2  # CUDA and XPU, not CPU
-    assert amp.rstrip().endswith("`conv1d`,\n`conv2d`")
+    assert (
+        amp.count("`conv2d`,\n`correlation`,\n") == 3
+    )  # CUDA and XPU float16, CPU bfloat16
+    assert amp.rstrip().endswith("`conv2d`,\n`correlation`,\n`conv3d`")
+    autocast_cpu = read(pytorch, "aten/src/ATen/autocast_mode.cpp")
+    assert (
+        "  KERNEL_CPU(conv2d, lower_precision_fp)\n  KERNEL_CPU(correlation, lower_precision_fp)\n"
+        "  KERNEL_CPU(conv2d, padding, lower_precision_fp)" in autocast_cpu
+    )
     build = read(pytorch, "build_variables.bzl")
     assert (
         '"aten/src/ATen/native/cpu/GridSamplerKernel.cpp",\n    "aten/src/ATen/native/cpu/SpatialCorrelationKernel.cpp",\n'
@@ -1051,6 +1067,12 @@ MOVED_ON = [
         "  _(conv2d)                              \\\n",
         "",
         "_(conv2d)",
+    ),
+    (
+        "aten/src/ATen/autocast_mode.cpp",
+        "  KERNEL_CPU(conv2d, lower_precision_fp)\n",
+        "",
+        "KERNEL_CPU(conv2d, lower_precision_fp)",
     ),
     (
         "test/expect/HasDecompTest.test_has_decomposition.expect",

@@ -45,6 +45,7 @@ from .sources import (
 )
 from .textedit import (
     add_autosummary_item,
+    add_line_in_block,
     add_macro_entry,
     add_markdown_list_item,
     add_py_module,
@@ -78,6 +79,7 @@ DST_MPS = "torch/testing/_internal/common_mps.py"
 DST_MANUAL_H = "torch/csrc/autograd/FunctionsManual.h"
 DST_MANUAL_CPP = "torch/csrc/autograd/FunctionsManual.cpp"
 DST_AUTOCAST = "aten/src/ATen/autocast_mode.h"
+DST_AUTOCAST_CPP = "aten/src/ATen/autocast_mode.cpp"
 DST_AMP_DOCS = "docs/source/amp.md"
 DST_DOCS_FUNCTIONAL = "docs/source/nn.functional"  # .md (current) or .rst (older)
 DST_DOCS_NN = "docs/source/nn"
@@ -171,19 +173,28 @@ SORTED_STRINGS = (
     (DST_GEN_PYI, "c_nn_imports", FUNCTION, ""),
     (DST_MODULES_INIT, "__all__", MODULE_CLASS, ""),
 )
-# lower_precision_fp next to conv2d: the macro expands for CUDA and the other
-# device types that use it, so amp.md lists it for CUDA and XPU (not CPU).
+# lower_precision_fp next to conv2d. The macro expands for CUDA and the other
+# device types that use it (amp.md lists CUDA and XPU); the AutocastCPU kernels
+# of autocast_mode.cpp are an explicit list, so CPU gets its own line there.
 MACRO_ENTRIES = (
     (DST_AUTOCAST, "AT_FORALL_LOWER_PRECISION_FP", "_(conv2d)", f"_({FUNCTION})"),
+)
+BLOCK_LINES = (
+    (
+        DST_AUTOCAST_CPP,
+        "TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {",
+        "KERNEL_CPU(conv2d, lower_precision_fp)",
+        f"KERNEL_CPU({FUNCTION}, lower_precision_fp)",
+    ),
 )
 MARKDOWN_ITEMS = tuple(
     (
         DST_AMP_DOCS,
-        f"{device} Ops that can autocast to `float16`",
+        f"{device} Ops that can autocast to `{dtype}`",
         "`conv2d`,",
         f"`{FUNCTION}`,",
     )
-    for device in ("CUDA", "XPU")
+    for device, dtype in (("CUDA", "float16"), ("XPU", "float16"), ("CPU", "bfloat16"))
 )
 # YAML entries after the grid_sampler family: (target, key, source entries).
 YAML_ENTRIES = (
@@ -618,6 +629,8 @@ def plan(pytorch_root: Path, source_root: Path) -> Tree:
         insert_sorted_string(tree, rel, variable, value, prefix)
     for rel, macro, after, entry in MACRO_ENTRIES:
         add_macro_entry(tree, rel, macro, after, entry)
+    for rel, block_start, after, line in BLOCK_LINES:
+        add_line_in_block(tree, rel, block_start, after, line)
     for rel, heading, after, item in MARKDOWN_ITEMS:
         add_markdown_list_item(tree, rel, heading, after, item)
     for base, section, item in DOC_ITEMS:

@@ -103,6 +103,33 @@ def add_macro_entry(tree: Tree, rel: str, macro: str, after: str, entry: str) ->
     tree.stage(rel, "\n".join(lines), f"add {entry} to {macro}")
 
 
+def add_line_in_block(
+    tree: Tree, rel: str, block_start: str, after: str, line: str
+) -> None:
+    """Add ``line`` after the line ``after`` inside the brace block opened by the
+    line ``block_start`` (e.g. a ``TORCH_LIBRARY_IMPL`` list), with its indent."""
+    lines = tree.read(rel).split("\n")
+    start = next(
+        (i for i, text in enumerate(lines) if text.strip() == block_start), None
+    )
+    if start is None:
+        raise AnchorError(rel, f"the line '{block_start}'")
+    end = next(
+        (j for j in range(start + 1, len(lines)) if lines[j].startswith("}")),
+        len(lines),
+    )
+    body = [text.strip() for text in lines[start + 1 : end]]
+    if line in body:
+        tree.present(rel)
+        return
+    if after not in body:
+        raise AnchorError(rel, f"the line '{after}' in '{block_start}'")
+    index = start + 1 + body.index(after)
+    indent = lines[index][: len(lines[index]) - len(lines[index].lstrip())]
+    lines.insert(index + 1, indent + line)
+    tree.stage(rel, "\n".join(lines), f"add {line} to '{block_start}'")
+
+
 def add_markdown_list_item(
     tree: Tree, rel: str, heading: str, after: str, item: str
 ) -> None:
