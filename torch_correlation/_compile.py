@@ -2,8 +2,8 @@
 
 Two list entries of the upstream patch, made at run time by the preview:
 
-* ``torch/_dynamo/trace_rules.py``: ``"torch._C._nn.correlation"`` (and the
-  backward's binding) in ``torch_c_binding_in_graph_functions``, so that Dynamo
+* ``torch/_dynamo/trace_rules.py``: ``"torch._C._nn.correlation"`` (which is
+  ``F.correlation``) in ``torch_c_binding_in_graph_functions``, so that Dynamo
   puts the call into the graph (as it does for ``torch._C._nn`` functions
   such as ``conv_depthwise3d``) instead of breaking the graph on an unknown C
   function.
@@ -32,7 +32,8 @@ import torch
 
 __all__ = ["activate"]
 
-_BINDINGS = ("torch._C._nn.correlation", "torch._C._nn.correlation_backward")
+# correlation_backward has no Python binding (torchgen skips *_backward).
+_BINDINGS = ("torch._C._nn.correlation",)
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
