@@ -219,6 +219,11 @@ class TestCorrelationMeta(TestCase):
         # the same message or all return the same shape, dtype and strides
         # (Float8, integer, bool and complex inputs fail everywhere).
         from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        def call_in(mode, a):
+            with mode:
+                return call(a)
 
         dtypes = {v for v in vars(torch).values() if isinstance(v, torch.dtype)}
         checked = 0
@@ -229,24 +234,32 @@ class TestCorrelationMeta(TestCase):
                 continue  # a dtype CPU tensors cannot hold (sub-byte, ...)
             outcomes = []
             fake_mode = FakeTensorMode()
-            for name, make in (("cpu", lambda t: t), ("meta", lambda t: t.to("meta")),
-                               ("fake", fake_mode.from_tensor)):
+
+            def call(a):
+                out = F.correlation(a, a, 1, kernel_size=3, padding=1)
+                return (tuple(int(s) for s in out.shape), out.dtype,
+                        tuple(int(s) for s in out.stride()))
+
+            def symbolic(a):
+                # Symbolic sizes (dynamic shapes): the C++ Meta kernel too,
+                # not the decomposition (see _compile.py).
+                shapes = []
+                make_fx(lambda t: shapes.append(call(t)), tracing_mode="symbolic")(a)
+                return shapes[0]
+
+            runs = (("cpu", call), ("meta", lambda a: call(a.to("meta"))),
+                    ("fake", lambda a: call_in(fake_mode, fake_mode.from_tensor(a))),
+                    ("symbolic", symbolic))
+            if dtype not in torch.fx.graph.dtype_abbrs:
+                runs = runs[:3]  # FX cannot print a graph holding this dtype
+            for name, run in runs:
                 try:
-                    y = make(x)
-                except (RuntimeError, NotImplementedError) as e:
-                    self.skipTest(f"cannot make a {name} tensor of {dtype}: {e}")
-                try:
-                    if name == "fake":
-                        with fake_mode:
-                            out = F.correlation(y, y, 1, kernel_size=3, padding=1)
-                    else:
-                        out = F.correlation(y, y, 1, kernel_size=3, padding=1)
-                    outcomes.append((tuple(out.shape), out.dtype, out.stride()))
+                    outcomes.append(run(x))
                 except RuntimeError as e:
                     outcomes.append(str(e).split("\n")[0])
             with self.subTest(dtype=dtype):
-                self.assertEqual(outcomes[1], outcomes[0])
-                self.assertEqual(outcomes[2], outcomes[0])
+                for outcome in outcomes[1:]:
+                    self.assertEqual(outcome, outcomes[0])
                 supported = dtype in (torch.float64, torch.float32, torch.float16,
                                       torch.bfloat16)
                 self.assertEqual(isinstance(outcomes[0], tuple), supported, msg=str(outcomes))

@@ -45,6 +45,7 @@ SNAPSHOT = textwrap.dedent(r"""
     import torch._inductor.decomposition as inductor_decomposition
     import torch._inductor.lowering as lowering
     import torch.utils.flop_counter as flop_counter
+    from torch._subclasses.fake_tensor import FakeTensorMode
 
     def ours(name):
         return "correlation" in str(name)
@@ -83,6 +84,8 @@ SNAPSHOT = textwrap.dedent(r"""
             n for n in trace_rules.torch_non_c_binding_in_graph_functions if ours(n)),
         "flop_formulas": sorted(str(k) for k in flop_counter.flop_registry if ours(k)),
         "meta_table": sorted(str(k) for k in torch._decomp.meta_table if ours(k)),
+        "fake_tensor_cpp_meta_symint": sorted(
+            str(k) for k in FakeTensorMode._cpp_meta_supports_symint if ours(k)),
         # TorchScript's builtin mapping: name -> whether the mapped object is
         # the torch._C._nn function of that name (what register_all maps).
         "jit_builtins": sorted(
@@ -96,7 +99,7 @@ SNAPSHOT = textwrap.dedent(r"""
 def snapshot(kind: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path]))
     proc = subprocess.run([sys.executable, "-c", SNAPSHOT, kind], capture_output=True,
-                          text=True, env=env, timeout=600)
+                          text=True, env=env, timeout=600, cwd=REPO)
     if proc.returncode != 0:
         raise AssertionError(f"snapshot ({kind}) failed:\n{proc.stdout}\n{proc.stderr}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("SNAPSHOT ")][-1]
@@ -116,7 +119,7 @@ def preview_registrations(base: dict, preview: dict) -> list[tuple[str, str, str
             found.append(("attr", f"{module}.{name}", ""))
     for kind in ("decompositions", "core_aten_decompositions", "inductor_lowerings",
                  "trace_rules", "trace_rules_non_c", "flop_formulas", "meta_table",
-                 "jit_builtins"):
+                 "fake_tensor_cpp_meta_symint", "jit_builtins"):
         for name in sorted(set(preview[kind]) - set(base[kind])):
             found.append((kind, name, ""))
     # Entries the preview removes (Inductor keeps calling the kernel).
@@ -186,6 +189,8 @@ def counterparts(kind: str, name: str) -> list[tuple[str, str]] | None:
         return [("torch/_inductor/lowering.py", f"make_fallback(aten.{op}")]
     if kind in ("trace_rules", "trace_rules_non_c"):
         return [("torch/_dynamo/trace_rules.py", f'"{name}"')]
+    if kind == "fake_tensor_cpp_meta_symint":
+        return [("torch/_subclasses/fake_tensor.py", name)]
     if kind == "flop_formulas":
         return [("torch/utils/flop_counter.py", f"@register_flop_formula(aten.{op})"),
                 ("torch/utils/flop_counter.py", f"aten.{op}: {op}_flop")]
@@ -215,6 +220,7 @@ PATCHED_FILES = {
     "torch/_inductor/lowering.py": ("inductor_lowerings",),
     "torch/_dynamo/trace_rules.py": ("trace_rules",),
     "torch/utils/flop_counter.py": ("flop_formulas",),
+    "torch/_subclasses/fake_tensor.py": ("fake_tensor_cpp_meta_symint",),
     # Sources compiled into the preview as they are (aten_native/, csrc/autograd/).
     "aten/src/ATen/native/": None,
     "torch/csrc/autograd/FunctionsManual.h": None,
