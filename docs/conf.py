@@ -34,7 +34,7 @@ except ImportError as exc:
         (docstring,) = [
             node.value.args[1].value
             for node in tree.body
-            if isinstance(node, ast.Assign) and [t.id for t in node.targets] == ["correlation"]
+            if isinstance(node, ast.Assign) and [getattr(t, "id", None) for t in node.targets] == ["correlation"]
         ]
 
         def correlation(*args, **kwargs):
