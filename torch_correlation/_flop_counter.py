@@ -30,9 +30,11 @@ def correlation_flop_count(input1_shape, out_shape, kernel_size, groups) -> int:
     window of input1 with one of input2 (a multiplication and an addition
     each, counted like convolution's), whatever the displacement.
     """
-    kernel = [kernel_size] * 2 if isinstance(kernel_size, int) else list(kernel_size) * (3 - len(kernel_size))
+    # int[2] arguments may hold one value for both axes.
+    kernel = [kernel_size] if isinstance(kernel_size, int) else list(kernel_size)
+    kernel_h, kernel_w = kernel if len(kernel) == 2 else kernel * 2
     channels_per_group = input1_shape[-3] // groups
-    return 2 * prod(out_shape) * channels_per_group * kernel[0] * kernel[1]
+    return 2 * prod(out_shape) * channels_per_group * kernel_h * kernel_w
 
 
 @register_flop_formula(aten.correlation)
