@@ -7,8 +7,9 @@
 ``[moduleinfo end]`` block into its ``module_db`` (after the convolution
 modules). Both blocks may only use names that module already has; the
 imports below provide the same names here, so the inputs can be generated
-and run against the installed torch with the preview package
-(``test/test_correlation_pt2.py`` does).
+and run against the installed torch with the preview package, which must be
+imported first (it installs ``torch.nn.Correlation``;
+``test/test_correlation_pt2.py`` does).
 """
 
 from functools import partial
