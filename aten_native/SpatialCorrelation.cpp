@@ -27,7 +27,9 @@
 //
 // One entry point serves CPU and CUDA: it checks, allocates and calls the
 // device's kernel through a DispatchStub (cpu/SpatialCorrelationKernel.cpp,
-// cuda/SpatialCorrelation.cu). Kernels take batched 4D tensors with arbitrary
+// cuda/SpatialCorrelation.cu). The Meta kernels (FakeTensor, torch.compile,
+// export) run the same checks, check_correlation(), on concrete or symbolic
+// sizes and allocate the same outputs without computing them. Kernels take batched 4D tensors with arbitrary
 // strides; the unbatched (C, H, W) form is handled here with a view. The
 // backward is a gather over the outputs that touch each input element, so it
 // is deterministic on every backend.
@@ -44,9 +46,17 @@ TensorBase as_batched(const Tensor& t) {
   return t.dim() == 4 ? t : t.unsqueeze(0);
 }
 
+// The output follows input1's memory format (channels_last in,
+// channels_last out), like conv2d's.
+Tensor empty_output(const Tensor& input1, const CorrelationChecked& checked) {
+  return at::empty_symint(
+      checked.output_sizes, input1.options(), input1.suggest_memory_format());
+}
+
 // Gradients follow the layout of the tensor they belong to, as conv2d's do.
 Tensor empty_like_input(const Tensor& input) {
-  return at::empty(input.sizes(), input.options(), input.suggest_memory_format());
+  return at::empty_symint(
+      input.sym_sizes(), input.options(), input.suggest_memory_format());
 }
 
 } // namespace
@@ -63,20 +73,34 @@ Tensor correlation(
     IntArrayRef displacement_stride,
     int64_t groups,
     double scale) {
-  const auto params = correlation_params(
+  const auto checked = check_correlation(
       input1, input2, max_displacement, min_displacement, kernel_size, stride,
       padding, dilation, displacement_stride, groups, scale);
-  // The output follows input1's memory format (channels_last in,
-  // channels_last out), like conv2d.
-  auto output = at::empty(
-      correlation_output_sizes(input1, params), input1.options(),
-      input1.suggest_memory_format());
+  auto output = empty_output(input1, checked);
   if (output.numel() != 0) {
     correlation_stub(
         input1.device().type(), as_batched(output), as_batched(input1),
-        as_batched(input2), params);
+        as_batched(input2), correlation_params(input1, checked));
   }
   return output;
+}
+
+Tensor correlation_meta(
+    const Tensor& input1,
+    const Tensor& input2,
+    IntArrayRef max_displacement,
+    at::OptionalIntArrayRef min_displacement,
+    IntArrayRef kernel_size,
+    IntArrayRef stride,
+    IntArrayRef padding,
+    IntArrayRef dilation,
+    IntArrayRef displacement_stride,
+    int64_t groups,
+    double scale) {
+  const auto checked = check_correlation(
+      input1, input2, max_displacement, min_displacement, kernel_size, stride,
+      padding, dilation, displacement_stride, groups, scale);
+  return empty_output(input1, checked);
 }
 
 std::tuple<Tensor, Tensor> correlation_backward(
@@ -93,10 +117,10 @@ std::tuple<Tensor, Tensor> correlation_backward(
     int64_t groups,
     double scale,
     std::array<bool, 2> output_mask) {
-  const auto params = correlation_params(
+  const auto checked = check_correlation(
       input1, input2, max_displacement, min_displacement, kernel_size, stride,
       padding, dilation, displacement_stride, groups, scale);
-  check_correlation_grad_output(grad_output, input1, params);
+  check_correlation_grad_output(grad_output, input1, checked.output_sizes);
 
   Tensor grad_input1 = output_mask[0] ? empty_like_input(input1) : Tensor();
   Tensor grad_input2 = output_mask[1] ? empty_like_input(input2) : Tensor();
@@ -114,8 +138,32 @@ std::tuple<Tensor, Tensor> correlation_backward(
       input1.device().type(),
       grad_input1.defined() ? as_batched(grad_input1) : undefined,
       grad_input2.defined() ? as_batched(grad_input2) : undefined,
-      as_batched(grad_output), as_batched(input1), as_batched(input2), params);
+      as_batched(grad_output), as_batched(input1), as_batched(input2),
+      correlation_params(input1, checked));
   return std::make_tuple(grad_input1, grad_input2);
+}
+
+std::tuple<Tensor, Tensor> correlation_backward_meta(
+    const Tensor& grad_output,
+    const Tensor& input1,
+    const Tensor& input2,
+    IntArrayRef max_displacement,
+    at::OptionalIntArrayRef min_displacement,
+    IntArrayRef kernel_size,
+    IntArrayRef stride,
+    IntArrayRef padding,
+    IntArrayRef dilation,
+    IntArrayRef displacement_stride,
+    int64_t groups,
+    double scale,
+    std::array<bool, 2> output_mask) {
+  const auto checked = check_correlation(
+      input1, input2, max_displacement, min_displacement, kernel_size, stride,
+      padding, dilation, displacement_stride, groups, scale);
+  check_correlation_grad_output(grad_output, input1, checked.output_sizes);
+  return std::make_tuple(
+      output_mask[0] ? empty_like_input(input1) : Tensor(),
+      output_mask[1] ? empty_like_input(input2) : Tensor());
 }
 
 } // namespace at::native

@@ -5,9 +5,16 @@
 // See NOTE [ correlation Native Functions ] in SpatialCorrelation.cpp.
 //
 // The helpers take TensorBase so that .cu files can include this header.
+// Checks that involve tensor sizes are written over SymInt, so that the Meta
+// kernel runs the same checks on symbolic sizes (torch.compile with dynamic
+// shapes): there they become runtime assertions (TORCH_SYM_CHECK) rather
+// than guards that would specialise the graph.
 
 #include <ATen/core/TensorBase.h>
 #include <c10/core/ScalarType.h>
+#include <c10/core/SymBool.h>
+#include <c10/core/SymInt.h>
+#include <c10/core/SymIntArrayRef.h>
 #include <c10/util/ArrayRef.h>
 #include <c10/util/Exception.h>
 #include <c10/util/OptionalArrayRef.h>
@@ -68,17 +75,27 @@ inline void check_positive_pair(const std::array<int64_t, 2>& value, const char*
       value[0], ", ", value[1], ")");
 }
 
-// Number of sliding-window positions along one axis (conv2d's formula).
-inline int64_t window_count(
-    int64_t size, int64_t pad, int64_t dilation, int64_t kernel, int64_t stride) {
-  const int64_t span = size + 2 * pad - dilation * (kernel - 1) - 1;
-  // Floor division for a possibly negative span, so that a window that does
-  // not fit yields a count below 1 instead of rounding up to 1.
-  return (span >= 0 ? span / stride : -((-span + stride - 1) / stride)) + 1;
+// The padded input size minus the dilated kernel extent along one axis: the
+// sliding window fits at least once iff it is non-negative, and then there
+// are span / stride + 1 positions (conv2d's formula).
+inline c10::SymInt window_span(
+    const c10::SymInt& size, int64_t pad, int64_t dilation, int64_t kernel) {
+  return size + 2 * pad - dilation * (kernel - 1) - 1;
+}
+
+// The same count for a possibly negative span (floor division), for error
+// messages only.
+inline int64_t window_count_for_message(const c10::SymInt& span, int64_t stride) {
+  const int64_t s = span.guard_int(__FILE__, __LINE__);
+  return (s >= 0 ? s / stride : -((-s + stride - 1) / stride)) + 1;
 }
 
 } // namespace correlation_detail
 
+// Checks the two inputs: defined, strided, 3D or 4D, same shape, device and
+// dtype, and a dtype every backend has a kernel for. This is the only dtype
+// check: Meta rejects exactly what CPU and CUDA reject (Float8, integer,
+// complex, ...), so FakeTensor and the real kernels agree.
 inline void check_correlation_inputs(const TensorBase& input1, const TensorBase& input2) {
   TORCH_CHECK(input1.defined() && input2.defined(),
       "correlation(): expected input1 and input2 to be defined");
@@ -89,11 +106,12 @@ inline void check_correlation_inputs(const TensorBase& input1, const TensorBase&
   TORCH_CHECK(
       input1.dim() == 3 || input1.dim() == 4,
       "correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) "
-      "tensor, but got input1 with sizes ", input1.sizes());
+      "tensor, but got input1 with sizes ", input1.sym_sizes());
   TORCH_CHECK(
-      input1.sizes() == input2.sizes(),
+      input1.sym_sizes() == input2.sym_sizes(),
       "correlation(): expected input1 and input2 to have the same shape, but got "
-      "input1 with sizes ", input1.sizes(), " and input2 with sizes ", input2.sizes());
+      "input1 with sizes ", input1.sym_sizes(), " and input2 with sizes ",
+      input2.sym_sizes());
   TORCH_CHECK(
       input1.device() == input2.device(),
       "correlation(): expected input1 and input2 to be on the same device, but "
@@ -102,17 +120,17 @@ inline void check_correlation_inputs(const TensorBase& input1, const TensorBase&
       input1.scalar_type() == input2.scalar_type(),
       "correlation(): expected input1 and input2 to have the same dtype, but "
       "input1 has ", input1.scalar_type(), " and input2 has ", input2.scalar_type());
+  const auto dtype = input1.scalar_type();
   TORCH_CHECK(
-      at::isFloatingType(input1.scalar_type()),
+      dtype == kDouble || dtype == kFloat || dtype == kHalf || dtype == kBFloat16,
       "correlation(): expected a floating point dtype (float64, float32, float16 "
-      "or bfloat16), but got ", input1.scalar_type());
+      "or bfloat16), but got ", dtype);
 }
 
-// Checks every argument and derives the geometry. `input1` may be batched
-// (4D) or unbatched (3D); the returned batch is 1 for the latter.
-inline CorrelationParams correlation_params(
-    const TensorBase& input1,
-    const TensorBase& input2,
+// Checks the non-tensor arguments and derives everything in
+// CorrelationParams that does not depend on the input sizes (batch,
+// channels, height, width, out_h and out_w are left unset).
+inline CorrelationParams correlation_arguments(
     IntArrayRef max_displacement,
     at::OptionalIntArrayRef min_displacement,
     IntArrayRef kernel_size,
@@ -123,8 +141,6 @@ inline CorrelationParams correlation_params(
     int64_t groups,
     double scale) {
   using namespace correlation_detail;
-  check_correlation_inputs(input1, input2);
-
   const auto max_disp = expand_pair(max_displacement, "max_displacement");
   const auto kernel = expand_pair(kernel_size, "kernel_size");
   const auto strides = expand_pair(stride, "stride");
@@ -141,17 +157,6 @@ inline CorrelationParams correlation_params(
       pads[0], ", ", pads[1], ")");
   TORCH_CHECK(groups >= 1,
       "correlation(): expected groups to be positive, but got groups=", groups);
-
-  CorrelationParams p;
-  const bool batched = input1.dim() == 4;
-  p.batch = batched ? input1.size(0) : 1;
-  p.channels = input1.size(batched ? 1 : 0);
-  p.height = input1.size(batched ? 2 : 1);
-  p.width = input1.size(batched ? 3 : 2);
-  TORCH_CHECK(
-      p.channels % groups == 0,
-      "correlation(): expected the number of channels (", p.channels,
-      ") to be divisible by groups (", groups, ")");
 
   std::array<int64_t, 2> disp_min{};
   std::array<int64_t, 2> disp_count{};
@@ -180,6 +185,7 @@ inline CorrelationParams correlation_params(
     }
   }
 
+  CorrelationParams p;
   p.kernel_h = kernel[0];
   p.kernel_w = kernel[1];
   p.stride_h = strides[0];
@@ -196,25 +202,89 @@ inline CorrelationParams correlation_params(
   p.disp_count_w = disp_count[1];
   p.groups = groups;
   p.scale = scale;
-  p.out_h = window_count(p.height, p.pad_h, p.dilation_h, p.kernel_h, p.stride_h);
-  p.out_w = window_count(p.width, p.pad_w, p.dilation_w, p.kernel_w, p.stride_w);
-  TORCH_CHECK(
-      p.out_h >= 1 && p.out_w >= 1,
-      "correlation(): expected a non-empty output, but the input of spatial size (",
-      p.height, ", ", p.width, ") with kernel_size=(", p.kernel_h, ", ", p.kernel_w,
-      "), dilation=(", p.dilation_h, ", ", p.dilation_w, ") and padding=(",
-      p.pad_h, ", ", p.pad_w, ") gives an output of size (", p.out_h, ", ",
-      p.out_w, ")");
   return p;
 }
 
-// Output sizes of the forward, in the input's batched/unbatched form.
-inline std::vector<int64_t> correlation_output_sizes(
+// Checks input1's sizes against the arguments and returns the forward's
+// output sizes, in the input's batched (N, groups * D, H_out, W_out) or
+// unbatched (groups * D, H_out, W_out) form. Concrete or symbolic sizes.
+inline c10::SymDimVector correlation_output_sym_sizes(
     const TensorBase& input1, const CorrelationParams& p) {
-  if (input1.dim() == 4) {
-    return {p.batch, p.out_channels(), p.out_h, p.out_w};
+  using namespace correlation_detail;
+  const bool batched = input1.dim() == 4;
+  const auto sizes = input1.sym_sizes();
+  const c10::SymInt& channels = sizes[batched ? 1 : 0];
+  const c10::SymInt& height = sizes[batched ? 2 : 1];
+  const c10::SymInt& width = sizes[batched ? 3 : 2];
+  TORCH_SYM_CHECK(
+      (channels % p.groups).sym_eq(0),
+      "correlation(): expected the number of channels (", channels,
+      ") to be divisible by groups (", p.groups, ")");
+  const auto span_h = window_span(height, p.pad_h, p.dilation_h, p.kernel_h);
+  const auto span_w = window_span(width, p.pad_w, p.dilation_w, p.kernel_w);
+  TORCH_SYM_CHECK(
+      span_h.sym_ge(0) & span_w.sym_ge(0),
+      "correlation(): expected a non-empty output, but the input of spatial size (",
+      height, ", ", width, ") with kernel_size=(", p.kernel_h, ", ", p.kernel_w,
+      "), dilation=(", p.dilation_h, ", ", p.dilation_w, ") and padding=(",
+      p.pad_h, ", ", p.pad_w, ") gives an output of size (",
+      window_count_for_message(span_h, p.stride_h), ", ",
+      window_count_for_message(span_w, p.stride_w), ")");
+  // Both spans are non-negative here, so / is floor division.
+  c10::SymDimVector out;
+  if (batched) {
+    out.push_back(sizes[0]);
   }
-  return {p.out_channels(), p.out_h, p.out_w};
+  out.push_back(c10::SymInt(p.out_channels()));
+  out.push_back(span_h / p.stride_h + 1);
+  out.push_back(span_w / p.stride_w + 1);
+  return out;
+}
+
+// Every check of the forward, in the one order all backends (CPU, CUDA,
+// Meta) share, so that a bad call fails with the same error on each; returns
+// the geometry with the sizes filled in when they are concrete.
+struct CorrelationChecked {
+  CorrelationParams params;
+  c10::SymDimVector output_sizes;
+};
+
+inline CorrelationChecked check_correlation(
+    const TensorBase& input1,
+    const TensorBase& input2,
+    IntArrayRef max_displacement,
+    at::OptionalIntArrayRef min_displacement,
+    IntArrayRef kernel_size,
+    IntArrayRef stride,
+    IntArrayRef padding,
+    IntArrayRef dilation,
+    IntArrayRef displacement_stride,
+    int64_t groups,
+    double scale) {
+  check_correlation_inputs(input1, input2);
+  CorrelationChecked checked;
+  checked.params = correlation_arguments(
+      max_displacement, min_displacement, kernel_size, stride, padding, dilation,
+      displacement_stride, groups, scale);
+  checked.output_sizes = correlation_output_sym_sizes(input1, checked.params);
+  return checked;
+}
+
+// The geometry for the CPU and CUDA kernels, whose inputs have concrete
+// sizes. `input1` may be batched (4D) or unbatched (3D); the returned batch
+// is 1 for the latter.
+inline CorrelationParams correlation_params(
+    const TensorBase& input1, const CorrelationChecked& checked) {
+  CorrelationParams p = checked.params;
+  const bool batched = input1.dim() == 4;
+  p.batch = batched ? input1.size(0) : 1;
+  p.channels = input1.size(batched ? 1 : 0);
+  p.height = input1.size(batched ? 2 : 1);
+  p.width = input1.size(batched ? 3 : 2);
+  const auto& out = checked.output_sizes;
+  p.out_h = out[out.size() - 2].expect_int();
+  p.out_w = out[out.size() - 1].expect_int();
+  return p;
 }
 
 // The backward additionally checks grad_output against the forward's shape:
@@ -222,7 +292,7 @@ inline std::vector<int64_t> correlation_output_sizes(
 inline void check_correlation_grad_output(
     const TensorBase& grad_output,
     const TensorBase& input1,
-    const CorrelationParams& p) {
+    c10::SymIntArrayRef expected_sizes) {
   TORCH_CHECK(grad_output.defined(),
       "correlation_backward(): expected grad_output to be defined");
   TORCH_CHECK(
@@ -234,11 +304,10 @@ inline void check_correlation_grad_output(
       grad_output.scalar_type() == input1.scalar_type(),
       "correlation_backward(): expected grad_output to have dtype ",
       input1.scalar_type(), ", but got ", grad_output.scalar_type());
-  const auto expected = correlation_output_sizes(input1, p);
   TORCH_CHECK_VALUE(
-      grad_output.sizes() == IntArrayRef(expected),
+      grad_output.sym_sizes() == expected_sizes,
       "correlation_backward(): expected grad_output to have sizes ",
-      IntArrayRef(expected), ", but got ", grad_output.sizes());
+      expected_sizes, ", but got ", grad_output.sym_sizes());
 }
 
 } // namespace at::native

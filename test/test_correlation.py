@@ -774,6 +774,8 @@ class TestCorrelation(TestCase):
 
     def test_functional_is_installed(self, device):
         self.assertIs(F.correlation, torch_correlation.correlation)  # [preview only]
+        # The generated binding itself, with its docstring (no Python wrapper).
+        self.assertIs(F.correlation, torch._C._nn.correlation)
         self.assertTrue(hasattr(torch.ops.aten, "correlation"))
         self.assertTrue(hasattr(torch.ops.aten, "correlation_backward"))
         x1 = make_input((1, 2, 4, 4), torch.float32, device, seed=0)

@@ -2,11 +2,16 @@
 
 What each class exercises:
 
-* TestCorrelationMeta: the Meta kernels (torch_correlation/_meta.py): shape,
-  dtype, memory format of both ops on meta tensors, the same errors as the
-  real kernels, FakeTensor with symbolic (dynamic) sizes, and ``opcheck``
-  (schema, autograd registration, FakeTensor, AOT dispatch with dynamic
-  shapes).
+* TestCorrelationMeta: the C++ Meta kernels (``Meta:`` entries of the yaml,
+  SpatialCorrelation.cpp): shape, dtype, memory format of both ops on meta
+  tensors, the same errors as the real kernels (also for every dtype torch
+  has, under FakeTensorMode too), FakeTensor with symbolic (dynamic) sizes, and
+  ``opcheck`` (schema, autograd registration, FakeTensor, AOT dispatch with
+  dynamic shapes).
+* TestCorrelationBinding: F.correlation is the generated binding
+  ``torch._C._nn.correlation`` with its docstring (argument parsing, int[2]
+  expansion, ``__torch_function__``), and TorchScript maps it to the operator
+  with no registration of ours (in a fresh interpreter).
 * TestCorrelationDecomposition: the decomposition into core ATen
   (torch_correlation/_decomp.py) against the kernel for every argument, in
   float64/float32/bfloat16, channels_last, unbatched and empty inputs; its
@@ -22,18 +27,25 @@ What each class exercises:
   installed).
 * TestCorrelationTorchScript: ``torch.jit.script`` of F.correlation and of
   nn.Correlation, ``torch.jit.trace``.
-* TestCorrelationVmap: ``torch.vmap`` batching rules (torch_correlation/_vmap.py)
-  against a Python loop for every in_dims combination, and under
-  ``torch.func.grad`` (per-sample gradients).
+* TestCorrelationVmap: the functorch C++ batching rules
+  (aten_functorch/BatchRulesSpatialCorrelation.cpp) of both operators against a
+  Python loop for every in_dims combination, under ``torch.func.grad``
+  (per-sample gradients), ``jacrev`` and ``jacfwd``.
 * TestCorrelationAutocast: the Autocast kernels (csrc/autocast_correlation.cpp):
   bfloat16 under CPU autocast, float16 under CUDA autocast (needs CUDA).
-* TestCorrelationModule: nn.Correlation (torch_correlation/modules.py).
+* TestCorrelationModule: nn.Correlation (torch_correlation/modules.py) and its
+  ModuleInfo (patch/moduleinfo.py).
+* TestCorrelationFlopCounter: ``FlopCounterMode`` counts the forward and the
+  backward (torch_correlation/_flop_counter.py).
 """
 
 import importlib.util
 import io
 import os
+import subprocess
 import sys
+import tempfile
+import textwrap
 import unittest
 
 import torch
@@ -200,6 +212,71 @@ class TestCorrelationMeta(TestCase):
             with self.assertRaisesRegex(ValueError, "expected grad_output to have sizes"):
                 correlation_backward(torch.zeros(1, 8, 5, 5, device=device), y, y, 1,
                                      [True, True])
+
+    def test_meta_and_cpu_agree_on_every_dtype(self):
+        # One dtype check serves every backend: for each dtype torch has, the
+        # CPU kernel, the Meta kernel and FakeTensorMode either all fail with
+        # the same message or all return the same shape, dtype and strides
+        # (Float8, integer, bool and complex inputs fail everywhere).
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        def call_in(mode, a):
+            with mode:
+                return call(a)
+
+        dtypes = {v for v in vars(torch).values() if isinstance(v, torch.dtype)}
+        checked = 0
+        for dtype in sorted(dtypes, key=str):
+            try:
+                x = torch.zeros(1, 2, 4, 5, dtype=dtype)
+            except (RuntimeError, TypeError):
+                continue  # a dtype CPU tensors cannot hold (sub-byte, ...)
+            outcomes = []
+            fake_mode = FakeTensorMode()
+
+            def call(a):
+                out = F.correlation(a, a, 1, kernel_size=3, padding=1)
+                return (tuple(int(s) for s in out.shape), out.dtype,
+                        tuple(int(s) for s in out.stride()))
+
+            def symbolic(a):
+                # Symbolic sizes (dynamic shapes): the C++ Meta kernel too,
+                # not the decomposition (see _compile.py).
+                shapes = []
+                make_fx(lambda t: shapes.append(call(t)), tracing_mode="symbolic")(a)
+                return shapes[0]
+
+            runs = (("cpu", call), ("meta", lambda a: call(a.to("meta"))),
+                    ("fake", lambda a: call_in(fake_mode, fake_mode.from_tensor(a))),
+                    ("symbolic", symbolic))
+            if dtype not in torch.fx.graph.dtype_abbrs:
+                runs = runs[:3]  # FX cannot print a graph holding this dtype
+            for name, run in runs:
+                try:
+                    outcomes.append(run(x))
+                except RuntimeError as e:
+                    outcomes.append(str(e).split("\n")[0])
+            with self.subTest(dtype=dtype):
+                for outcome in outcomes[1:]:
+                    self.assertEqual(outcome, outcomes[0])
+                supported = dtype in (torch.float64, torch.float32, torch.float16,
+                                      torch.bfloat16)
+                self.assertEqual(isinstance(outcomes[0], tuple), supported, msg=str(outcomes))
+            checked += 1
+        self.assertGreater(checked, 15)
+        self.assertIn(torch.float8_e4m3fn, dtypes)
+
+    def test_meta_kernels_are_cpp(self):
+        # The Meta kernels come from the yaml's Meta: entries (generated
+        # registration), not from a Python meta registration.
+        for name in ("correlation", "correlation_backward"):
+            dump = torch._C._dispatch_dump(f"aten::{name}")
+            meta = [line for line in dump.splitlines() if line.startswith("Meta:")]
+            self.assertEqual(len(meta), 1, dump)
+            self.assertIn("RegisterMeta", meta[0])
+            op = getattr(aten, name).default
+            self.assertNotIn(op, torch._decomp.meta_table)
 
     def test_fake_tensor_dynamic_shapes(self):
         # Symbolic tracing (FakeTensor with SymInt sizes) of both operators:
@@ -426,6 +503,96 @@ class TestCorrelationONNX(TestCase):
         self.assertEqual(torch.from_numpy(actual), expected, rtol=1e-4, atol=1e-5)
 
 
+class TestCorrelationBinding(TestCase):
+    """F.correlation is the generated binding with its docstring attached."""
+
+    def test_is_the_generated_binding(self):
+        self.assertIs(F.correlation, torch._C._nn.correlation)
+        self.assertIs(torch_correlation.correlation, F.correlation)  # [preview only]
+        self.assertEqual(type(F.correlation).__name__, "builtin_function_or_method")
+        doc = F.correlation.__doc__
+        self.assertTrue(doc.startswith(
+            "correlation(input1, input2, max_displacement, *, min_displacement=None, "
+            "kernel_size=1, stride=1, padding=0, dilation=1, displacement_stride=1, "
+            "groups=1, scale=1.0) -> Tensor\n"), doc[:200])
+        self.assertIn("Computes the local correlation", doc)
+        self.assertIn("Examples::", doc)
+
+    def test_argument_parsing(self):
+        # Keywords, single-int expansion of int[2], None for int[2]?, and the
+        # binding's own errors for wrong types or extra positional arguments.
+        x1, x2 = make_inputs((1, 4, 5, 6))
+        full = F.correlation(x1, x2, (2, 2), min_displacement=None, kernel_size=(3, 3),
+                             stride=(1, 1), padding=(1, 1), dilation=(1, 1),
+                             displacement_stride=(1, 1), groups=2, scale=0.5)
+        short = F.correlation(x1, x2, 2, kernel_size=3, padding=1, groups=2, scale=0.5)
+        self.assertEqual(full, short, atol=0, rtol=0)
+        self.assertEqual(F.correlation(input1=x1, input2=x2, max_displacement=1),
+                         F.correlation(x1, x2, 1), atol=0, rtol=0)
+        with self.assertRaisesRegex(TypeError, "takes 3 positional arguments but 4 were given"):
+            F.correlation(x1, x2, 1, 3)
+        with self.assertRaisesRegex(TypeError, "got an unexpected keyword argument 'kernel'"):
+            F.correlation(x1, x2, 1, kernel=3)
+        with self.assertRaisesRegex(TypeError, "argument 'stride' must be tuple of ints, not str"):
+            F.correlation(x1, x2, 1, stride="1")
+
+    def test_torch_function_through_the_binding(self):
+        seen = []
+
+        class Logged(torch.Tensor):
+            @classmethod
+            def __torch_function__(cls, func, types, args=(), kwargs=None):
+                seen.append((func, len(args), sorted(kwargs or {})))
+                with torch._C.DisableTorchFunctionSubclass():
+                    return func(*args, **(kwargs or {}))
+
+        x1, x2 = make_inputs((1, 2, 4, 4))
+        F.correlation(x1, x2.as_subclass(Logged), 1, scale=0.5)
+        self.assertEqual(seen, [(F.correlation, 3, ["scale"])])
+
+    def test_script_maps_the_binding(self):
+        # TorchScript maps each function of torch._C._nn to the aten::
+        # operator of its name (torch/jit/_builtins.py); F.correlation is
+        # that function, so it scripts with no mapping of its own: the only
+        # table entries naming correlation are the bindings' own. Fresh
+        # interpreter, so that nothing else has touched the table.
+        code = textwrap.dedent("""
+            import torch
+            import torch.nn.functional as F
+            import torch.jit._builtins as builtins
+            {preview_import}
+
+            def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+                return F.correlation(a, b, 1, kernel_size=3, padding=1, scale=0.5)
+
+            scripted = torch.jit.script(fn)
+            assert "aten::correlation" in str(scripted.graph), scripted.graph
+            ours = sorted((op, fn is getattr(torch._C._nn, op.split("::")[1], None))
+                          for fn, op in builtins._builtin_ops if "correlation" in op)
+            # (correlation_backward has no Python binding: torchgen skips
+            # *_backward functions.)
+            assert ours == [("aten::correlation", True)], ours
+            table = builtins._get_builtin_table()
+            assert table[id(F.correlation)] == "aten::correlation"
+            x = torch.randn(1, 2, 5, 6)
+            torch.testing.assert_close(scripted(x, x), fn(x, x))
+            print("OK")
+        """)
+        preview_import = ""
+        preview_import = "import torch_correlation"  # [preview only]
+        code = code.replace("{preview_import}", preview_import)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+        with tempfile.TemporaryDirectory() as tmp:
+            # TorchScript reads the function's source: a file, not -c.
+            script = os.path.join(tmp, "script_correlation.py")
+            with open(script, "w") as f:
+                f.write(code)
+            proc = subprocess.run([sys.executable, script], capture_output=True, text=True,
+                                  env=env, timeout=300)
+        self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
+        self.assertIn("OK", proc.stdout)
+
+
 class TestCorrelationTorchScript(TestCase):
     """TorchScript: script (F.correlation and nn.Correlation) and trace."""
 
@@ -458,9 +625,68 @@ class TestCorrelationVmap(TestCase):
     """torch.vmap batching rules, also under torch.func.grad."""
 
     def test_batching_rules_registered(self):
-        # Our rules, not functorch's per-sample loop fallback.
+        # Our C++ rules, not functorch's per-sample loop fallback nor a
+        # Python rule (torch.library.register_vmap).
         for name in ("aten::correlation", "aten::correlation_backward"):
             self.assertTrue(torch._C._dispatch_has_kernel_for_dispatch_key(name, "FuncTorchBatched"))
+            dump = torch._C._dispatch_dump(name)
+            batched = [line for line in dump.splitlines() if line.startswith("FuncTorchBatched:")]
+            self.assertEqual(len(batched), 1, dump)
+            self.assertIn("BatchRulesSpatialCorrelation.cpp", batched[0])
+
+    @parametrize("in_dims", [(0, 0, 0), (None, 0, 0), (1, None, None), (0, 2, None),
+                             (None, None, 1)])
+    @parametrize("logical_rank", [3, 4])
+    def test_vmap_backward_op(self, in_dims, logical_rank):
+        # correlation_backward's rule, any of its three tensors vmapped, with
+        # each output_mask.
+        shape = (2, 4, 5, 6)[4 - logical_rank:]
+        kw = dict(kernel_size=3, padding=1, groups=2, scale=0.5)
+        out_shape = (2, 18, 5, 6)[4 - logical_rank:]
+        batch = 3
+
+        def batched(shape, dim, seed):
+            if dim is None:
+                return make_inputs(shape, seed=seed)[0]
+            full = list(shape)
+            full.insert(dim, batch)
+            return make_inputs(tuple(full), seed=seed)[0]
+
+        args = (batched(out_shape, in_dims[0], 3), batched(shape, in_dims[1], 1),
+                batched(shape, in_dims[2], 2))
+        pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
+        for mask in ([True, True], [True, False], [False, True]):
+            def fn(g, a, b, mask=mask):
+                grads = correlation_backward(g, a, b, 1, mask, **kw)
+                self.assertEqual([g is not None for g in grads], mask)
+                return tuple(g for g in grads if g is not None)
+
+            actual = torch.vmap(fn, in_dims=in_dims)(*args)
+            for i in range(batch):
+                expected = fn(*(pick(t, d, i) for t, d in zip(args, in_dims)))
+                self.assertEqual(len(actual), len(expected))
+                for got, want in zip(actual, expected):
+                    self.assertEqual(got[i], want)
+
+    def test_vmap_wrong_rank(self):
+        x = torch.randn(3, 4, 5)
+        with self.assertRaisesRegex(RuntimeError, "3D \\(C, H, W\\) or 4D .* sizes \\[4, 5\\]"):
+            torch.vmap(lambda a: F.correlation(a, a, 1))(x)
+
+    def test_jacrev_jacfwd(self):
+        # Reverse- and forward-mode Jacobians (vmap over the backward and over
+        # the forward-AD formula) against autograd's row-by-row Jacobian.
+        x1, x2 = make_inputs((2, 3, 4))
+        kw = dict(kernel_size=(1, 3), padding=(0, 1), scale=0.5)
+
+        def fn(a, b):
+            return F.correlation(a, b, (1, 1), **kw)
+
+        expected = torch.autograd.functional.jacobian(fn, (x1, x2))
+        for transform in (torch.func.jacrev, torch.func.jacfwd):
+            actual = transform(fn, argnums=(0, 1))(x1, x2)
+            self.assertEqual(actual[0], expected[0])
+            self.assertEqual(actual[1], expected[1])
 
     @parametrize("in_dims", [(0, 0), (0, None), (None, 0), (2, 1)])
     @parametrize("logical_rank", [3, 4])
@@ -562,6 +788,57 @@ class TestCorrelationModule(TestCase):
         self.assertEqual(one_sided(x1, x2),
                          F.correlation(x1, x2, (0, 0), min_displacement=(0, -3)))
         self.assertIn("min_displacement=(0, -3)", repr(one_sided))
+
+
+class TestCorrelationModuleInfo(TestCase):
+    """The ModuleInfo of nn.Correlation (patch/moduleinfo.py) runs and matches."""
+
+    def test_module_inputs(self):
+        from torch.testing._internal.common_modules import module_db
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"))  # [preview only]
+        from moduleinfo import module_db  # noqa: F811 # [preview only]
+        (info,) = [m for m in module_db if m.module_cls is torch.nn.Correlation]
+        for dtype in (torch.float64, torch.float32):
+            inputs = info.module_inputs_func(info, device="cpu", dtype=dtype,
+                                             requires_grad=True, training=True)
+            self.assertGreaterEqual(len(inputs), 4)
+            for module_input in inputs:
+                c_args, c_kwargs = (module_input.constructor_input.args,
+                                    module_input.constructor_input.kwargs)
+                f_args, f_kwargs = (module_input.forward_input.args,
+                                    module_input.forward_input.kwargs)
+                module = info.module_cls(*c_args, **c_kwargs)
+                out = module(*f_args, **f_kwargs)
+                self.assertEqual(out, F.correlation(*f_args, *c_args, **c_kwargs))
+                if module_input.reference_fn is not None:
+                    self.assertEqual(out, module_input.reference_fn(module, *f_args))
+                out.sum().backward()
+
+
+class TestCorrelationFlopCounter(TestCase):
+    """FlopCounterMode counts correlation and its backward."""
+
+    def test_forward_and_backward(self):
+        from torch.utils.flop_counter import FlopCounterMode
+
+        # 2 flops per multiply-add; (C / groups) * k_h * k_w of them per output.
+        x1, x2 = make_inputs((2, 6, 7, 8), torch.float32, requires_grad=True)
+        kw = dict(kernel_size=3, padding=1, stride=(1, 2), groups=3)
+        with FlopCounterMode(display=False) as counter:
+            out = F.correlation(x1, x2, 2, **kw)
+        self.assertEqual(out.shape, (2, 75, 7, 4))
+        forward = 2 * (2 * 75 * 7 * 4) * (6 // 3) * 3 * 3
+        self.assertEqual(counter.get_total_flops(), forward)
+        self.assertEqual(counter.get_flop_counts()["Global"][aten.correlation], forward)
+        with FlopCounterMode(display=False) as counter:
+            out.sum().backward()
+        # One forward's worth per input gradient.
+        self.assertEqual(counter.get_flop_counts()["Global"][aten.correlation_backward],
+                         2 * forward)
+        x1.grad = None
+        with FlopCounterMode(display=False) as counter:
+            F.correlation(x1, x2.detach(), 2, **kw).sum().backward()
+        self.assertEqual(counter.get_total_flops(), 2 * forward)
 
 
 instantiate_parametrized_tests(TestCorrelationDecomposition)

@@ -2,8 +2,8 @@
 
 Two list entries of the upstream patch, made at run time by the preview:
 
-* ``torch/_dynamo/trace_rules.py``: ``"torch._C._nn.correlation"`` (and the
-  backward's binding) in ``torch_c_binding_in_graph_functions``, so that Dynamo
+* ``torch/_dynamo/trace_rules.py``: ``"torch._C._nn.correlation"`` (which is
+  ``F.correlation``) in ``torch_c_binding_in_graph_functions``, so that Dynamo
   puts the call into the graph (as it does for ``torch._C._nn`` functions
   such as ``conv_depthwise3d``) instead of breaking the graph on an unknown C
   function.
@@ -19,6 +19,13 @@ Two list entries of the upstream patch, made at run time by the preview:
   contiguous inputs, copying channels_last ones that the kernels read as they
   are.
 
+* ``torch/_subclasses/fake_tensor.py``: ``aten.correlation.default`` and
+  ``aten.correlation.out`` in ``FakeTensorMode._cpp_meta_supports_symint``.
+  FakeTensor with symbolic sizes otherwise prefers the operator's Python
+  decomposition (``_decomp.py``), which computes shapes but checks nothing,
+  over the C++ Meta kernel; with the entry, fake tensors run the same checks
+  as the real kernels (the Meta kernel is written over SymInt).
+
 The modules are heavy and torch imports them lazily, so the entries are made
 right after their import (or at once if they were imported already).
 """
@@ -32,7 +39,8 @@ import torch
 
 __all__ = ["activate"]
 
-_BINDINGS = ("torch._C._nn.correlation", "torch._C._nn.correlation_backward")
+# correlation_backward has no Python binding (torchgen skips *_backward).
+_BINDINGS = ("torch._C._nn.correlation",)
 
 
 class _AfterImport(importlib.abc.MetaPathFinder):
@@ -92,6 +100,12 @@ def _register_inductor_fallbacks(lowering) -> None:
         lowering.make_fallback(aten.correlation_backward)
 
 
+def _register_fake_tensor_symint_meta(fake_tensor) -> None:
+    supported = fake_tensor.FakeTensorMode._cpp_meta_supports_symint
+    for op in (torch.ops.aten.correlation.default, torch.ops.aten.correlation.out):
+        supported[op] = True
+
+
 _ACTIVE = False
 
 
@@ -101,6 +115,7 @@ def activate() -> None:
         return
     _ACTIVE = True
     _after_import("torch._dynamo.trace_rules", _register_trace_rules)
+    _after_import("torch._subclasses.fake_tensor", _register_fake_tensor_symint_meta)
     _after_import("torch._inductor.decomposition", _exclude_from_inductor)
     # After the decomposition's exclusion: make_fallback refuses an operator
     # that Inductor's own decomposition table still holds.

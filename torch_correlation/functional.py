@@ -1,38 +1,29 @@
 """``torch.nn.functional.correlation``.
 
-The function between the ``[correlation begin]`` and ``[correlation end]``
+The text between the ``[correlation begin]`` and ``[correlation end]``
 markers is the exact text that ``tools/apply_patch.py`` inserts into
-``torch/nn/functional.py``; it only uses names that module already has
-(``Tensor``, ``Optional``, ``Union``, ``has_torch_function_variadic``,
-``handle_torch_function``, ``torch``). The preview package imports it from
-here, so both run the same source.
+``torch/nn/functional.py``: like ``conv2d`` and ``gelu`` there, the function
+is the generated Python binding ``torch._C._nn.correlation`` (from the
+``native_functions.yaml`` schema, which parses the arguments, expands a
+single int to an ``int[2]`` pair and dispatches ``__torch_function__``) with
+its docstring attached by ``_add_docstr``. It only uses names that module
+already has (``torch``, ``_add_docstr``). The preview package installs the
+binding into ``torch._C._nn`` before importing this module, so both run the
+same source.
 """
 
-from typing import Optional, Union
-
 import torch
-from torch import Tensor
-from torch.overrides import handle_torch_function, has_torch_function_variadic
+from torch._C import _add_docstr
 
 __all__ = ["correlation"]
 
 
 # [correlation begin]
-def correlation(
-    input1: Tensor,
-    input2: Tensor,
-    max_displacement: Union[int, tuple[int, int]],
-    *,
-    min_displacement: Optional[Union[int, tuple[int, int]]] = None,
-    kernel_size: Union[int, tuple[int, int]] = 1,
-    stride: Union[int, tuple[int, int]] = 1,
-    padding: Union[int, tuple[int, int]] = 0,
-    dilation: Union[int, tuple[int, int]] = 1,
-    displacement_stride: Union[int, tuple[int, int]] = 1,
-    groups: int = 1,
-    scale: float = 1.0,
-) -> Tensor:
-    r"""Computes the local correlation (cost volume) of two feature maps.
+correlation = _add_docstr(
+    torch._C._nn.correlation,
+    r"""correlation(input1, input2, max_displacement, *, min_displacement=None, kernel_size=1, stride=1, padding=0, dilation=1, displacement_stride=1, groups=1, scale=1.0) -> Tensor
+
+    Computes the local correlation (cost volume) of two feature maps.
 
     This is the correlation layer of optical-flow and stereo networks (FlowNetC,
     PWC-Net, DispNetC, GwcNet, the local lookup of RAFT): for every output
@@ -151,36 +142,10 @@ def correlation(
         >>> best = cost[:, :, 8:16, 8:24].mean((0, 2, 3)).argmax().item()
         >>> divmod(best, 9)  # (dy + 4, dx + 4) of the true motion (1, -2)
         (5, 2)
-    """
-    if has_torch_function_variadic(input1, input2):
-        return handle_torch_function(
-            correlation,
-            (input1, input2),
-            input1,
-            input2,
-            max_displacement,
-            min_displacement=min_displacement,
-            kernel_size=kernel_size,
-            stride=stride,
-            padding=padding,
-            dilation=dilation,
-            displacement_stride=displacement_stride,
-            groups=groups,
-            scale=scale,
-        )
-    return torch._C._nn.correlation(
-        input1,
-        input2,
-        max_displacement,
-        min_displacement=min_displacement,
-        kernel_size=kernel_size,
-        stride=stride,
-        padding=padding,
-        dilation=dilation,
-        displacement_stride=displacement_stride,
-        groups=groups,
-        scale=scale,
-    )
-
-
+    """,
+)
 # [correlation end]
+
+# doctest.testmod does not collect the docstrings of builtins such as the
+# binding; listing it runs the docstring's example (tools/build_docs.sh).
+__test__ = {"correlation": correlation.__doc__}
