@@ -82,6 +82,16 @@ PYTORCH_FILES = {
         #define AT_FORALL_FP32(_) \\
           _(acos)
         """,
+    "torch/_subclasses/fake_tensor.py": """
+        from torch.utils._ordered_set import OrderedSet as ordered_set
+
+
+        class FakeTensorMode:
+            _cpp_meta_supports_symint = ordered_set(
+                "aten.empty.memory_format",
+                "aten.stack.default",
+            )
+        """,
     "aten/src/ATen/autocast_mode.cpp": """
         TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {
           // lower_precision_fp cast policy
@@ -822,6 +832,10 @@ def test_other_edits(trees, capsys):
         amp.count("`conv2d`,\n`correlation`,\n") == 3
     )  # CUDA and XPU float16, CPU bfloat16
     assert amp.rstrip().endswith("`conv2d`,\n`correlation`,\n`conv3d`")
+    fake = read(pytorch, "torch/_subclasses/fake_tensor.py")
+    assert (
+        '"aten.stack.default",\n        aten.correlation.default,\n        aten.correlation.out,\n    )' in fake
+    )
     autocast_cpu = read(pytorch, "aten/src/ATen/autocast_mode.cpp")
     assert (
         "  KERNEL_CPU(conv2d, lower_precision_fp)\n  KERNEL_CPU(correlation, lower_precision_fp)\n"
@@ -1067,6 +1081,12 @@ MOVED_ON = [
         "  _(conv2d)                              \\\n",
         "",
         "_(conv2d)",
+    ),
+    (
+        "torch/_subclasses/fake_tensor.py",
+        "_cpp_meta_supports_symint = ",
+        "_symint_ops = ",
+        "_cpp_meta_supports_symint",
     ),
     (
         "aten/src/ATen/autocast_mode.cpp",

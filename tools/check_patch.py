@@ -77,6 +77,7 @@ WHEEL_FILES = [
     ("torch/nn/modules/__init__.py", "torch/nn/modules/__init__.py"),
     ("torch/overrides.py", "torch/overrides.py"),
     ("torch/utils/flop_counter.py", "torch/utils/flop_counter.py"),
+    ("torch/_subclasses/fake_tensor.py", "torch/_subclasses/fake_tensor.py"),
     (
         "torch/testing/_internal/common_modules.py",
         "torch/testing/_internal/common_modules.py",

@@ -73,6 +73,7 @@ DST_DECOMP_INIT = "torch/_decomp/__init__.py"
 DST_INDUCTOR_DECOMP = "torch/_inductor/decomposition.py"
 DST_INDUCTOR_LOWERING = "torch/_inductor/lowering.py"
 DST_FLOP_COUNTER = "torch/utils/flop_counter.py"
+DST_FAKE_TENSOR = "torch/_subclasses/fake_tensor.py"
 DST_OPINFO = "torch/testing/_internal/common_methods_invocations.py"
 DST_MODULEINFO = "torch/testing/_internal/common_modules.py"
 DST_MPS = "torch/testing/_internal/common_mps.py"
@@ -476,6 +477,32 @@ def edit_decomp_lists(tree: Tree) -> None:
     )
 
 
+# FakeTensor with symbolic sizes prefers an operator's Python decomposition
+# (which checks nothing) over its C++ Meta kernel unless the operator is listed
+# here; ours is written over SymInt and runs the checks of the real kernels.
+FAKE_TENSOR_SYMINT_META = (f"aten.{FUNCTION}.default", f"aten.{FUNCTION}.out")
+
+
+def _symint_meta_set(tree: Tree, rel: str) -> ast.List | None:
+    """The elements of ``_cpp_meta_supports_symint = ordered_set(...)``, as a list node."""
+    for node in ast.walk(parse_python(tree.read(rel), rel)):
+        if (
+            isinstance(node, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == "_cpp_meta_supports_symint" for t in node.targets)
+            and isinstance(node.value, ast.Call)
+        ):
+            return ast.List(elts=node.value.args)
+    return None
+
+
+def edit_fake_tensor_symint_meta(tree: Tree) -> None:
+    rel = DST_FAKE_TENSOR
+    what = "the ordered_set(...) assigned to FakeTensorMode._cpp_meta_supports_symint"
+    for expr in FAKE_TENSOR_SYMINT_META:
+        # Parsed again for each entry: an insertion moves the lines after it.
+        insert_list_expr(tree, rel, _symint_meta_set(tree, rel), what, expr, keep_sorted=False)
+
+
 # Inductor's fallbacks for our operators. correlation has a core ATen
 # decomposition that Inductor excludes (edit_decomp_lists), so its fallback
 # must say warn=False: an implicit one asserts under CI=1 ("a decomposition
@@ -646,6 +673,7 @@ def plan(pytorch_root: Path, source_root: Path) -> Tree:
     check_nn_init(tree)
     edit_decomp_lists(tree)
     edit_inductor_fallbacks(tree)
+    edit_fake_tensor_symint_meta(tree)
     edit_mps_unsupported(tree)
     edit_has_decomp_expect(tree, src["native_yaml"], src["decomp"])
 
