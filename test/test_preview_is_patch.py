@@ -227,7 +227,7 @@ PATCHED_FILES = {
     "torch/csrc/autograd/FunctionsManual.cpp": None,
     # Build lists, typing, docs, tests and test-only tables: no run-time effect.
     "build_variables.bzl": None,
-    "torch/nn/functional.pyi.in": None,
+    "tools/pyi/gen_pyi.py": None,
     "torch/overrides.py": None,
     "torch/testing/_internal/common_methods_invocations.py": None,
     "torch/testing/_internal/common_modules.py": None,
