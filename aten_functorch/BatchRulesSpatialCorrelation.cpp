@@ -23,7 +23,9 @@ namespace {
 // `tensor` with its vmapped dimension in front, expanded to `batch_size` if
 // it is not vmapped.
 Tensor batch_dim_first(
-    const Tensor& tensor, std::optional<int64_t> bdim, const c10::SymInt& batch_size) {
+    const Tensor& tensor,
+    std::optional<int64_t> bdim,
+    const c10::SymInt& batch_size) {
   if (bdim.has_value()) {
     return tensor.movedim(*bdim, 0);
   }
@@ -37,18 +39,27 @@ bool sample_is_batched(const Tensor& input1) {
   TORCH_CHECK(
       rank == 3 || rank == 4,
       "correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) "
-      "tensor, but got input1 with sizes ", input1.sym_sizes().slice(1));
+      "tensor, but got input1 with sizes ",
+      input1.sym_sizes().slice(1));
   return rank == 4;
 }
 
 std::tuple<Tensor, std::optional<int64_t>> correlation_batch_rule(
-    const Tensor& input1, std::optional<int64_t> input1_bdim,
-    const Tensor& input2, std::optional<int64_t> input2_bdim,
-    IntArrayRef max_displacement, at::OptionalIntArrayRef min_displacement,
-    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding,
-    IntArrayRef dilation, IntArrayRef displacement_stride, int64_t groups,
+    const Tensor& input1,
+    std::optional<int64_t> input1_bdim,
+    const Tensor& input2,
+    std::optional<int64_t> input2_bdim,
+    IntArrayRef max_displacement,
+    at::OptionalIntArrayRef min_displacement,
+    IntArrayRef kernel_size,
+    IntArrayRef stride,
+    IntArrayRef padding,
+    IntArrayRef dilation,
+    IntArrayRef displacement_stride,
+    int64_t groups,
     double scale) {
-  const auto batch_size = get_bdim_size2_symint(input1, input1_bdim, input2, input2_bdim);
+  const auto batch_size =
+      get_bdim_size2_symint(input1, input1_bdim, input2, input2_bdim);
   auto input1_ = batch_dim_first(input1, input1_bdim, batch_size);
   auto input2_ = batch_dim_first(input2, input2_bdim, batch_size);
   const bool fold = sample_is_batched(input1_);
@@ -57,8 +68,17 @@ std::tuple<Tensor, std::optional<int64_t>> correlation_batch_rule(
     input2_ = reshape_dim_into(0, 0, input2_);
   }
   auto output = at::correlation(
-      input1_, input2_, max_displacement, min_displacement, kernel_size, stride,
-      padding, dilation, displacement_stride, groups, scale);
+      input1_,
+      input2_,
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale);
   if (fold) {
     output = reshape_dim_outof_symint(0, batch_size, output);
   }
@@ -67,17 +87,27 @@ std::tuple<Tensor, std::optional<int64_t>> correlation_batch_rule(
 
 std::tuple<Tensor, std::optional<int64_t>, Tensor, std::optional<int64_t>>
 correlation_backward_batch_rule(
-    const Tensor& grad_output, std::optional<int64_t> grad_output_bdim,
-    const Tensor& input1, std::optional<int64_t> input1_bdim,
-    const Tensor& input2, std::optional<int64_t> input2_bdim,
-    IntArrayRef max_displacement, at::OptionalIntArrayRef min_displacement,
-    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding,
-    IntArrayRef dilation, IntArrayRef displacement_stride, int64_t groups,
-    double scale, std::array<bool, 2> output_mask) {
+    const Tensor& grad_output,
+    std::optional<int64_t> grad_output_bdim,
+    const Tensor& input1,
+    std::optional<int64_t> input1_bdim,
+    const Tensor& input2,
+    std::optional<int64_t> input2_bdim,
+    IntArrayRef max_displacement,
+    at::OptionalIntArrayRef min_displacement,
+    IntArrayRef kernel_size,
+    IntArrayRef stride,
+    IntArrayRef padding,
+    IntArrayRef dilation,
+    IntArrayRef displacement_stride,
+    int64_t groups,
+    double scale,
+    std::array<bool, 2> output_mask) {
   const auto batch_size = grad_output_bdim.has_value()
       ? grad_output.sym_size(*grad_output_bdim)
       : get_bdim_size2_symint(input1, input1_bdim, input2, input2_bdim);
-  auto grad_output_ = batch_dim_first(grad_output, grad_output_bdim, batch_size);
+  auto grad_output_ =
+      batch_dim_first(grad_output, grad_output_bdim, batch_size);
   auto input1_ = batch_dim_first(input1, input1_bdim, batch_size);
   auto input2_ = batch_dim_first(input2, input2_bdim, batch_size);
   const bool fold = sample_is_batched(input1_);
@@ -87,8 +117,18 @@ correlation_backward_batch_rule(
     input2_ = reshape_dim_into(0, 0, input2_);
   }
   auto [grad_input1, grad_input2] = at::correlation_backward(
-      grad_output_, input1_, input2_, max_displacement, min_displacement,
-      kernel_size, stride, padding, dilation, displacement_stride, groups, scale,
+      grad_output_,
+      input1_,
+      input2_,
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale,
       output_mask);
   // A gradient left out by output_mask stays undefined and unbatched.
   auto unfold = [&](Tensor grad) -> std::tuple<Tensor, std::optional<int64_t>> {
@@ -106,11 +146,11 @@ correlation_backward_batch_rule(
       std::move(grad1), grad1_bdim, std::move(grad2), grad2_bdim);
 }
 
-} // namespace
+}  // namespace
 
 TORCH_LIBRARY_IMPL(aten, FuncTorchBatched, m) {
   VMAP_SUPPORT(correlation, correlation_batch_rule);
   VMAP_SUPPORT(correlation_backward, correlation_backward_batch_rule);
 }
 
-} // namespace at::functorch
+}  // namespace at::functorch

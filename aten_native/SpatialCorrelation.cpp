@@ -23,16 +23,17 @@
 //
 // with y0 = oy*stride_h - pad_h, x0 = ox*stride_w - pad_w and zeros outside
 // the image. The geometry (displacement ranges, output size) is derived once
-// in correlation_params() (SpatialCorrelationUtils.h), which every backend calls.
+// in correlation_params() (SpatialCorrelationUtils.h), which every backend
+// calls.
 //
 // One entry point serves CPU and CUDA: it checks, allocates and calls the
 // device's kernel through a DispatchStub (cpu/SpatialCorrelationKernel.cpp,
 // cuda/SpatialCorrelation.cu). The Meta kernels (FakeTensor, torch.compile,
 // export) run the same checks, check_correlation(), on concrete or symbolic
-// sizes and allocate the same outputs without computing them. Kernels take batched 4D tensors with arbitrary
-// strides; the unbatched (C, H, W) form is handled here with a view. The
-// backward is a gather over the outputs that touch each input element, so it
-// is deterministic on every backend.
+// sizes and allocate the same outputs without computing them. Kernels take
+// batched 4D tensors with arbitrary strides; the unbatched (C, H, W) form is
+// handled here with a view. The backward is a gather over the outputs that
+// touch each input element, so it is deterministic on every backend.
 
 namespace at::native {
 
@@ -59,7 +60,7 @@ Tensor empty_like_input(const Tensor& input) {
       input.sym_sizes(), input.options(), input.suggest_memory_format());
 }
 
-} // namespace
+}  // namespace
 
 Tensor correlation(
     const Tensor& input1,
@@ -74,13 +75,25 @@ Tensor correlation(
     int64_t groups,
     double scale) {
   const auto checked = check_correlation(
-      input1, input2, max_displacement, min_displacement, kernel_size, stride,
-      padding, dilation, displacement_stride, groups, scale);
+      input1,
+      input2,
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale);
   auto output = empty_output(input1, checked);
   if (output.numel() != 0) {
     correlation_stub(
-        input1.device().type(), as_batched(output), as_batched(input1),
-        as_batched(input2), correlation_params(input1, checked));
+        input1.device().type(),
+        as_batched(output),
+        as_batched(input1),
+        as_batched(input2),
+        correlation_params(input1, checked));
   }
   return output;
 }
@@ -98,8 +111,17 @@ Tensor correlation_meta(
     int64_t groups,
     double scale) {
   const auto checked = check_correlation(
-      input1, input2, max_displacement, min_displacement, kernel_size, stride,
-      padding, dilation, displacement_stride, groups, scale);
+      input1,
+      input2,
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale);
   return empty_output(input1, checked);
 }
 
@@ -118,8 +140,17 @@ std::tuple<Tensor, Tensor> correlation_backward(
     double scale,
     std::array<bool, 2> output_mask) {
   const auto checked = check_correlation(
-      input1, input2, max_displacement, min_displacement, kernel_size, stride,
-      padding, dilation, displacement_stride, groups, scale);
+      input1,
+      input2,
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale);
   check_correlation_grad_output(grad_output, input1, checked.output_sizes);
 
   Tensor grad_input1 = output_mask[0] ? empty_like_input(input1) : Tensor();
@@ -129,8 +160,10 @@ std::tuple<Tensor, Tensor> correlation_backward(
   }
   if (input1.numel() == 0) {
     // Nothing to gather (N == 0 or C == 0); the gradients are empty or zero.
-    if (grad_input1.defined()) grad_input1.zero_();
-    if (grad_input2.defined()) grad_input2.zero_();
+    if (grad_input1.defined())
+      grad_input1.zero_();
+    if (grad_input2.defined())
+      grad_input2.zero_();
     return std::make_tuple(grad_input1, grad_input2);
   }
   const TensorBase undefined;
@@ -138,7 +171,9 @@ std::tuple<Tensor, Tensor> correlation_backward(
       input1.device().type(),
       grad_input1.defined() ? as_batched(grad_input1) : undefined,
       grad_input2.defined() ? as_batched(grad_input2) : undefined,
-      as_batched(grad_output), as_batched(input1), as_batched(input2),
+      as_batched(grad_output),
+      as_batched(input1),
+      as_batched(input2),
       correlation_params(input1, checked));
   return std::make_tuple(grad_input1, grad_input2);
 }
@@ -158,12 +193,21 @@ std::tuple<Tensor, Tensor> correlation_backward_meta(
     double scale,
     std::array<bool, 2> output_mask) {
   const auto checked = check_correlation(
-      input1, input2, max_displacement, min_displacement, kernel_size, stride,
-      padding, dilation, displacement_stride, groups, scale);
+      input1,
+      input2,
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale);
   check_correlation_grad_output(grad_output, input1, checked.output_sizes);
   return std::make_tuple(
       output_mask[0] ? empty_like_input(input1) : Tensor(),
       output_mask[1] ? empty_like_input(input2) : Tensor());
 }
 
-} // namespace at::native
+}  // namespace at::native

@@ -48,11 +48,21 @@ struct CorrelationParams {
   double scale = 1.0;
   int64_t out_h = 0, out_w = 0;
 
-  int64_t channels_per_group() const { return channels / groups; }
-  int64_t displacements() const { return disp_count_h * disp_count_w; }
-  int64_t out_channels() const { return groups * displacements(); }
-  int64_t disp_max_h() const { return disp_min_h + (disp_count_h - 1) * disp_step_h; }
-  int64_t disp_max_w() const { return disp_min_w + (disp_count_w - 1) * disp_step_w; }
+  int64_t channels_per_group() const {
+    return channels / groups;
+  }
+  int64_t displacements() const {
+    return disp_count_h * disp_count_w;
+  }
+  int64_t out_channels() const {
+    return groups * displacements();
+  }
+  int64_t disp_max_h() const {
+    return disp_min_h + (disp_count_h - 1) * disp_step_h;
+  }
+  int64_t disp_max_w() const {
+    return disp_min_w + (disp_count_w - 1) * disp_step_w;
+  }
 };
 
 namespace correlation_detail {
@@ -62,69 +72,105 @@ namespace correlation_detail {
 inline std::array<int64_t, 2> expand_pair(IntArrayRef value, const char* name) {
   TORCH_CHECK(
       value.size() == 1 || value.size() == 2,
-      "correlation(): expected ", name, " to be a single int or a pair of ints, "
-      "but got ", value.size(), " values: ", value);
+      "correlation(): expected ",
+      name,
+      " to be a single int or a pair of ints, "
+      "but got ",
+      value.size(),
+      " values: ",
+      value);
   return value.size() == 1 ? std::array<int64_t, 2>{value[0], value[0]}
                            : std::array<int64_t, 2>{value[0], value[1]};
 }
 
-inline void check_positive_pair(const std::array<int64_t, 2>& value, const char* name) {
+inline void check_positive_pair(
+    const std::array<int64_t, 2>& value,
+    const char* name) {
   TORCH_CHECK(
       value[0] >= 1 && value[1] >= 1,
-      "correlation(): expected ", name, " to be positive, but got ", name, "=(",
-      value[0], ", ", value[1], ")");
+      "correlation(): expected ",
+      name,
+      " to be positive, but got ",
+      name,
+      "=(",
+      value[0],
+      ", ",
+      value[1],
+      ")");
 }
 
 // The padded input size minus the dilated kernel extent along one axis: the
 // sliding window fits at least once iff it is non-negative, and then there
 // are span / stride + 1 positions (conv2d's formula).
 inline c10::SymInt window_span(
-    const c10::SymInt& size, int64_t pad, int64_t dilation, int64_t kernel) {
+    const c10::SymInt& size,
+    int64_t pad,
+    int64_t dilation,
+    int64_t kernel) {
   return size + 2 * pad - dilation * (kernel - 1) - 1;
 }
 
 // The same count for a possibly negative span (floor division), for error
 // messages only.
-inline int64_t window_count_for_message(const c10::SymInt& span, int64_t stride) {
+inline int64_t window_count_for_message(
+    const c10::SymInt& span,
+    int64_t stride) {
   const int64_t s = span.guard_int(__FILE__, __LINE__);
   return (s >= 0 ? s / stride : -((-s + stride - 1) / stride)) + 1;
 }
 
-} // namespace correlation_detail
+}  // namespace correlation_detail
 
 // Checks the two inputs: defined, strided, 3D or 4D, same shape, device and
 // dtype, and a dtype every backend has a kernel for. This is the only dtype
 // check: Meta rejects exactly what CPU and CUDA reject (Float8, integer,
 // complex, ...), so FakeTensor and the real kernels agree.
-inline void check_correlation_inputs(const TensorBase& input1, const TensorBase& input2) {
-  TORCH_CHECK(input1.defined() && input2.defined(),
+inline void check_correlation_inputs(
+    const TensorBase& input1,
+    const TensorBase& input2) {
+  TORCH_CHECK(
+      input1.defined() && input2.defined(),
       "correlation(): expected input1 and input2 to be defined");
   TORCH_CHECK(
       input1.layout() == kStrided && input2.layout() == kStrided,
       "correlation(): expected input1 and input2 to have torch.strided layout, "
-      "but input1 has ", input1.layout(), " and input2 has ", input2.layout());
+      "but input1 has ",
+      input1.layout(),
+      " and input2 has ",
+      input2.layout());
   TORCH_CHECK(
       input1.dim() == 3 || input1.dim() == 4,
       "correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) "
-      "tensor, but got input1 with sizes ", input1.sym_sizes());
+      "tensor, but got input1 with sizes ",
+      input1.sym_sizes());
   TORCH_CHECK(
       input1.sym_sizes() == input2.sym_sizes(),
       "correlation(): expected input1 and input2 to have the same shape, but got "
-      "input1 with sizes ", input1.sym_sizes(), " and input2 with sizes ",
+      "input1 with sizes ",
+      input1.sym_sizes(),
+      " and input2 with sizes ",
       input2.sym_sizes());
   TORCH_CHECK(
       input1.device() == input2.device(),
       "correlation(): expected input1 and input2 to be on the same device, but "
-      "input1 is on ", input1.device(), " and input2 is on ", input2.device());
+      "input1 is on ",
+      input1.device(),
+      " and input2 is on ",
+      input2.device());
   TORCH_CHECK(
       input1.scalar_type() == input2.scalar_type(),
       "correlation(): expected input1 and input2 to have the same dtype, but "
-      "input1 has ", input1.scalar_type(), " and input2 has ", input2.scalar_type());
+      "input1 has ",
+      input1.scalar_type(),
+      " and input2 has ",
+      input2.scalar_type());
   const auto dtype = input1.scalar_type();
   TORCH_CHECK(
-      dtype == kDouble || dtype == kFloat || dtype == kHalf || dtype == kBFloat16,
+      dtype == kDouble || dtype == kFloat || dtype == kHalf ||
+          dtype == kBFloat16,
       "correlation(): expected a floating point dtype (float64, float32, float16 "
-      "or bfloat16), but got ", dtype);
+      "or bfloat16), but got ",
+      dtype);
 }
 
 // Checks the non-tensor arguments and derives everything in
@@ -146,7 +192,8 @@ inline CorrelationParams correlation_arguments(
   const auto strides = expand_pair(stride, "stride");
   const auto pads = expand_pair(padding, "padding");
   const auto dilations = expand_pair(dilation, "dilation");
-  const auto disp_steps = expand_pair(displacement_stride, "displacement_stride");
+  const auto disp_steps =
+      expand_pair(displacement_stride, "displacement_stride");
   check_positive_pair(kernel, "kernel_size");
   check_positive_pair(strides, "stride");
   check_positive_pair(dilations, "dilation");
@@ -154,9 +201,14 @@ inline CorrelationParams correlation_arguments(
   TORCH_CHECK(
       pads[0] >= 0 && pads[1] >= 0,
       "correlation(): expected padding to be non-negative, but got padding=(",
-      pads[0], ", ", pads[1], ")");
-  TORCH_CHECK(groups >= 1,
-      "correlation(): expected groups to be positive, but got groups=", groups);
+      pads[0],
+      ", ",
+      pads[1],
+      ")");
+  TORCH_CHECK(
+      groups >= 1,
+      "correlation(): expected groups to be positive, but got groups=",
+      groups);
 
   std::array<int64_t, 2> disp_min{};
   std::array<int64_t, 2> disp_count{};
@@ -166,10 +218,18 @@ inline CorrelationParams correlation_arguments(
       TORCH_CHECK(
           min_disp[axis] <= max_disp[axis],
           "correlation(): expected min_displacement <= max_displacement, but got "
-          "min_displacement=(", min_disp[0], ", ", min_disp[1],
-          ") and max_displacement=(", max_disp[0], ", ", max_disp[1], ")");
+          "min_displacement=(",
+          min_disp[0],
+          ", ",
+          min_disp[1],
+          ") and max_displacement=(",
+          max_disp[0],
+          ", ",
+          max_disp[1],
+          ")");
       disp_min[axis] = min_disp[axis];
-      disp_count[axis] = (max_disp[axis] - min_disp[axis]) / disp_steps[axis] + 1;
+      disp_count[axis] =
+          (max_disp[axis] - min_disp[axis]) / disp_steps[axis] + 1;
     }
   } else {
     for (const auto axis : c10::irange(2)) {
@@ -177,7 +237,10 @@ inline CorrelationParams correlation_arguments(
           max_disp[axis] >= 0,
           "correlation(): expected max_displacement to be non-negative when "
           "min_displacement is None, but got max_displacement=(",
-          max_disp[0], ", ", max_disp[1], ")");
+          max_disp[0],
+          ", ",
+          max_disp[1],
+          ")");
       // Symmetric range of multiples of the step: {k * s : |k * s| <= max}.
       const int64_t half = max_disp[axis] / disp_steps[axis];
       disp_min[axis] = -half * disp_steps[axis];
@@ -209,7 +272,8 @@ inline CorrelationParams correlation_arguments(
 // output sizes, in the input's batched (N, groups * D, H_out, W_out) or
 // unbatched (groups * D, H_out, W_out) form. Concrete or symbolic sizes.
 inline c10::SymDimVector correlation_output_sym_sizes(
-    const TensorBase& input1, const CorrelationParams& p) {
+    const TensorBase& input1,
+    const CorrelationParams& p) {
   using namespace correlation_detail;
   const bool batched = input1.dim() == 4;
   const auto sizes = input1.sym_sizes();
@@ -218,18 +282,36 @@ inline c10::SymDimVector correlation_output_sym_sizes(
   const c10::SymInt& width = sizes[batched ? 3 : 2];
   TORCH_SYM_CHECK(
       (channels % p.groups).sym_eq(0),
-      "correlation(): expected the number of channels (", channels,
-      ") to be divisible by groups (", p.groups, ")");
+      "correlation(): expected the number of channels (",
+      channels,
+      ") to be divisible by groups (",
+      p.groups,
+      ")");
   const auto span_h = window_span(height, p.pad_h, p.dilation_h, p.kernel_h);
   const auto span_w = window_span(width, p.pad_w, p.dilation_w, p.kernel_w);
   TORCH_SYM_CHECK(
       span_h.sym_ge(0) & span_w.sym_ge(0),
       "correlation(): expected a non-empty output, but the input of spatial size (",
-      height, ", ", width, ") with kernel_size=(", p.kernel_h, ", ", p.kernel_w,
-      "), dilation=(", p.dilation_h, ", ", p.dilation_w, ") and padding=(",
-      p.pad_h, ", ", p.pad_w, ") gives an output of size (",
-      window_count_for_message(span_h, p.stride_h), ", ",
-      window_count_for_message(span_w, p.stride_w), ")");
+      height,
+      ", ",
+      width,
+      ") with kernel_size=(",
+      p.kernel_h,
+      ", ",
+      p.kernel_w,
+      "), dilation=(",
+      p.dilation_h,
+      ", ",
+      p.dilation_w,
+      ") and padding=(",
+      p.pad_h,
+      ", ",
+      p.pad_w,
+      ") gives an output of size (",
+      window_count_for_message(span_h, p.stride_h),
+      ", ",
+      window_count_for_message(span_w, p.stride_w),
+      ")");
   // Both spans are non-negative here, so / is floor division.
   c10::SymDimVector out;
   if (batched) {
@@ -264,8 +346,15 @@ inline CorrelationChecked check_correlation(
   check_correlation_inputs(input1, input2);
   CorrelationChecked checked;
   checked.params = correlation_arguments(
-      max_displacement, min_displacement, kernel_size, stride, padding, dilation,
-      displacement_stride, groups, scale);
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale);
   checked.output_sizes = correlation_output_sym_sizes(input1, checked.params);
   return checked;
 }
@@ -274,7 +363,8 @@ inline CorrelationChecked check_correlation(
 // sizes. `input1` may be batched (4D) or unbatched (3D); the returned batch
 // is 1 for the latter.
 inline CorrelationParams correlation_params(
-    const TensorBase& input1, const CorrelationChecked& checked) {
+    const TensorBase& input1,
+    const CorrelationChecked& checked) {
   CorrelationParams p = checked.params;
   const bool batched = input1.dim() == 4;
   p.batch = batched ? input1.size(0) : 1;
@@ -293,21 +383,28 @@ inline void check_correlation_grad_output(
     const TensorBase& grad_output,
     const TensorBase& input1,
     c10::SymIntArrayRef expected_sizes) {
-  TORCH_CHECK(grad_output.defined(),
+  TORCH_CHECK(
+      grad_output.defined(),
       "correlation_backward(): expected grad_output to be defined");
   TORCH_CHECK(
       grad_output.device() == input1.device(),
       "correlation_backward(): expected grad_output and input1 to be on the same "
-      "device, but grad_output is on ", grad_output.device(), " and input1 is on ",
+      "device, but grad_output is on ",
+      grad_output.device(),
+      " and input1 is on ",
       input1.device());
   TORCH_CHECK(
       grad_output.scalar_type() == input1.scalar_type(),
       "correlation_backward(): expected grad_output to have dtype ",
-      input1.scalar_type(), ", but got ", grad_output.scalar_type());
+      input1.scalar_type(),
+      ", but got ",
+      grad_output.scalar_type());
   TORCH_CHECK_VALUE(
       grad_output.sym_sizes() == expected_sizes,
       "correlation_backward(): expected grad_output to have sizes ",
-      expected_sizes, ", but got ", grad_output.sym_sizes());
+      expected_sizes,
+      ", but got ",
+      grad_output.sym_sizes());
 }
 
-} // namespace at::native
+}  // namespace at::native

@@ -4,10 +4,12 @@
 // stands:
 //
 //   aten/src/ATen/autocast_mode.h:
-//     #define AT_FORALL_LOWER_PRECISION_FP(_) ... _(conv2d) ... _(correlation) ...
+//     #define AT_FORALL_LOWER_PRECISION_FP(_) ... _(conv2d) ... _(correlation)
+//     ...
 //   aten/src/ATen/autocast_mode.cpp: every backend that expands that list,
-//     TORCH_LIBRARY_IMPL(aten, Autocast, m)     (CUDA)  KERNEL_CUDA(op, lower_precision_fp)
-//     TORCH_LIBRARY_IMPL(aten, AutocastXPU, m)          KERNEL_XPU(op, lower_precision_fp)
+//     TORCH_LIBRARY_IMPL(aten, Autocast, m)     (CUDA)  KERNEL_CUDA(op,
+//     lower_precision_fp) TORCH_LIBRARY_IMPL(aten, AutocastXPU, m)
+//     KERNEL_XPU(op, lower_precision_fp)
 //   and the AutocastCPU list, which is written out by hand and has conv2d
 //   too: KERNEL_CPU(correlation, lower_precision_fp).
 //
@@ -29,17 +31,17 @@ namespace {
 // The entry the patch adds to AT_FORALL_LOWER_PRECISION_FP.
 #define CORRELATION_LOWER_PRECISION_FP(_) _(correlation)
 
-TORCH_LIBRARY_IMPL(aten, Autocast, m) {
+TORCH_LIBRARY_IMPL(aten, Autocast, m){
 #define _KERNEL_CUDA_LOW_PRECISION_FP(...) \
   KERNEL_CUDA(__VA_ARGS__, lower_precision_fp)
-  CORRELATION_LOWER_PRECISION_FP(_KERNEL_CUDA_LOW_PRECISION_FP)
+    CORRELATION_LOWER_PRECISION_FP(_KERNEL_CUDA_LOW_PRECISION_FP)
 #undef _KERNEL_CUDA_LOW_PRECISION_FP
 }
 
-TORCH_LIBRARY_IMPL(aten, AutocastXPU, m) {
+TORCH_LIBRARY_IMPL(aten, AutocastXPU, m){
 #define _KERNEL_XPU_LOW_PRECISION_FP(...) \
   KERNEL_XPU(__VA_ARGS__, lower_precision_fp)
-  CORRELATION_LOWER_PRECISION_FP(_KERNEL_XPU_LOW_PRECISION_FP)
+    CORRELATION_LOWER_PRECISION_FP(_KERNEL_XPU_LOW_PRECISION_FP)
 #undef _KERNEL_XPU_LOW_PRECISION_FP
 }
 
@@ -49,5 +51,5 @@ TORCH_LIBRARY_IMPL(aten, AutocastCPU, m) {
 
 #undef CORRELATION_LOWER_PRECISION_FP
 
-} // namespace
-} // namespace at::autocast
+}  // namespace
+}  // namespace at::autocast

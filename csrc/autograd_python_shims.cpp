@@ -12,19 +12,27 @@ namespace torch::autograd::VariableType {
 // The generated autograd kernels unwrap every tensor argument through these.
 const at::Tensor& unpack(const at::Tensor& t, const char* name, int pos) {
   TORCH_CHECK(
-      t.defined(), "expected a defined Tensor for argument #", pos, " '", name,
+      t.defined(),
+      "expected a defined Tensor for argument #",
+      pos,
+      " '",
+      name,
       "', but got None (an undefined Tensor in C++)");
   return t;
 }
 
 at::Tensor& unpack(at::Tensor& t, const char* name, int pos) {
   TORCH_CHECK(
-      t.defined(), "expected a defined Tensor for argument #", pos, " '", name,
+      t.defined(),
+      "expected a defined Tensor for argument #",
+      pos,
+      " '",
+      name,
       "', but got None (an undefined Tensor in C++)");
   return t;
 }
 
-} // namespace torch::autograd::VariableType
+}  // namespace torch::autograd::VariableType
 
 namespace torch {
 
@@ -39,7 +47,8 @@ PyObject* handle_torch_function(
     PyObject* torch_api,
     const char* module_name,
     const char* func_name_override) {
-  const std::string name = func_name_override ? func_name_override : r.get_func_name();
+  const std::string name =
+      func_name_override ? func_name_override : r.get_func_name();
   THPObjectPtr api_function(PyObject_GetAttrString(torch_api, name.c_str()));
   if (!api_function) {
     throw python_error();
@@ -54,10 +63,15 @@ PyObject* handle_torch_function(
     PyTuple_SET_ITEM(all_args.get(), 0, Py_NewRef(self));
   }
   for (Py_ssize_t i = 0; i < n_args; ++i) {
-    PyTuple_SET_ITEM(all_args.get(), i + offset, Py_NewRef(PyTuple_GET_ITEM(args, i)));
+    PyTuple_SET_ITEM(
+        all_args.get(), i + offset, Py_NewRef(PyTuple_GET_ITEM(args, i)));
   }
   return handle_torch_function_no_python_arg_parser(
-      r.overloaded_args, all_args.get(), kwargs, name.c_str(), api_function.get(),
+      r.overloaded_args,
+      all_args.get(),
+      kwargs,
+      name.c_str(),
+      api_function.get(),
       module_name);
 }
 
@@ -72,4 +86,4 @@ PyObject* handle_torch_function(
       r, nullptr, args, kwargs, torch_api, module_name, func_name_override);
 }
 
-} // namespace torch
+}  // namespace torch

@@ -9,11 +9,14 @@ namespace at::functorch {
 
 // Every batching rule's plumbing runs under vmap's dynamic layer; without one,
 // a BatchedTensor has outlived the vmap that created it.
-void vmap_check_escaped(const std::optional<DynamicLayer>& layer, const char* what) {
+void vmap_check_escaped(
+    const std::optional<DynamicLayer>& layer,
+    const char* what) {
   TORCH_CHECK(
       layer.has_value(),
       "vmap: a batched tensor was used outside the vmap that created it (in ",
-      what, "); return it from the vmapped function instead of storing it");
+      what,
+      "); return it from the vmapped function instead of storing it");
 }
 
-} // namespace at::functorch
+}  // namespace at::functorch

@@ -7,14 +7,13 @@
 // where an in-tree build puts them.
 
 #include <Python.h>
-
 #include <torch/csrc/Exceptions.h>
 
 namespace torch::autograd {
 // python_nn_functions.cpp generated from our yaml, renamed at compile time
 // so it does not clash with torch's own initNNFunctions.
 void torch_correlation_initNNFunctions(PyObject* module);
-} // namespace torch::autograd
+}  // namespace torch::autograd
 
 PyMODINIT_FUNC PyInit__C() {
   static PyModuleDef module_def = {

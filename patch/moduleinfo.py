@@ -27,40 +27,60 @@ from torch.testing._internal.common_modules import (
 
 
 # [module_inputs begin]
-def module_inputs_torch_nn_Correlation(module_info, device, dtype, requires_grad, training, **kwargs):
-    make_input = partial(make_tensor, device=device, dtype=dtype, requires_grad=requires_grad)
+def module_inputs_torch_nn_Correlation(
+    module_info, device, dtype, requires_grad, training, **kwargs
+):
+    make_input = partial(
+        make_tensor, device=device, dtype=dtype, requires_grad=requires_grad
+    )
 
     return [
         ModuleInput(
             constructor_input=FunctionInput(1),
-            forward_input=FunctionInput(make_input((2, 3, 5, 6)), make_input((2, 3, 5, 6))),
-            desc='4d_input'),
+            forward_input=FunctionInput(
+                make_input((2, 3, 5, 6)), make_input((2, 3, 5, 6))
+            ),
+            desc="4d_input",
+        ),
         ModuleInput(
             constructor_input=FunctionInput(1),
             forward_input=FunctionInput(make_input((3, 5, 6)), make_input((3, 5, 6))),
             reference_fn=no_batch_dim_reference_fn,
-            desc='no_batch_dim'),
+            desc="no_batch_dim",
+        ),
         ModuleInput(
-            constructor_input=FunctionInput((2, 1), kernel_size=3, padding=1, stride=2, groups=2,
-                                            scale=0.25),
-            forward_input=FunctionInput(make_input((1, 4, 7, 6)), make_input((1, 4, 7, 6))),
-            desc='window_groups'),
+            constructor_input=FunctionInput(
+                (2, 1), kernel_size=3, padding=1, stride=2, groups=2, scale=0.25
+            ),
+            forward_input=FunctionInput(
+                make_input((1, 4, 7, 6)), make_input((1, 4, 7, 6))
+            ),
+            desc="window_groups",
+        ),
         ModuleInput(
-            constructor_input=FunctionInput((0, 0), min_displacement=(0, -3),
-                                            displacement_stride=(1, 2)),
-            forward_input=FunctionInput(make_input((2, 2, 4, 7)), make_input((2, 2, 4, 7))),
-            desc='one_sided'),
+            constructor_input=FunctionInput(
+                (0, 0), min_displacement=(0, -3), displacement_stride=(1, 2)
+            ),
+            forward_input=FunctionInput(
+                make_input((2, 2, 4, 7)), make_input((2, 2, 4, 7))
+            ),
+            desc="one_sided",
+        ),
     ]
+
+
 # [module_inputs end]
 
 
 module_db = [
     # [moduleinfo begin]
-    ModuleInfo(torch.nn.Correlation,
-               module_inputs_func=module_inputs_torch_nn_Correlation,
-               skips=(
-                   # No MPS kernel.
-                   DecorateInfo(skipMPS),)
-               ),
+    ModuleInfo(
+        torch.nn.Correlation,
+        module_inputs_func=module_inputs_torch_nn_Correlation,
+        skips=(
+            # No MPS kernel.
+            DecorateInfo(skipMPS),
+        ),
+    ),
     # [moduleinfo end]
 ]

@@ -24,7 +24,6 @@ reading as zero outside the image.
 
 import itertools
 import math
-from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -39,7 +38,7 @@ __all__ = [
     "self_check",
 ]
 
-IntOrPair = Union[int, tuple[int, int], list[int]]
+IntOrPair = int | tuple[int, int] | list[int]
 
 
 def pair(value: IntOrPair) -> tuple[int, int]:
@@ -51,7 +50,7 @@ def pair(value: IntOrPair) -> tuple[int, int]:
     return (int(value[0]), int(value[1]))
 
 
-def displacement_set(max_d: int, min_d: Optional[int], step: int) -> list[int]:
+def displacement_set(max_d: int, min_d: int | None, step: int) -> list[int]:
     """The displacements along one axis, in output-channel order.
 
     ``min_d is None``: the multiples of ``step`` whose magnitude is at most
@@ -68,7 +67,7 @@ def displacement_set(max_d: int, min_d: Optional[int], step: int) -> list[int]:
 
 def displacements(
     max_displacement: IntOrPair,
-    min_displacement: Optional[IntOrPair] = None,
+    min_displacement: IntOrPair | None = None,
     displacement_stride: IntOrPair = 1,
 ) -> tuple[list[int], list[int]]:
     """The (vertical, horizontal) displacement lists of a call."""
@@ -78,10 +77,14 @@ def displacements(
         min_h = min_w = None
     else:
         min_h, min_w = pair(min_displacement)
-    return displacement_set(max_h, min_h, step_h), displacement_set(max_w, min_w, step_w)
+    return displacement_set(max_h, min_h, step_h), displacement_set(
+        max_w, min_w, step_w
+    )
 
 
-def output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+def output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int
+) -> int:
     """conv2d's output size along one axis (floor division)."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
@@ -91,7 +94,7 @@ def correlation_reference(
     input2: torch.Tensor,
     max_displacement: IntOrPair,
     *,
-    min_displacement: Optional[IntOrPair] = None,
+    min_displacement: IntOrPair | None = None,
     kernel_size: IntOrPair = 1,
     stride: IntOrPair = 1,
     padding: IntOrPair = 0,
@@ -133,7 +136,9 @@ def correlation_reference(
         # Rows row, row + sh, ..., (h_out values) in unpadded coordinates.
         r = big_h + row
         q = big_w + col
-        return t[:, :, r : r + (h_out - 1) * sh + 1 : sh, q : q + (w_out - 1) * sw + 1 : sw]
+        return t[
+            :, :, r : r + (h_out - 1) * sh + 1 : sh, q : q + (w_out - 1) * sw + 1 : sw
+        ]
 
     planes = []
     for dy in dys:
@@ -144,10 +149,15 @@ def correlation_reference(
                     y = -ph + i * dh
                     x = -pw + j * dw
                     prod = window(p1, y, x) * window(p2, y + dy, x + dx)
-                    acc = acc + prod.reshape(n, groups, c // groups, h_out, w_out).sum(2)
+                    acc = acc + prod.reshape(n, groups, c // groups, h_out, w_out).sum(
+                        2
+                    )
             planes.append(acc)
     # (N, G, D, H_out, W_out) -> channel g*D + a*Kx + b.
-    out = torch.stack(planes, dim=2).reshape(n, groups * len(planes), h_out, w_out) * scale
+    out = (
+        torch.stack(planes, dim=2).reshape(n, groups * len(planes), h_out, w_out)
+        * scale
+    )
     return out[0] if unbatched else out
 
 
@@ -156,7 +166,7 @@ def correlation_bruteforce(
     input2: torch.Tensor,
     max_displacement: IntOrPair,
     *,
-    min_displacement: Optional[IntOrPair] = None,
+    min_displacement: IntOrPair | None = None,
     kernel_size: IntOrPair = 1,
     stride: IntOrPair = 1,
     padding: IntOrPair = 0,
@@ -183,9 +193,17 @@ def correlation_bruteforce(
         return a[b][ch][y][x] if 0 <= y < h and 0 <= x < w else 0.0
 
     d = len(dys) * len(dxs)
-    out = [[[[0.0] * w_out for _ in range(h_out)] for _ in range(groups * d)] for _ in range(n)]
+    out = [
+        [[[0.0] * w_out for _ in range(h_out)] for _ in range(groups * d)]
+        for _ in range(n)
+    ]
     for b, g, (a, dy), (k, dx), oy, ox in itertools.product(
-        range(n), range(groups), enumerate(dys), enumerate(dxs), range(h_out), range(w_out)
+        range(n),
+        range(groups),
+        enumerate(dys),
+        enumerate(dxs),
+        range(h_out),
+        range(w_out),
     ):
         y0 = oy * sh - ph
         x0 = ox * sw - pw
@@ -205,14 +223,42 @@ def correlation_bruteforce(
 SELF_CHECK_CASES = [
     ((1, 2, 4, 5), dict(max_displacement=1)),
     ((2, 3, 5, 4), dict(max_displacement=(2, 1), kernel_size=3, padding=1)),
-    ((1, 4, 6, 6), dict(max_displacement=2, displacement_stride=2, groups=2, scale=0.25)),
-    ((1, 2, 7, 6), dict(max_displacement=(1, 2), kernel_size=(2, 3), stride=(2, 1),
-                        padding=(1, 2), dilation=(2, 1))),
+    (
+        (1, 4, 6, 6),
+        dict(max_displacement=2, displacement_stride=2, groups=2, scale=0.25),
+    ),
+    (
+        (1, 2, 7, 6),
+        dict(
+            max_displacement=(1, 2),
+            kernel_size=(2, 3),
+            stride=(2, 1),
+            padding=(1, 2),
+            dilation=(2, 1),
+        ),
+    ),
     ((1, 3, 5, 7), dict(max_displacement=(0, 0), min_displacement=(0, -3), groups=3)),
-    ((2, 2, 5, 5), dict(max_displacement=(3, -1), min_displacement=(1, -4),
-                        displacement_stride=(2, 3), stride=2)),
-    ((2, 4, 4), dict(max_displacement=1, kernel_size=2, dilation=2, padding=2,
-                     stride=3, groups=2, scale=-1.5)),
+    (
+        (2, 2, 5, 5),
+        dict(
+            max_displacement=(3, -1),
+            min_displacement=(1, -4),
+            displacement_stride=(2, 3),
+            stride=2,
+        ),
+    ),
+    (
+        (2, 4, 4),
+        dict(
+            max_displacement=1,
+            kernel_size=2,
+            dilation=2,
+            padding=2,
+            stride=3,
+            groups=2,
+            scale=-1.5,
+        ),
+    ),
     ((1, 1, 3, 3), dict(max_displacement=5, padding=(0, 1))),
 ]
 
@@ -227,8 +273,13 @@ def self_check(seed: int = 0) -> None:
         max_d = kwargs.pop("max_displacement")
         expected = correlation_bruteforce(x1, x2, max_d, **kwargs)
         actual = correlation_reference(x1, x2, max_d, **kwargs)
-        torch.testing.assert_close(actual, expected, rtol=1e-12, atol=1e-12,
-                                   msg=lambda m: f"{shape} {kwargs}: {m}")
+        torch.testing.assert_close(
+            actual,
+            expected,
+            rtol=1e-12,
+            atol=1e-12,
+            msg=lambda m: f"{shape} {kwargs}: {m}",
+        )
     # The displacement sets of the docstring.
     assert displacement_set(4, None, 1) == list(range(-4, 5))
     assert displacement_set(20, None, 2) == list(range(-20, 21, 2))

@@ -1,3 +1,5 @@
+# Owner(s): ["module: nn"]
+
 """Tests of tools/apply_patch.py on small synthetic PyTorch roots.
 
 Each test builds a miniature PyTorch checkout (only the files and anchors the
@@ -834,7 +836,8 @@ def test_other_edits(trees, capsys):
     assert amp.rstrip().endswith("`conv2d`,\n`correlation`,\n`conv3d`")
     fake = read(pytorch, "torch/_subclasses/fake_tensor.py")
     assert (
-        '"aten.stack.default",\n        aten.correlation.default,\n        aten.correlation.out,\n    )' in fake
+        '"aten.stack.default",\n        aten.correlation.default,\n        aten.correlation.out,\n    )'
+        in fake
     )
     autocast_cpu = read(pytorch, "aten/src/ATen/autocast_mode.cpp")
     assert (

@@ -34,10 +34,10 @@ from torch.testing._internal.common_utils import (
     TestCase,
 )
 
-import torch_correlation  # noqa: F401  (registers aten::correlation)
+import torch_correlation
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from correlation_reference import (  # noqa: E402
+from correlation_reference import (
     correlation_reference,
     displacements,
     output_size,
@@ -63,16 +63,31 @@ _OUT_EPS = {
     torch.bfloat16: 2.0**-7,
 }
 # Absolute slack for float16's subnormal range.
-_ATOL = {torch.float64: 0.0, torch.float32: 0.0, torch.float16: 2.0**-24, torch.bfloat16: 0.0}
+_ATOL = {
+    torch.float64: 0.0,
+    torch.float32: 0.0,
+    torch.float16: 2.0**-24,
+    torch.bfloat16: 0.0,
+}
 
 # Small configurations for gradcheck and friends: (shape, max_displacement, kwargs).
 SMALL_CONFIGS = [
     ((1, 2, 4, 5), 1, {}),
     ((2, 2, 5, 4), (1, 2), dict(kernel_size=2, padding=1, stride=(1, 2))),
-    ((1, 4, 5, 5), 2, dict(displacement_stride=2, groups=2, kernel_size=2, dilation=(2, 1), scale=0.5)),
+    (
+        (1, 4, 5, 5),
+        2,
+        dict(
+            displacement_stride=2, groups=2, kernel_size=2, dilation=(2, 1), scale=0.5
+        ),
+    ),
     ((1, 2, 3, 6), (0, 0), dict(min_displacement=(0, -2))),
     ((2, 3, 3), 1, dict(kernel_size=3, padding=1, stride=2)),
-    ((1, 2, 4, 4), (2, -1), dict(min_displacement=(1, -3), displacement_stride=(1, 2), padding=(0, 1))),
+    (
+        (1, 2, 4, 4),
+        (2, -1),
+        dict(min_displacement=(1, -3), displacement_stride=(1, 2), padding=(0, 1)),
+    ),
 ]
 
 
@@ -136,8 +151,13 @@ def random_large_config(rng):
         padding = (rng.choice([0, 1, 3]), rng.choice([0, 2, 5]))
         disp_stride = (rng.choice([1, 2]), rng.choice([1, 2, 3]))
         max_disp = (rng.randint(0, 6), rng.randint(0, 12))
-        kwargs = dict(kernel_size=kernel, dilation=dilation, stride=stride, padding=padding,
-                      displacement_stride=disp_stride)
+        kwargs = dict(
+            kernel_size=kernel,
+            dilation=dilation,
+            stride=stride,
+            padding=padding,
+            displacement_stride=disp_stride,
+        )
         if rng.random() < 0.4:
             low = (rng.randint(-8, 2), rng.randint(-24, 2))
             max_disp = (low[0] + rng.randint(0, 8), low[1] + rng.randint(0, 24))
@@ -165,8 +185,13 @@ def relayout(x, layout):
     if layout == "transposed":
         return x.transpose(-1, -2).contiguous().transpose(-1, -2)
     if layout == "strided":
-        big = torch.zeros(*x.shape[:-2], 2 * x.shape[-2], 3 * x.shape[-1],
-                          dtype=x.dtype, device=x.device)
+        big = torch.zeros(
+            *x.shape[:-2],
+            2 * x.shape[-2],
+            3 * x.shape[-1],
+            dtype=x.dtype,
+            device=x.device,
+        )
         big[..., ::2, 1::3] = x
         return big[..., ::2, 1::3]
     return x
@@ -181,7 +206,9 @@ def make_input(shape, dtype, device, seed, requires_grad=False):
 
 def expected_num_displacements(max_displacement, kwargs):
     dys, dxs = displacements(
-        max_displacement, kwargs.get("min_displacement"), kwargs.get("displacement_stride", 1)
+        max_displacement,
+        kwargs.get("min_displacement"),
+        kwargs.get("displacement_stride", 1),
     )
     return len(dys) * len(dxs)
 
@@ -192,8 +219,15 @@ def expected_shape(shape, max_displacement, kwargs):
     sh, sw = pair(kwargs.get("stride", 1))
     ph, pw = pair(kwargs.get("padding", 0))
     dh, dw = pair(kwargs.get("dilation", 1))
-    channels = kwargs.get("groups", 1) * expected_num_displacements(max_displacement, kwargs)
-    return (*batch, channels, output_size(h, kh, sh, ph, dh), output_size(w, kw, sw, pw, dw))
+    channels = kwargs.get("groups", 1) * expected_num_displacements(
+        max_displacement, kwargs
+    )
+    return (
+        *batch,
+        channels,
+        output_size(h, kh, sh, ph, dh),
+        output_size(w, kw, sw, pw, dw),
+    )
 
 
 def reference_forward(x1, x2, max_displacement, kwargs):
@@ -225,6 +259,7 @@ def backward_args(max_displacement, kwargs):
     """The positional arguments of aten::correlation_backward after
     (grad_output, input1, input2), before output_mask (its schema, like
     convolution_backward's, has no defaults)."""
+
     def as_list(v):
         return list(pair(v))
 
@@ -319,7 +354,9 @@ class TestCorrelation(TestCase):
         if out is None:
             out = F.correlation(x1, x2, max_displacement, **kwargs)
         expected, bound = reference_forward(x1, x2, max_displacement, kwargs)
-        self.assertEqual(tuple(out.shape), expected_shape(x1.shape, max_displacement, kwargs))
+        self.assertEqual(
+            tuple(out.shape), expected_shape(x1.shape, max_displacement, kwargs)
+        )
         self.assertEqual(out.device, x1.device)
         self.assertCloseToReference(out, expected, bound, dtype)
         return out
@@ -331,7 +368,9 @@ class TestCorrelation(TestCase):
         if grad_output is None:
             grad_output = torch.randn_like(out)
         g1, g2 = torch.autograd.grad(out, (x1, x2), grad_output)
-        (e1, e2), (b1, b2) = reference_backward(x1, x2, grad_output, max_displacement, kwargs)
+        (e1, e2), (b1, b2) = reference_backward(
+            x1, x2, grad_output, max_displacement, kwargs
+        )
         self.assertCloseToReference(g1, e1, b1, dtype, "grad_input1")
         self.assertCloseToReference(g2, e2, b2, dtype, "grad_input2")
 
@@ -348,10 +387,19 @@ class TestCorrelation(TestCase):
         for case in range(count):
             shape, max_disp, kwargs = random_config(rng)
             layouts = (rng.choice(LAYOUTS), rng.choice(LAYOUTS))
-            with self.subTest(case=case, shape=shape, max_displacement=max_disp,
-                              layouts=layouts, **kwargs):
-                x1 = relayout(make_input(shape, dtype, device, seed=2 * case), layouts[0])
-                x2 = relayout(make_input(shape, dtype, device, seed=2 * case + 1), layouts[1])
+            with self.subTest(
+                case=case,
+                shape=shape,
+                max_displacement=max_disp,
+                layouts=layouts,
+                **kwargs,
+            ):
+                x1 = relayout(
+                    make_input(shape, dtype, device, seed=2 * case), layouts[0]
+                )
+                x2 = relayout(
+                    make_input(shape, dtype, device, seed=2 * case + 1), layouts[1]
+                )
                 self.check_forward(x1, x2, max_disp, kwargs, dtype)
 
     @dtypes(*ALL_DTYPES)
@@ -361,12 +409,23 @@ class TestCorrelation(TestCase):
         for case in range(count):
             shape, max_disp, kwargs = random_config(rng)
             layouts = (rng.choice(LAYOUTS), rng.choice(LAYOUTS), rng.choice(LAYOUTS))
-            with self.subTest(case=case, shape=shape, max_displacement=max_disp,
-                              layouts=layouts, **kwargs):
-                x1 = relayout(make_input(shape, dtype, device, seed=3 * case), layouts[0])
-                x2 = relayout(make_input(shape, dtype, device, seed=3 * case + 1), layouts[1])
+            with self.subTest(
+                case=case,
+                shape=shape,
+                max_displacement=max_disp,
+                layouts=layouts,
+                **kwargs,
+            ):
+                x1 = relayout(
+                    make_input(shape, dtype, device, seed=3 * case), layouts[0]
+                )
+                x2 = relayout(
+                    make_input(shape, dtype, device, seed=3 * case + 1), layouts[1]
+                )
                 out_shape = expected_shape(shape, max_disp, kwargs)
-                g = relayout(make_input(out_shape, dtype, device, seed=3 * case + 2), layouts[2])
+                g = relayout(
+                    make_input(out_shape, dtype, device, seed=3 * case + 2), layouts[2]
+                )
                 self.check_backward(x1, x2, max_disp, kwargs, dtype, grad_output=g)
 
     @dtypes(*ALL_DTYPES)
@@ -376,10 +435,17 @@ class TestCorrelation(TestCase):
         for case in range(count):
             shape, max_disp, kwargs = random_large_config(rng)
             layout = rng.choice(LAYOUTS)
-            with self.subTest(case=case, shape=shape, max_displacement=max_disp,
-                              layout=layout, **kwargs):
+            with self.subTest(
+                case=case,
+                shape=shape,
+                max_displacement=max_disp,
+                layout=layout,
+                **kwargs,
+            ):
                 x1 = relayout(make_input(shape, dtype, device, seed=2 * case), layout)
-                x2 = relayout(make_input(shape, dtype, device, seed=2 * case + 1), layout)
+                x2 = relayout(
+                    make_input(shape, dtype, device, seed=2 * case + 1), layout
+                )
                 self.check_forward(x1, x2, max_disp, kwargs, dtype)
                 self.check_backward(x1, x2, max_disp, kwargs, dtype)
 
@@ -443,7 +509,12 @@ class TestCorrelation(TestCase):
         # pixel: exactly one output element is non-zero.
         c, h, w, groups = 4, 7, 8, 2
         dys, dxs = displacements((2, 3), None, (1, 1))
-        for channel, (dy, dx) in ((0, (0, 0)), (1, (-2, 3)), (2, (1, -1)), (3, (2, -3))):
+        for channel, (dy, dx) in (
+            (0, (0, 0)),
+            (1, (-2, 3)),
+            (2, (1, -1)),
+            (3, (2, -3)),
+        ):
             x1 = torch.zeros(1, c, h, w, dtype=torch.float64, device=device)
             x2 = torch.zeros_like(x1)
             x1[0, channel, 3, 3] = 1.0
@@ -529,15 +600,20 @@ class TestCorrelation(TestCase):
         cases = [
             # (max_displacement, kwargs, index of the zero displacement or None)
             ((0, far), dict(min_displacement=(0, 0), displacement_stride=(1, far)), 0),
-            ((far, 0), dict(min_displacement=(-far, 0), displacement_stride=(far, 1)), 1),
+            (
+                (far, 0),
+                dict(min_displacement=(-far, 0), displacement_stride=(far, 1)),
+                1,
+            ),
             ((0, -1000), dict(min_displacement=(0, -1010)), None),
             ((far, far), dict(min_displacement=(far - 1, far - 2)), None),
         ]
         for max_disp, kwargs, zero in cases:
             with self.subTest(max_displacement=max_disp, **kwargs):
                 out = F.correlation(x1, x2, max_disp, **kwargs)
-                go = torch.randn(out.shape, generator=torch.Generator().manual_seed(2),
-                                 dtype=dtype).to(device)
+                go = torch.randn(
+                    out.shape, generator=torch.Generator().manual_seed(2), dtype=dtype
+                ).to(device)
                 g1, g2 = torch.autograd.grad(out, (x1, x2), go)
                 expected = torch.zeros_like(out)
                 e1, e2 = torch.zeros_like(x1), torch.zeros_like(x2)
@@ -587,8 +663,16 @@ class TestCorrelation(TestCase):
         kwargs = dict(kernel_size=3, padding=1, groups=2, stride=(1, 2))
         expected = F.correlation(x1, x2, 2, **kwargs)
         self.assertTrue(expected.is_contiguous())
-        cl1 = x1.contiguous(memory_format=torch.channels_last) if which != "input2" else x1
-        cl2 = x2.contiguous(memory_format=torch.channels_last) if which != "input1" else x2
+        cl1 = (
+            x1.contiguous(memory_format=torch.channels_last)
+            if which != "input2"
+            else x1
+        )
+        cl2 = (
+            x2.contiguous(memory_format=torch.channels_last)
+            if which != "input1"
+            else x2
+        )
         out = self.check_forward(cl1, cl2, 2, kwargs, dtype)
         # The output follows input1's suggested memory format, like conv2d.
         if which == "input2":
@@ -632,7 +716,9 @@ class TestCorrelation(TestCase):
                 self.assertEqual(x1.shape, x2.shape)
                 self.assertFalse(x1.is_contiguous() or x2.is_contiguous())
                 out = self.check_forward(x1, x2, 1, kwargs, dtype)
-                contiguous = F.correlation(x1.contiguous(), x2.contiguous(), 1, **kwargs)
+                contiguous = F.correlation(
+                    x1.contiguous(), x2.contiguous(), 1, **kwargs
+                )
                 self.assertEqual(out, contiguous, atol=0, rtol=0)
                 self.check_backward(x1, x2, 1, kwargs, dtype)
 
@@ -702,8 +788,12 @@ class TestCorrelation(TestCase):
     def test_gradcheck(self, device):
         for shape, max_disp, kwargs in SMALL_CONFIGS:
             with self.subTest(shape=shape, max_displacement=max_disp, **kwargs):
-                x1 = make_input(shape, torch.float64, device, seed=0, requires_grad=True)
-                x2 = make_input(shape, torch.float64, device, seed=1, requires_grad=True)
+                x1 = make_input(
+                    shape, torch.float64, device, seed=0, requires_grad=True
+                )
+                x2 = make_input(
+                    shape, torch.float64, device, seed=1, requires_grad=True
+                )
                 self.assertTrue(
                     torch.autograd.gradcheck(
                         lambda a, b: F.correlation(a, b, max_disp, **kwargs), (x1, x2)
@@ -713,8 +803,12 @@ class TestCorrelation(TestCase):
     def test_gradgradcheck(self, device):
         for shape, max_disp, kwargs in SMALL_CONFIGS:
             with self.subTest(shape=shape, max_displacement=max_disp, **kwargs):
-                x1 = make_input(shape, torch.float64, device, seed=0, requires_grad=True)
-                x2 = make_input(shape, torch.float64, device, seed=1, requires_grad=True)
+                x1 = make_input(
+                    shape, torch.float64, device, seed=0, requires_grad=True
+                )
+                x2 = make_input(
+                    shape, torch.float64, device, seed=1, requires_grad=True
+                )
                 self.assertTrue(
                     torch.autograd.gradgradcheck(
                         lambda a, b: F.correlation(a, b, max_disp, **kwargs), (x1, x2)
@@ -739,8 +833,12 @@ class TestCorrelation(TestCase):
     def test_forward_ad(self, device):
         for shape, max_disp, kwargs in SMALL_CONFIGS:
             with self.subTest(shape=shape, max_displacement=max_disp, **kwargs):
-                x1 = make_input(shape, torch.float64, device, seed=0, requires_grad=True)
-                x2 = make_input(shape, torch.float64, device, seed=1, requires_grad=True)
+                x1 = make_input(
+                    shape, torch.float64, device, seed=0, requires_grad=True
+                )
+                x2 = make_input(
+                    shape, torch.float64, device, seed=1, requires_grad=True
+                )
                 self.assertTrue(
                     torch.autograd.gradcheck(
                         lambda a, b: F.correlation(a, b, max_disp, **kwargs),
@@ -755,16 +853,18 @@ class TestCorrelation(TestCase):
     def test_jvp_bilinear(self, device):
         # The op is bilinear: its JVP is corr(t1, x2) + corr(x1, t2), exactly.
         shape, max_disp, kwargs = SMALL_CONFIGS[1]
-        x1, x2, t1, t2 = (make_input(shape, torch.float64, device, seed=s) for s in range(4))
+        x1, x2, t1, t2 = (
+            make_input(shape, torch.float64, device, seed=s) for s in range(4)
+        )
 
         def fn(a, b):
             return F.correlation(a, b, max_disp, **kwargs)
 
         out, tangent = torch.func.jvp(fn, (x1, x2), (t1, t2))
         self.assertEqual(out, fn(x1, x2), atol=0, rtol=0)
-        expected = correlation_reference(t1, x2, max_disp, **kwargs) + correlation_reference(
-            x1, t2, max_disp, **kwargs
-        )
+        expected = correlation_reference(
+            t1, x2, max_disp, **kwargs
+        ) + correlation_reference(x1, t2, max_disp, **kwargs)
         self.assertEqual(tangent, expected.to(device), atol=1e-12, rtol=1e-10)
         # One tangent only (the other input is a constant).
         _, tangent1 = torch.func.jvp(lambda a: fn(a, x2), (x1,), (t1,))
@@ -783,7 +883,10 @@ class TestCorrelation(TestCase):
         direct = torch.ops.aten.correlation(x1, x2, [1, 1], kernel_size=[1, 1])
         self.assertEqual(direct, F.correlation(x1, x2, 1), atol=0, rtol=0)
         self.assertEqual(
-            torch._C._nn.correlation(x1, x2, 1), F.correlation(x1, x2, 1), atol=0, rtol=0
+            torch._C._nn.correlation(x1, x2, 1),
+            F.correlation(x1, x2, 1),
+            atol=0,
+            rtol=0,
         )
 
     def test_torch_function_override(self, device):
@@ -810,15 +913,36 @@ class TestCorrelation(TestCase):
     def test_opcheck(self, device):
         samples = [
             ((1, 2, 4, 5), [1, 1], {}),
-            ((2, 4, 6, 5), [2, 1], dict(kernel_size=[3, 3], padding=[1, 1], stride=[2, 1],
-                                        groups=2, scale=0.5)),
-            ((3, 5, 6), [0, 0], dict(min_displacement=[0, -3], dilation=[1, 2],
-                                     kernel_size=[1, 2], displacement_stride=[1, 2])),
+            (
+                (2, 4, 6, 5),
+                [2, 1],
+                dict(
+                    kernel_size=[3, 3],
+                    padding=[1, 1],
+                    stride=[2, 1],
+                    groups=2,
+                    scale=0.5,
+                ),
+            ),
+            (
+                (3, 5, 6),
+                [0, 0],
+                dict(
+                    min_displacement=[0, -3],
+                    dilation=[1, 2],
+                    kernel_size=[1, 2],
+                    displacement_stride=[1, 2],
+                ),
+            ),
         ]
         for shape, max_disp, kwargs in samples:
             with self.subTest(shape=shape, max_displacement=max_disp, **kwargs):
-                x1 = make_input(shape, torch.float32, device, seed=0, requires_grad=True)
-                x2 = make_input(shape, torch.float32, device, seed=1, requires_grad=True)
+                x1 = make_input(
+                    shape, torch.float32, device, seed=0, requires_grad=True
+                )
+                x2 = make_input(
+                    shape, torch.float32, device, seed=1, requires_grad=True
+                )
                 torch.library.opcheck(
                     torch.ops.aten.correlation.default, (x1, x2, max_disp), kwargs
                 )
@@ -827,7 +951,13 @@ class TestCorrelation(TestCase):
                 for mask in ([True, True], [True, False], [False, True]):
                     torch.library.opcheck(
                         torch.ops.aten.correlation_backward.default,
-                        (g, x1.detach(), x2.detach(), *backward_args(max_disp, kwargs), mask),
+                        (
+                            g,
+                            x1.detach(),
+                            x2.detach(),
+                            *backward_args(max_disp, kwargs),
+                            mask,
+                        ),
                     )
 
     @dtypes(torch.float64, torch.float32)
@@ -869,7 +999,9 @@ class TestCorrelation(TestCase):
         def run():
             a, b = x1.detach().requires_grad_(), x2.detach().requires_grad_()
             out = F.correlation(a, b, 3, **kwargs)
-            g = torch.linspace(-1, 1, out.numel(), device=device, dtype=dtype).view_as(out)
+            g = torch.linspace(-1, 1, out.numel(), device=device, dtype=dtype).view_as(
+                out
+            )
             out.backward(g)
             return out, a.grad, b.grad
 
@@ -894,16 +1026,38 @@ class TestCorrelation(TestCase):
         for capability in order[: order.index(best)]:
             env = dict(os.environ, ATEN_CPU_CAPABILITY=capability)
             probe = subprocess.run(
-                [sys.executable, "-c", "import torch; print(torch.backends.cpu.get_cpu_capability())"],
-                env=env, capture_output=True, text=True, check=True)
+                [
+                    sys.executable,
+                    "-c",
+                    "import torch; print(torch.backends.cpu.get_cpu_capability())",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             self.assertEqual(probe.stdout.strip().lower(), capability)
             run = subprocess.run(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", os.path.abspath(__file__),
-                 "-k", "(random_configs_cpu and (float32 or bfloat16) and not large)"
-                       " or rows_read_in_place_cpu"],
-                env=env, capture_output=True, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "pytest",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                    os.path.abspath(__file__),
+                    "-k",
+                    "(random_configs_cpu and (float32 or bfloat16) and not large)"
+                    " or rows_read_in_place_cpu",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+            )
             with self.subTest(capability=capability):
-                self.assertEqual(run.returncode, 0, run.stdout[-4000:] + run.stderr[-2000:])
+                self.assertEqual(
+                    run.returncode, 0, run.stdout[-4000:] + run.stderr[-2000:]
+                )
                 self.assertIn("6 passed", run.stdout)
 
     @onlyCPU
@@ -932,8 +1086,13 @@ class TestCorrelation(TestCase):
                         out = self.check_forward(a, b, (2, 3), kwargs, dtype)
                         self.check_backward(a, b, (2, 3), kwargs, dtype)
                         if fmt == torch.contiguous_format:
-                            a, b = a.detach().requires_grad_(), b.detach().requires_grad_()
-                            g = torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(out)
+                            a, b = (
+                                a.detach().requires_grad_(),
+                                b.detach().requires_grad_(),
+                            )
+                            g = torch.linspace(-1, 1, out.numel(), dtype=dtype).view_as(
+                                out
+                            )
                             F.correlation(a, b, (2, 3), **kwargs).backward(g)
                             results.append((out, a.grad, b.grad))
         finally:
@@ -1021,13 +1180,21 @@ class TestCorrelation(TestCase):
     def test_recipe_caffe(self, device):
         # Caffe layer parameters -> correlation arguments, as documented.
         for pad, k, m, s1, s2 in ((4, 1, 4, 1, 2), (3, 3, 2, 2, 1), (5, 3, 4, 1, 2)):
-            with self.subTest(pad=pad, kernel_size=k, max_displacement=m, stride1=s1, stride2=s2):
+            with self.subTest(
+                pad=pad, kernel_size=k, max_displacement=m, stride1=s1, stride2=s2
+            ):
                 n, c, h, w = 2, 3, 9, 11
                 f1 = make_input((n, c, h, w), torch.float64, device, seed=0)
                 f2 = make_input((n, c, h, w), torch.float64, device, seed=1)
                 cost = F.correlation(
-                    f1, f2, m, kernel_size=k, stride=s1, padding=pad - m,
-                    displacement_stride=s2, scale=1 / (k * k * c),
+                    f1,
+                    f2,
+                    m,
+                    kernel_size=k,
+                    stride=s1,
+                    padding=pad - m,
+                    displacement_stride=s2,
+                    scale=1 / (k * k * c),
                 )
                 expected = caffe_correlation(f1, f2, pad, k, m, s1, s2)
                 self.assertEqual(cost, expected)
@@ -1056,8 +1223,12 @@ class TestCorrelation(TestCase):
         left = make_input((n, c, h, w), dtype, device, seed=0)
         right = make_input((n, c, h, w), dtype, device, seed=1)
         out = F.correlation(
-            left, right, (0, 0), min_displacement=(0, 1 - disparities),
-            groups=groups, scale=groups / c,
+            left,
+            right,
+            (0, 0),
+            min_displacement=(0, 1 - disparities),
+            groups=groups,
+            scale=groups / c,
         )
         self.assertEqual(out.shape, (n, groups * disparities, h, w))
         # Channel g * D + b holds disparity D - 1 - b.
@@ -1068,7 +1239,9 @@ class TestCorrelation(TestCase):
         n, c, h, w, disparities = 2, 6, 4, 12, 5
         left = make_input((n, c, h, w), torch.float64, device, seed=0)
         right = make_input((n, c, h, w), torch.float64, device, seed=1)
-        out = F.correlation(left, right, (0, 0), min_displacement=(0, 1 - disparities), scale=1 / c)
+        out = F.correlation(
+            left, right, (0, 0), min_displacement=(0, 1 - disparities), scale=1 / c
+        )
         self.assertEqual(out.shape, (n, disparities, h, w))
         expected = gwcnet_volume(left, right, disparities, 1)[:, 0]
         self.assertEqual(out.flip(1), expected)
@@ -1081,9 +1254,13 @@ class TestCorrelation(TestCase):
         rng = random.Random(99)
         for case in range(10):
             shape, max_disp, kwargs = random_config(rng)
-            with self.subTest(case=case, shape=shape, max_displacement=max_disp, **kwargs):
+            with self.subTest(
+                case=case, shape=shape, max_displacement=max_disp, **kwargs
+            ):
                 x1 = make_input(shape, dtype, "cpu", seed=case, requires_grad=True)
-                x2 = make_input(shape, dtype, "cpu", seed=case + 100, requires_grad=True)
+                x2 = make_input(
+                    shape, dtype, "cpu", seed=case + 100, requires_grad=True
+                )
                 y1 = x1.detach().to(device).requires_grad_()
                 y2 = x2.detach().to(device).requires_grad_()
                 out_cpu = F.correlation(x1, x2, max_disp, **kwargs)
@@ -1106,7 +1283,10 @@ class TestCorrelation(TestCase):
     def test_cuda_device_mismatch(self, device):
         x1 = torch.randn(1, 2, 4, 4, device=device)
         x2 = torch.randn(1, 2, 4, 4)
-        with self.assertRaisesRegex(RuntimeError, r"correlation\(\): expected input1 and input2 to be on the same device"):
+        with self.assertRaisesRegex(
+            RuntimeError,
+            r"correlation\(\): expected input1 and input2 to be on the same device",
+        ):
             F.correlation(x1, x2, 1)
 
 
@@ -1127,94 +1307,200 @@ class TestCorrelationErrors(TestCase):
         self.y = torch.randn(2, 4, 5, 6)
 
     def test_ranks(self):
-        m = self.message(RuntimeError, F.correlation, torch.randn(4, 5), torch.randn(4, 5), 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) tensor, but got input1 with sizes [4, 5]""")
-        m = self.message(RuntimeError, F.correlation, torch.randn(1, 2, 4, 5, 6), torch.randn(1, 2, 4, 5, 6), 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) tensor, but got input1 with sizes [1, 2, 4, 5, 6]""")
-        m = self.message(RuntimeError, F.correlation, torch.randn(()), torch.randn(()), 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) tensor, but got input1 with sizes []""")
+        m = self.message(
+            RuntimeError, F.correlation, torch.randn(4, 5), torch.randn(4, 5), 1
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) tensor, but got input1 with sizes [4, 5]""",
+        )
+        m = self.message(
+            RuntimeError,
+            F.correlation,
+            torch.randn(1, 2, 4, 5, 6),
+            torch.randn(1, 2, 4, 5, 6),
+            1,
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) tensor, but got input1 with sizes [1, 2, 4, 5, 6]""",
+        )
+        m = self.message(
+            RuntimeError, F.correlation, torch.randn(()), torch.randn(()), 1
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) tensor, but got input1 with sizes []""",
+        )
 
     def test_mismatched_inputs(self):
-        m = self.message(RuntimeError, F.correlation, self.x, torch.randn(2, 4, 5, 7), 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to have the same shape, but got input1 with sizes [2, 4, 5, 6] and input2 with sizes [2, 4, 5, 7]""")
+        m = self.message(
+            RuntimeError, F.correlation, self.x, torch.randn(2, 4, 5, 7), 1
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 and input2 to have the same shape, but got input1 with sizes [2, 4, 5, 6] and input2 with sizes [2, 4, 5, 7]""",
+        )
         m = self.message(RuntimeError, F.correlation, self.x, torch.randn(4, 5, 6), 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to have the same shape, but got input1 with sizes [2, 4, 5, 6] and input2 with sizes [4, 5, 6]""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 and input2 to have the same shape, but got input1 with sizes [2, 4, 5, 6] and input2 with sizes [4, 5, 6]""",
+        )
         m = self.message(RuntimeError, F.correlation, self.x, self.y.double(), 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to have the same dtype, but input1 has Float and input2 has Double""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 and input2 to have the same dtype, but input1 has Float and input2 has Double""",
+        )
 
     def test_devices(self):
         # A meta tensor stands in for a second device on CPU-only machines.
         meta = torch.randn(2, 4, 5, 6, device="meta")
         m = self.message(RuntimeError, F.correlation, self.x, meta, 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to be on the same device, but input1 is on cpu and input2 is on meta""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 and input2 to be on the same device, but input1 is on cpu and input2 is on meta""",
+        )
         m = self.message(RuntimeError, F.correlation, meta, self.x, 1)
-        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to be on the same device, but input1 is on meta and input2 is on cpu""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 and input2 to be on the same device, but input1 is on meta and input2 is on cpu""",
+        )
 
     def test_dtypes(self):
         ints = torch.ones(2, 4, 5, 6, dtype=torch.int64)
         m = self.message(RuntimeError, F.correlation, ints, ints, 1)
-        self.assertExpectedInline(m, """correlation(): expected a floating point dtype (float64, float32, float16 or bfloat16), but got Long""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected a floating point dtype (float64, float32, float16 or bfloat16), but got Long""",
+        )
         bools = torch.ones(2, 4, 5, 6, dtype=torch.bool)
         m = self.message(RuntimeError, F.correlation, bools, bools, 1)
-        self.assertExpectedInline(m, """correlation(): expected a floating point dtype (float64, float32, float16 or bfloat16), but got Bool""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected a floating point dtype (float64, float32, float16 or bfloat16), but got Bool""",
+        )
         cplx = torch.randn(2, 4, 5, 6, dtype=torch.complex64)
         m = self.message(RuntimeError, F.correlation, cplx, cplx, 1)
-        self.assertExpectedInline(m, """correlation(): expected a floating point dtype (float64, float32, float16 or bfloat16), but got ComplexFloat""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected a floating point dtype (float64, float32, float16 or bfloat16), but got ComplexFloat""",
+        )
 
     def test_layout(self):
         sparse = self.x.to_sparse()
         # The dispatcher's error (NotImplementedError, a RuntimeError); only
         # its first sentence, which names the backend.
-        m = self.message(NotImplementedError, F.correlation, sparse, sparse, 1).split(".")[0]
-        self.assertExpectedInline(m, """Could not run 'aten::correlation' with arguments from the 'SparseCPU' backend""")
+        m = self.message(NotImplementedError, F.correlation, sparse, sparse, 1).split(
+            "."
+        )[0]
+        self.assertExpectedInline(
+            m,
+            """Could not run 'aten::correlation' with arguments from the 'SparseCPU' backend""",
+        )
 
     def test_non_positive_sizes(self):
         x, y = self.x, self.y
         m = self.message(RuntimeError, F.correlation, x, y, 1, kernel_size=0)
-        self.assertExpectedInline(m, """correlation(): expected kernel_size to be positive, but got kernel_size=(0, 0)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected kernel_size to be positive, but got kernel_size=(0, 0)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, kernel_size=(1, -2))
-        self.assertExpectedInline(m, """correlation(): expected kernel_size to be positive, but got kernel_size=(1, -2)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected kernel_size to be positive, but got kernel_size=(1, -2)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, stride=0)
-        self.assertExpectedInline(m, """correlation(): expected stride to be positive, but got stride=(0, 0)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected stride to be positive, but got stride=(0, 0)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, dilation=(0, 1))
-        self.assertExpectedInline(m, """correlation(): expected dilation to be positive, but got dilation=(0, 1)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected dilation to be positive, but got dilation=(0, 1)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, displacement_stride=0)
-        self.assertExpectedInline(m, """correlation(): expected displacement_stride to be positive, but got displacement_stride=(0, 0)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected displacement_stride to be positive, but got displacement_stride=(0, 0)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, groups=0)
-        self.assertExpectedInline(m, """correlation(): expected groups to be positive, but got groups=0""")
+        self.assertExpectedInline(
+            m, """correlation(): expected groups to be positive, but got groups=0"""
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, groups=-2)
-        self.assertExpectedInline(m, """correlation(): expected groups to be positive, but got groups=-2""")
+        self.assertExpectedInline(
+            m, """correlation(): expected groups to be positive, but got groups=-2"""
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, padding=-1)
-        self.assertExpectedInline(m, """correlation(): expected padding to be non-negative, but got padding=(-1, -1)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected padding to be non-negative, but got padding=(-1, -1)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, padding=(0, -3))
-        self.assertExpectedInline(m, """correlation(): expected padding to be non-negative, but got padding=(0, -3)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected padding to be non-negative, but got padding=(0, -3)""",
+        )
 
     def test_displacement_ranges(self):
         x, y = self.x, self.y
         m = self.message(RuntimeError, F.correlation, x, y, -1)
-        self.assertExpectedInline(m, """correlation(): expected max_displacement to be non-negative when min_displacement is None, but got max_displacement=(-1, -1)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected max_displacement to be non-negative when min_displacement is None, but got max_displacement=(-1, -1)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, (2, -1))
-        self.assertExpectedInline(m, """correlation(): expected max_displacement to be non-negative when min_displacement is None, but got max_displacement=(2, -1)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected max_displacement to be non-negative when min_displacement is None, but got max_displacement=(2, -1)""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, min_displacement=2)
-        self.assertExpectedInline(m, """correlation(): expected min_displacement <= max_displacement, but got min_displacement=(2, 2) and max_displacement=(1, 1)""")
-        m = self.message(RuntimeError, F.correlation, x, y, (0, 0), min_displacement=(0, 1))
-        self.assertExpectedInline(m, """correlation(): expected min_displacement <= max_displacement, but got min_displacement=(0, 1) and max_displacement=(0, 0)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected min_displacement <= max_displacement, but got min_displacement=(2, 2) and max_displacement=(1, 1)""",
+        )
+        m = self.message(
+            RuntimeError, F.correlation, x, y, (0, 0), min_displacement=(0, 1)
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected min_displacement <= max_displacement, but got min_displacement=(0, 1) and max_displacement=(0, 0)""",
+        )
 
     def test_groups_divide_channels(self):
         m = self.message(RuntimeError, F.correlation, self.x, self.y, 1, groups=3)
-        self.assertExpectedInline(m, """correlation(): expected the number of channels (4) to be divisible by groups (3)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected the number of channels (4) to be divisible by groups (3)""",
+        )
         m = self.message(RuntimeError, F.correlation, self.x, self.y, 1, groups=8)
-        self.assertExpectedInline(m, """correlation(): expected the number of channels (4) to be divisible by groups (8)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected the number of channels (4) to be divisible by groups (8)""",
+        )
 
     def test_empty_output(self):
         x, y = self.x, self.y
         m = self.message(RuntimeError, F.correlation, x, y, 1, kernel_size=6)
-        self.assertExpectedInline(m, """correlation(): expected a non-empty output, but the input of spatial size (5, 6) with kernel_size=(6, 6), dilation=(1, 1) and padding=(0, 0) gives an output of size (0, 1)""")
-        m = self.message(RuntimeError, F.correlation, x, y, 1, kernel_size=3, dilation=(1, 3))
-        self.assertExpectedInline(m, """correlation(): expected a non-empty output, but the input of spatial size (5, 6) with kernel_size=(3, 3), dilation=(1, 3) and padding=(0, 0) gives an output of size (3, 0)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected a non-empty output, but the input of spatial size (5, 6) with kernel_size=(6, 6), dilation=(1, 1) and padding=(0, 0) gives an output of size (0, 1)""",
+        )
+        m = self.message(
+            RuntimeError, F.correlation, x, y, 1, kernel_size=3, dilation=(1, 3)
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected a non-empty output, but the input of spatial size (5, 6) with kernel_size=(3, 3), dilation=(1, 3) and padding=(0, 0) gives an output of size (3, 0)""",
+        )
         empty = torch.randn(2, 4, 0, 6)
         m = self.message(RuntimeError, F.correlation, empty, empty, 1)
-        self.assertExpectedInline(m, """correlation(): expected a non-empty output, but the input of spatial size (0, 6) with kernel_size=(1, 1), dilation=(1, 1) and padding=(0, 0) gives an output of size (0, 6)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected a non-empty output, but the input of spatial size (0, 6) with kernel_size=(1, 1), dilation=(1, 1) and padding=(0, 0) gives an output of size (0, 6)""",
+        )
         # Padding can make an output from an empty image... but only zeros.
         out = F.correlation(empty, empty, 1, padding=1)
         self.assertEqual(out, torch.zeros(2, 9, 2, 8), atol=0, rtol=0)
@@ -1224,60 +1510,137 @@ class TestCorrelationErrors(TestCase):
         # C++ accepts one value (expanded to a pair, as conv2d does) or two.
         x, y = self.x, self.y
         m = self.message(RuntimeError, F.correlation, x, y, 1, kernel_size=(1, 2, 3))
-        self.assertExpectedInline(m, """correlation(): expected kernel_size to be a single int or a pair of ints, but got 3 values: [1, 2, 3]""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected kernel_size to be a single int or a pair of ints, but got 3 values: [1, 2, 3]""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, (1, 2, 3))
-        self.assertExpectedInline(m, """correlation(): expected max_displacement to be a single int or a pair of ints, but got 3 values: [1, 2, 3]""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected max_displacement to be a single int or a pair of ints, but got 3 values: [1, 2, 3]""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, min_displacement=())
-        self.assertExpectedInline(m, """correlation(): expected min_displacement to be a single int or a pair of ints, but got 0 values: []""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected min_displacement to be a single int or a pair of ints, but got 0 values: []""",
+        )
         m = self.message(RuntimeError, F.correlation, x, y, 1, padding=())
-        self.assertExpectedInline(m, """correlation(): expected padding to be a single int or a pair of ints, but got 0 values: []""")
-        m = self.message(RuntimeError, torch.ops.aten.correlation, x, y, [1, 1], stride=[1, 2, 3])
-        self.assertExpectedInline(m, """correlation(): expected stride to be a single int or a pair of ints, but got 3 values: [1, 2, 3]""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected padding to be a single int or a pair of ints, but got 0 values: []""",
+        )
+        m = self.message(
+            RuntimeError, torch.ops.aten.correlation, x, y, [1, 1], stride=[1, 2, 3]
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected stride to be a single int or a pair of ints, but got 3 values: [1, 2, 3]""",
+        )
         m = self.message(RuntimeError, torch.ops.aten.correlation, x, y, [])
-        self.assertExpectedInline(m, """correlation(): expected max_displacement to be a single int or a pair of ints, but got 0 values: []""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected max_displacement to be a single int or a pair of ints, but got 0 values: []""",
+        )
         # One value means the same value for both axes.
         self.assertEqual(
-            F.correlation(x, y, (2,), min_displacement=(-1,), kernel_size=(3,), dilation=[2]),
+            F.correlation(
+                x, y, (2,), min_displacement=(-1,), kernel_size=(3,), dilation=[2]
+            ),
             F.correlation(x, y, 2, min_displacement=-1, kernel_size=3, dilation=2),
-            atol=0, rtol=0,
+            atol=0,
+            rtol=0,
         )
 
     def test_wrong_types(self):
         x, y = self.x, self.y
         m = self.message(TypeError, F.correlation, x, y, 1, kernel_size=1.5)
-        self.assertExpectedInline(m, """correlation(): argument 'kernel_size' must be tuple of ints, not float""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): argument 'kernel_size' must be tuple of ints, not float""",
+        )
         m = self.message(TypeError, F.correlation, x, y, 1.0)
-        self.assertExpectedInline(m, """correlation(): argument 'max_displacement' (position 3) must be tuple of ints, not float""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): argument 'max_displacement' (position 3) must be tuple of ints, not float""",
+        )
         m = self.message(TypeError, F.correlation, x, y, 1, groups=2.0)
-        self.assertExpectedInline(m, """correlation(): argument 'groups' must be int, not float""")
+        self.assertExpectedInline(
+            m, """correlation(): argument 'groups' must be int, not float"""
+        )
         m = self.message(TypeError, F.correlation, x, y, 1, scale="1")
-        self.assertExpectedInline(m, """correlation(): argument 'scale' must be float, not str""")
+        self.assertExpectedInline(
+            m, """correlation(): argument 'scale' must be float, not str"""
+        )
         m = self.message(TypeError, F.correlation, x, [[1.0]], 1)
-        self.assertExpectedInline(m, """correlation(): argument 'input2' (position 2) must be Tensor, not list""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): argument 'input2' (position 2) must be Tensor, not list""",
+        )
         m = self.message(TypeError, F.correlation, x, y, None)
-        self.assertExpectedInline(m, """correlation(): argument 'max_displacement' (position 3) must be tuple of ints, not NoneType""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): argument 'max_displacement' (position 3) must be tuple of ints, not NoneType""",
+        )
         m = self.message(TypeError, F.correlation, x, y, 1, 1)
-        self.assertExpectedInline(m, """correlation() takes 3 positional arguments but 4 were given""")
+        self.assertExpectedInline(
+            m, """correlation() takes 3 positional arguments but 4 were given"""
+        )
 
     def test_backward_checks(self):
         x, y = self.x, self.y
         op = torch.ops.aten.correlation_backward
         args = backward_args(1, {})
         g = torch.randn(2, 9, 5, 6)
-        m = self.message(ValueError, op, torch.randn(2, 9, 5, 5), x, y, *args, [True, True])
-        self.assertExpectedInline(m, """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [2, 9, 5, 5]""")
-        m = self.message(ValueError, op, torch.randn(2, 25, 5, 6), x, y, *args, [True, True])
-        self.assertExpectedInline(m, """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [2, 25, 5, 6]""")
-        m = self.message(ValueError, op, torch.randn(9, 5, 6), x, y, *args, [True, True])
-        self.assertExpectedInline(m, """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [9, 5, 6]""")
+        m = self.message(
+            ValueError, op, torch.randn(2, 9, 5, 5), x, y, *args, [True, True]
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [2, 9, 5, 5]""",
+        )
+        m = self.message(
+            ValueError, op, torch.randn(2, 25, 5, 6), x, y, *args, [True, True]
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [2, 25, 5, 6]""",
+        )
+        m = self.message(
+            ValueError, op, torch.randn(9, 5, 6), x, y, *args, [True, True]
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [9, 5, 6]""",
+        )
         m = self.message(RuntimeError, op, g.double(), x, y, *args, [True, True])
-        self.assertExpectedInline(m, """correlation_backward(): expected grad_output to have dtype Float, but got Double""")
+        self.assertExpectedInline(
+            m,
+            """correlation_backward(): expected grad_output to have dtype Float, but got Double""",
+        )
         m = self.message(RuntimeError, op, g, x, y.double(), *args, [True, True])
-        self.assertExpectedInline(m, """correlation(): expected input1 and input2 to have the same dtype, but input1 has Float and input2 has Double""")
-        m = self.message(RuntimeError, op, g, x, y, *backward_args(1, dict(groups=0)), [True, True])
-        self.assertExpectedInline(m, """correlation(): expected groups to be positive, but got groups=0""")
-        m = self.message(RuntimeError, op, g, x, y, *backward_args(1, dict(kernel_size=0)), [False, True])
-        self.assertExpectedInline(m, """correlation(): expected kernel_size to be positive, but got kernel_size=(0, 0)""")
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected input1 and input2 to have the same dtype, but input1 has Float and input2 has Double""",
+        )
+        m = self.message(
+            RuntimeError, op, g, x, y, *backward_args(1, dict(groups=0)), [True, True]
+        )
+        self.assertExpectedInline(
+            m, """correlation(): expected groups to be positive, but got groups=0"""
+        )
+        m = self.message(
+            RuntimeError,
+            op,
+            g,
+            x,
+            y,
+            *backward_args(1, dict(kernel_size=0)),
+            [False, True],
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected kernel_size to be positive, but got kernel_size=(0, 0)""",
+        )
 
 
 if __name__ == "__main__":

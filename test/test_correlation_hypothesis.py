@@ -27,7 +27,7 @@ from torch.testing._internal.common_utils import run_tests, TestCase
 import torch_correlation  # noqa: F401  (registers aten::correlation)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from correlation_reference import correlation_reference, displacements  # noqa: E402
+from correlation_reference import correlation_reference, displacements
 
 SETTINGS = settings(
     max_examples=100,
@@ -61,7 +61,9 @@ def configs(draw, simple=False):
         stride = draw(pairs(1, 3))
         padding = draw(pairs(0, 2))
         dilation = draw(pairs(1, 2))
-        kwargs.update(kernel_size=kernel, stride=stride, padding=padding, dilation=dilation)
+        kwargs.update(
+            kernel_size=kernel, stride=stride, padding=padding, dilation=dilation
+        )
     disp_stride = draw(pairs(1, 3))
     kwargs["displacement_stride"] = disp_stride
     if simple or draw(st.booleans()):
@@ -88,8 +90,13 @@ def relayout(x, layout):
     if layout == "transposed":
         return x.transpose(-1, -2).contiguous().transpose(-1, -2)
     if layout == "strided":
-        big = torch.zeros(*x.shape[:-2], 2 * x.shape[-2], 3 * x.shape[-1],
-                          dtype=x.dtype, device=x.device)
+        big = torch.zeros(
+            *x.shape[:-2],
+            2 * x.shape[-2],
+            3 * x.shape[-1],
+            dtype=x.dtype,
+            device=x.device,
+        )
         big[..., ::2, 1::3] = x
         return big[..., ::2, 1::3]
     return x
@@ -100,7 +107,10 @@ layouts = st.sampled_from(["contiguous", "channels_last", "transposed", "strided
 
 def inputs(shape, seed, device, count=2):
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(shape, generator=gen, dtype=torch.float64).to(device) for _ in range(count)]
+    return [
+        torch.randn(shape, generator=gen, dtype=torch.float64).to(device)
+        for _ in range(count)
+    ]
 
 
 def shifted(x, dy, dx):
@@ -121,7 +131,9 @@ class TestCorrelationProperties(TestCase):
     def test_forward_matches_reference(self, device, config, layout1, layout2):
         shape, max_disp, kwargs, seed = config
         x1, x2 = inputs(shape, seed, device)
-        out = F.correlation(relayout(x1, layout1), relayout(x2, layout2), max_disp, **kwargs)
+        out = F.correlation(
+            relayout(x1, layout1), relayout(x2, layout2), max_disp, **kwargs
+        )
         expected = correlation_reference(x1, x2, max_disp, **kwargs)
         self.assertEqual(out, expected, **TOL)
 
@@ -135,8 +147,11 @@ class TestCorrelationProperties(TestCase):
             a = relayout(x1.clone(), layout1).requires_grad_()
             b = relayout(x2.clone(), layout2).requires_grad_()
             out = fn(a, b, max_disp, **kwargs)
-            g = torch.randn(out.shape, generator=torch.Generator().manual_seed(seed),
-                            dtype=torch.float64).to(device)
+            g = torch.randn(
+                out.shape,
+                generator=torch.Generator().manual_seed(seed),
+                dtype=torch.float64,
+            ).to(device)
             grads.append(torch.autograd.grad(out, (a, b), g))
         self.assertEqual(grads[0][0], grads[1][0], **TOL)
         self.assertEqual(grads[0][1], grads[1][1], **TOL)
@@ -158,7 +173,9 @@ class TestCorrelationProperties(TestCase):
         out21 = F.correlation(x2, x1, max_disp, **kwargs).view(view).flip(2, 3)
         for a, dy in enumerate(dys):
             for b, dx in enumerate(dxs):
-                self.assertEqual(out12[:, :, a, b], shifted(out21[:, :, a, b], dy, dx), **TOL)
+                self.assertEqual(
+                    out12[:, :, a, b], shifted(out21[:, :, a, b], dy, dx), **TOL
+                )
 
     @SETTINGS
     @given(config=configs(), alpha=st.floats(-3, 3), beta=st.floats(-3, 3))
@@ -170,10 +187,14 @@ class TestCorrelationProperties(TestCase):
             return F.correlation(a, b, max_disp, **kwargs)
 
         self.assertEqual(
-            corr(alpha * x1 + beta * y1, x2), alpha * corr(x1, x2) + beta * corr(y1, x2), **TOL
+            corr(alpha * x1 + beta * y1, x2),
+            alpha * corr(x1, x2) + beta * corr(y1, x2),
+            **TOL,
         )
         self.assertEqual(
-            corr(x1, alpha * x2 + beta * y2), alpha * corr(x1, x2) + beta * corr(x1, y2), **TOL
+            corr(x1, alpha * x2 + beta * y2),
+            alpha * corr(x1, x2) + beta * corr(x1, y2),
+            **TOL,
         )
 
     @SETTINGS
@@ -197,7 +218,9 @@ class TestCorrelationProperties(TestCase):
             F.correlation(x1[:, sl], x2[:, sl], max_disp, **single)
             for sl in (slice(g * per_group, (g + 1) * per_group) for g in range(groups))
         ]
-        self.assertEqual(F.correlation(x1, x2, max_disp, **kwargs), torch.cat(parts, 1), **TOL)
+        self.assertEqual(
+            F.correlation(x1, x2, max_disp, **kwargs), torch.cat(parts, 1), **TOL
+        )
 
     @SETTINGS
     @given(config=configs())
@@ -206,10 +229,14 @@ class TestCorrelationProperties(TestCase):
         x1, x2 = inputs(shape, seed, device)
         out = F.correlation(x1, x2, max_disp, **kwargs)
         for i in range(shape[0]):
-            self.assertEqual(out[i], F.correlation(x1[i], x2[i], max_disp, **kwargs), **TOL)
+            self.assertEqual(
+                out[i], F.correlation(x1[i], x2[i], max_disp, **kwargs), **TOL
+            )
 
 
-instantiate_device_type_tests(TestCorrelationProperties, globals(), only_for=("cpu", "cuda"))
+instantiate_device_type_tests(
+    TestCorrelationProperties, globals(), only_for=("cpu", "cuda")
+)
 
 
 if __name__ == "__main__":

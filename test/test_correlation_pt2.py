@@ -1,3 +1,5 @@
+# Owner(s): ["module: nn"]
+
 """F.correlation in the PyTorch 2 stack and the other program transforms.
 
 What each class exercises:
@@ -50,7 +52,7 @@ import unittest
 
 import torch
 import torch.nn.functional as F
-import torch_correlation  # noqa: F401  (installs F.correlation and the rest)
+import torch_correlation
 from torch.testing._internal.common_utils import (
     instantiate_parametrized_tests,
     parametrize,
@@ -59,7 +61,7 @@ from torch.testing._internal.common_utils import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from correlation_reference import correlation_reference  # noqa: E402
+from correlation_reference import correlation_reference
 
 aten = torch.ops.aten
 HAS_CUDA = torch.cuda.is_available()
@@ -68,16 +70,47 @@ HAS_CUDA = torch.cuda.is_available()
 CASES = [
     ((2, 4, 6, 7), dict(max_displacement=2)),
     ((1, 3, 7, 6), dict(max_displacement=(2, 1), kernel_size=3, padding=1)),
-    ((2, 4, 8, 8), dict(max_displacement=3, displacement_stride=2, groups=2, scale=0.25)),
-    ((1, 2, 9, 8), dict(max_displacement=(1, 2), kernel_size=(2, 3), stride=(2, 1),
-                        padding=(1, 2), dilation=(2, 1))),
+    (
+        (2, 4, 8, 8),
+        dict(max_displacement=3, displacement_stride=2, groups=2, scale=0.25),
+    ),
+    (
+        (1, 2, 9, 8),
+        dict(
+            max_displacement=(1, 2),
+            kernel_size=(2, 3),
+            stride=(2, 1),
+            padding=(1, 2),
+            dilation=(2, 1),
+        ),
+    ),
     ((1, 6, 5, 9), dict(max_displacement=(0, 0), min_displacement=(0, -3), groups=3)),
-    ((2, 2, 7, 7), dict(max_displacement=(3, -1), min_displacement=(1, -4),
-                        displacement_stride=(2, 3), stride=2)),
-    ((4, 5, 5), dict(max_displacement=1, kernel_size=2, dilation=2, padding=2,
-                     stride=3, groups=2, scale=-1.5)),
+    (
+        (2, 2, 7, 7),
+        dict(
+            max_displacement=(3, -1),
+            min_displacement=(1, -4),
+            displacement_stride=(2, 3),
+            stride=2,
+        ),
+    ),
+    (
+        (4, 5, 5),
+        dict(
+            max_displacement=1,
+            kernel_size=2,
+            dilation=2,
+            padding=2,
+            stride=3,
+            groups=2,
+            scale=-1.5,
+        ),
+    ),
     ((1, 1, 3, 3), dict(max_displacement=5, padding=(0, 1))),
-    ((1, 2, 4, 4), dict(max_displacement=(6, 0), min_displacement=(4, 0), stride=(1, 2))),
+    (
+        (1, 2, 4, 4),
+        dict(max_displacement=(6, 0), min_displacement=(4, 0), stride=(1, 2)),
+    ),
 ]
 
 
@@ -88,18 +121,41 @@ def split(kwargs):
 
 def correlation_backward(grad, x1, x2, max_displacement, output_mask, **kwargs):
     """aten.correlation_backward (all arguments positional) with F's defaults."""
-    args = dict(min_displacement=None, kernel_size=1, stride=1, padding=0, dilation=1,
-                displacement_stride=1, groups=1, scale=1.0)
+    args = dict(
+        min_displacement=None,
+        kernel_size=1,
+        stride=1,
+        padding=0,
+        dilation=1,
+        displacement_stride=1,
+        groups=1,
+        scale=1.0,
+    )
     args.update(kwargs)
 
     def listed(v):
         return [v, v] if isinstance(v, int) else (None if v is None else list(v))
 
     return aten.correlation_backward(
-        grad, x1, x2, listed(max_displacement), listed(args["min_displacement"]),
-        *[listed(args[k]) for k in ("kernel_size", "stride", "padding", "dilation",
-                                    "displacement_stride")],
-        args["groups"], args["scale"], output_mask)
+        grad,
+        x1,
+        x2,
+        listed(max_displacement),
+        listed(args["min_displacement"]),
+        *[
+            listed(args[k])
+            for k in (
+                "kernel_size",
+                "stride",
+                "padding",
+                "dilation",
+                "displacement_stride",
+            )
+        ],
+        args["groups"],
+        args["scale"],
+        output_mask,
+    )
 
 
 def make_inputs(shape, dtype=torch.float64, seed=0, **kw):
@@ -107,7 +163,8 @@ def make_inputs(shape, dtype=torch.float64, seed=0, **kw):
     x1 = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
     x2 = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
     return x1.requires_grad_(kw.get("requires_grad", False)), x2.requires_grad_(
-        kw.get("requires_grad", False))
+        kw.get("requires_grad", False)
+    )
 
 
 class PWCBlock(torch.nn.Module):
@@ -175,7 +232,8 @@ class TestCorrelationMeta(TestCase):
                 for mask in ([True, True], [True, False], [False, True]):
                     real_grads = correlation_backward(grad, x1, x2, max_d, mask, **kw)
                     fake_grads = correlation_backward(
-                        grad.to("meta"), x1.to("meta"), x2.to("meta"), max_d, mask, **kw)
+                        grad.to("meta"), x1.to("meta"), x2.to("meta"), max_d, mask, **kw
+                    )
                     for r, f in zip(real_grads, fake_grads):
                         self.assertEqual(r is None, f is None)
                         if r is not None:
@@ -197,21 +255,34 @@ class TestCorrelationMeta(TestCase):
             ((x, x, 1), dict(stride=(1, 0)), "stride to be positive"),
             ((x, x, 1), dict(padding=-1), "padding to be non-negative"),
             ((x, x, -1), {}, "max_displacement to be non-negative"),
-            ((x, x, 1), dict(min_displacement=2), "min_displacement <= max_displacement"),
+            (
+                (x, x, 1),
+                dict(min_displacement=2),
+                "min_displacement <= max_displacement",
+            ),
             ((x, x, 1), dict(kernel_size=7), "non-empty output"),
         ]
         for args, kw, message in bad_calls:
-            with self.assertRaisesRegex(RuntimeError, "correlation\\(\\): expected .*" + message):
+            with self.assertRaisesRegex(
+                RuntimeError, "correlation\\(\\): expected .*" + message
+            ):
                 F.correlation(*args, **kw)
-            meta_args = [a.to("meta") if isinstance(a, torch.Tensor) else a for a in args]
-            with self.assertRaisesRegex(RuntimeError, "correlation\\(\\): expected .*" + message):
+            meta_args = [
+                a.to("meta") if isinstance(a, torch.Tensor) else a for a in args
+            ]
+            with self.assertRaisesRegex(
+                RuntimeError, "correlation\\(\\): expected .*" + message
+            ):
                 F.correlation(*meta_args, **kw)
         # grad_output of the wrong shape: ValueError (TORCH_CHECK_VALUE).
         for device in ("cpu", "meta"):
             y = x.to(device)
-            with self.assertRaisesRegex(ValueError, "expected grad_output to have sizes"):
-                correlation_backward(torch.zeros(1, 8, 5, 5, device=device), y, y, 1,
-                                     [True, True])
+            with self.assertRaisesRegex(
+                ValueError, "expected grad_output to have sizes"
+            ):
+                correlation_backward(
+                    torch.zeros(1, 8, 5, 5, device=device), y, y, 1, [True, True]
+                )
 
     def test_meta_and_cpu_agree_on_every_dtype(self):
         # One dtype check serves every backend: for each dtype torch has, the
@@ -237,8 +308,11 @@ class TestCorrelationMeta(TestCase):
 
             def call(a):
                 out = F.correlation(a, a, 1, kernel_size=3, padding=1)
-                return (tuple(int(s) for s in out.shape), out.dtype,
-                        tuple(int(s) for s in out.stride()))
+                return (
+                    tuple(int(s) for s in out.shape),
+                    out.dtype,
+                    tuple(int(s) for s in out.stride()),
+                )
 
             def symbolic(a):
                 # Symbolic sizes (dynamic shapes): the C++ Meta kernel too,
@@ -247,9 +321,12 @@ class TestCorrelationMeta(TestCase):
                 make_fx(lambda t: shapes.append(call(t)), tracing_mode="symbolic")(a)
                 return shapes[0]
 
-            runs = (("cpu", call), ("meta", lambda a: call(a.to("meta"))),
-                    ("fake", lambda a: call_in(fake_mode, fake_mode.from_tensor(a))),
-                    ("symbolic", symbolic))
+            runs = (
+                ("cpu", call),
+                ("meta", lambda a: call(a.to("meta"))),
+                ("fake", lambda a: call_in(fake_mode, fake_mode.from_tensor(a))),
+                ("symbolic", symbolic),
+            )
             if dtype not in torch.fx.graph.dtype_abbrs:
                 runs = runs[:3]  # FX cannot print a graph holding this dtype
             for name, run in runs:
@@ -260,9 +337,15 @@ class TestCorrelationMeta(TestCase):
             with self.subTest(dtype=dtype):
                 for outcome in outcomes[1:]:
                     self.assertEqual(outcome, outcomes[0])
-                supported = dtype in (torch.float64, torch.float32, torch.float16,
-                                      torch.bfloat16)
-                self.assertEqual(isinstance(outcomes[0], tuple), supported, msg=str(outcomes))
+                supported = dtype in (
+                    torch.float64,
+                    torch.float32,
+                    torch.float16,
+                    torch.bfloat16,
+                )
+                self.assertEqual(
+                    isinstance(outcomes[0], tuple), supported, msg=str(outcomes)
+                )
             checked += 1
         self.assertGreater(checked, 15)
         self.assertIn(torch.float8_e4m3fn, dtypes)
@@ -291,7 +374,7 @@ class TestCorrelationMeta(TestCase):
             return (out, *correlation_backward(out, a, b, 1, [True, True], **kw))
 
         gm = make_fx(fn, tracing_mode="symbolic")(*make_inputs((2, 4, 9, 11)))
-        outputs = [n for n in gm.graph.nodes if n.op == "output"][0].args[0]
+        outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
         self.assertIsInstance(outputs[0].meta["val"].shape[2], torch.SymInt)
         for shape in ((2, 4, 9, 11), (3, 2, 6, 5)):
             x1, x2 = make_inputs(shape, seed=1)
@@ -307,12 +390,31 @@ class TestCorrelationMeta(TestCase):
         grad = torch.randn(2, 30, 6, 5, dtype=torch.float64, requires_grad=True)
         torch.library.opcheck(
             aten.correlation_backward.default,
-            (grad, x1, x2, [2, 1], None, [3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 2, 0.5,
-             [True, True]))
+            (
+                grad,
+                x1,
+                x2,
+                [2, 1],
+                None,
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                [1, 1],
+                [1, 1],
+                2,
+                0.5,
+                [True, True],
+            ),
+        )
         # The autogen'd out= variant goes through the same Meta kernel.
         out = torch.empty(0, device="meta")
-        aten.correlation.out(x1.detach().to("meta").float(), x2.detach().to("meta").float(),
-                             [2, 1], **kw, out=out)
+        aten.correlation.out(
+            x1.detach().to("meta").float(),
+            x2.detach().to("meta").float(),
+            [2, 1],
+            **kw,
+            out=out,
+        )
         self.assertEqual(out.shape, (2, 30, 6, 5))
 
 
@@ -326,15 +428,19 @@ class TestCorrelationDecomposition(TestCase):
         def listed(v):
             return [v, v] if isinstance(v, int) else list(v)
 
-        kwargs = {k: v if k in ("groups", "scale") or v is None else listed(v)
-                  for k, v in kwargs.items()}
+        kwargs = {
+            k: v if k in ("groups", "scale") or v is None else listed(v)
+            for k, v in kwargs.items()
+        }
         fn = torch._decomp.decomposition_table[aten.correlation.default]
         return fn(x1, x2, listed(max_displacement), **kwargs)
 
     @parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
     def test_matches_kernel(self, dtype):
         # Every argument, batched and unbatched, also channels_last.
-        tol = dict(float64=(1e-12, 1e-12), float32=(1e-5, 1e-5), bfloat16=(1.6e-2, 2e-2))
+        tol = dict(
+            float64=(1e-12, 1e-12), float32=(1e-5, 1e-5), bfloat16=(1.6e-2, 2e-2)
+        )
         rtol, atol = tol[str(dtype).split(".")[1]]
         for shape, kwargs in CASES:
             max_d, kw = split(kwargs)
@@ -342,20 +448,25 @@ class TestCorrelationDecomposition(TestCase):
             expected = F.correlation(x1, x2, max_d, **kw)
             actual = self.decomp(x1, x2, max_d, **kw)
             self.assertEqual(actual.dtype, expected.dtype)
-            self.assertEqual(actual, expected, rtol=rtol, atol=atol,
-                             msg=f"{shape} {kwargs}")
+            self.assertEqual(
+                actual, expected, rtol=rtol, atol=atol, msg=f"{shape} {kwargs}"
+            )
             if len(shape) == 4:
                 cl1 = x1.contiguous(memory_format=torch.channels_last)
                 cl2 = x2.contiguous(memory_format=torch.channels_last)
                 actual = self.decomp(cl1, cl2, max_d, **kw)
                 self.assertEqual(actual, expected, rtol=rtol, atol=atol)
-                self.assertEqual(actual.stride(), F.correlation(cl1, cl2, max_d, **kw).stride())
+                self.assertEqual(
+                    actual.stride(), F.correlation(cl1, cl2, max_d, **kw).stride()
+                )
 
     def test_reference_and_empty(self):
         # Against the independent float64 reference; batch 0 and C == 0.
         x1, x2 = make_inputs((2, 3, 6, 6))
-        self.assertEqual(self.decomp(x1, x2, 2, kernel_size=3, padding=1),
-                         correlation_reference(x1, x2, 2, kernel_size=3, padding=1))
+        self.assertEqual(
+            self.decomp(x1, x2, 2, kernel_size=3, padding=1),
+            correlation_reference(x1, x2, 2, kernel_size=3, padding=1),
+        )
         for shape in ((0, 3, 6, 6), (2, 0, 6, 6)):
             x1, x2 = make_inputs(shape)
             self.assertEqual(self.decomp(x1, x2, 1), F.correlation(x1, x2, 1))
@@ -369,8 +480,10 @@ class TestCorrelationDecomposition(TestCase):
         x1, x2 = make_inputs((1, 4, 6, 6), torch.float32)
         op = aten.correlation.default
         table = {op: torch._decomp.decomposition_table[op]}
-        gm = make_fx(lambda a, b: F.correlation(a, b, 2, kernel_size=3, padding=1),
-                     decomposition_table=table)(x1, x2)
+        gm = make_fx(
+            lambda a, b: F.correlation(a, b, 2, kernel_size=3, padding=1),
+            decomposition_table=table,
+        )(x1, x2)
         self.assertEqual(core_aten_violations(gm), set())
         pads = [n for n in gm.graph.nodes if n.target == aten.constant_pad_nd.default]
         self.assertEqual(len(pads), 2)
@@ -439,8 +552,10 @@ class TestCorrelationCompile(TestCase):
         def step(fn, a, b):  # the backward graph is compiled when it first runs
             return torch.autograd.grad(fn(a, b), (a, b))
 
-        x1, x2 = (t.to(memory_format=torch.channels_last).detach().requires_grad_()
-                  for t in make_inputs((2, 4, 6, 7), torch.float32))
+        x1, x2 = (
+            t.to(memory_format=torch.channels_last).detach().requires_grad_()
+            for t in make_inputs((2, 4, 6, 7), torch.float32)
+        )
         with mock.patch.dict(os.environ, {"CI": "1"}):
             grads, code = run_and_get_code(step, compiled, x1, x2)
         self.assertEqual(grads, step(forward, x1, x2))
@@ -465,8 +580,11 @@ class TestCorrelationExport(TestCase):
     def test_export_dynamic(self):
         model = CorrModule()
         x1, x2 = make_inputs((2, 3, 6, 7), torch.float32)
-        batch, height, width = (torch.export.Dim("batch"), torch.export.Dim("height", min=2),
-                                torch.export.Dim("width", min=2))
+        batch, height, width = (
+            torch.export.Dim("batch"),
+            torch.export.Dim("height", min=2),
+            torch.export.Dim("width", min=2),
+        )
         spec = {0: batch, 2: height, 3: width}
         ep = torch.export.export(model, (x1, x2), dynamic_shapes=(spec, spec))
         core = ep.run_decompositions()
@@ -477,14 +595,18 @@ class TestCorrelationExport(TestCase):
             self.assertEqual(core.module()(y1, y2), model(y1, y2), rtol=1e-5, atol=1e-5)
 
 
-HAS_ONNX = all(importlib.util.find_spec(m) is not None
-               for m in ("onnx", "onnxscript", "onnxruntime"))
+HAS_ONNX = all(
+    importlib.util.find_spec(m) is not None
+    for m in ("onnx", "onnxscript", "onnxruntime")
+)
 
 
 class TestCorrelationONNX(TestCase):
     """torch.onnx.export(dynamo=True) of a PWC-style block, run by onnxruntime."""
 
-    @unittest.skipIf(not HAS_ONNX, "needs the onnx, onnxscript and onnxruntime packages")
+    @unittest.skipIf(
+        not HAS_ONNX, "needs the onnx, onnxscript and onnxruntime packages"
+    )
     def test_onnx_pwc_block(self):
         import onnxruntime
 
@@ -494,10 +616,13 @@ class TestCorrelationONNX(TestCase):
         program = torch.onnx.export(model, (image1, image2), dynamo=True, verbose=False)
         buffer = io.BytesIO()
         program.save(buffer)
-        session = onnxruntime.InferenceSession(buffer.getvalue(),
-                                               providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(
+            buffer.getvalue(), providers=["CPUExecutionProvider"]
+        )
         names = [i.name for i in session.get_inputs()]
-        (actual,) = session.run(None, dict(zip(names, (image1.numpy(), image2.numpy()))))
+        (actual,) = session.run(
+            None, dict(zip(names, (image1.numpy(), image2.numpy())))
+        )
         with torch.no_grad():
             expected = model(image1, image2)
         self.assertEqual(torch.from_numpy(actual), expected, rtol=1e-4, atol=1e-5)
@@ -511,10 +636,14 @@ class TestCorrelationBinding(TestCase):
         self.assertIs(torch_correlation.correlation, F.correlation)  # [preview only]
         self.assertEqual(type(F.correlation).__name__, "builtin_function_or_method")
         doc = F.correlation.__doc__
-        self.assertTrue(doc.startswith(
-            "correlation(input1, input2, max_displacement, *, min_displacement=None, "
-            "kernel_size=1, stride=1, padding=0, dilation=1, displacement_stride=1, "
-            "groups=1, scale=1.0) -> Tensor\n"), doc[:200])
+        self.assertTrue(
+            doc.startswith(
+                "correlation(input1, input2, max_displacement, *, min_displacement=None, "
+                "kernel_size=1, stride=1, padding=0, dilation=1, displacement_stride=1, "
+                "groups=1, scale=1.0) -> Tensor\n"
+            ),
+            doc[:200],
+        )
         self.assertIn("Computes the local correlation", doc)
         self.assertIn("Examples::", doc)
 
@@ -522,18 +651,38 @@ class TestCorrelationBinding(TestCase):
         # Keywords, single-int expansion of int[2], None for int[2]?, and the
         # binding's own errors for wrong types or extra positional arguments.
         x1, x2 = make_inputs((1, 4, 5, 6))
-        full = F.correlation(x1, x2, (2, 2), min_displacement=None, kernel_size=(3, 3),
-                             stride=(1, 1), padding=(1, 1), dilation=(1, 1),
-                             displacement_stride=(1, 1), groups=2, scale=0.5)
+        full = F.correlation(
+            x1,
+            x2,
+            (2, 2),
+            min_displacement=None,
+            kernel_size=(3, 3),
+            stride=(1, 1),
+            padding=(1, 1),
+            dilation=(1, 1),
+            displacement_stride=(1, 1),
+            groups=2,
+            scale=0.5,
+        )
         short = F.correlation(x1, x2, 2, kernel_size=3, padding=1, groups=2, scale=0.5)
         self.assertEqual(full, short, atol=0, rtol=0)
-        self.assertEqual(F.correlation(input1=x1, input2=x2, max_displacement=1),
-                         F.correlation(x1, x2, 1), atol=0, rtol=0)
-        with self.assertRaisesRegex(TypeError, "takes 3 positional arguments but 4 were given"):
+        self.assertEqual(
+            F.correlation(input1=x1, input2=x2, max_displacement=1),
+            F.correlation(x1, x2, 1),
+            atol=0,
+            rtol=0,
+        )
+        with self.assertRaisesRegex(
+            TypeError, "takes 3 positional arguments but 4 were given"
+        ):
             F.correlation(x1, x2, 1, 3)
-        with self.assertRaisesRegex(TypeError, "got an unexpected keyword argument 'kernel'"):
+        with self.assertRaisesRegex(
+            TypeError, "got an unexpected keyword argument 'kernel'"
+        ):
             F.correlation(x1, x2, 1, kernel=3)
-        with self.assertRaisesRegex(TypeError, "argument 'stride' must be tuple of ints, not str"):
+        with self.assertRaisesRegex(
+            TypeError, "argument 'stride' must be tuple of ints, not str"
+        ):
             F.correlation(x1, x2, 1, stride="1")
 
     def test_torch_function_through_the_binding(self):
@@ -587,8 +736,13 @@ class TestCorrelationBinding(TestCase):
             script = os.path.join(tmp, "script_correlation.py")
             with open(script, "w") as f:
                 f.write(code)
-            proc = subprocess.run([sys.executable, script], capture_output=True, text=True,
-                                  env=env, timeout=300)
+            proc = subprocess.run(
+                [sys.executable, script],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=300,
+            )
         self.assertEqual(proc.returncode, 0, proc.stdout + proc.stderr)
         self.assertIn("OK", proc.stdout)
 
@@ -598,7 +752,9 @@ class TestCorrelationTorchScript(TestCase):
 
     def test_script_function(self):
         def fn(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return F.correlation(a, b, (1, 2), kernel_size=3, padding=1, groups=2, scale=0.5)
+            return F.correlation(
+                a, b, (1, 2), kernel_size=3, padding=1, groups=2, scale=0.5
+            )
 
         scripted = torch.jit.script(fn)
         x1, x2 = make_inputs((1, 4, 5, 6))
@@ -606,8 +762,10 @@ class TestCorrelationTorchScript(TestCase):
         self.assertIn("aten::correlation", str(scripted.graph))
 
     def test_script_module(self):
-        for module in (torch.nn.Correlation(2, scale=0.25),
-                       torch.nn.Correlation((0, 0), min_displacement=(0, -3), groups=2)):
+        for module in (
+            torch.nn.Correlation(2, scale=0.25),
+            torch.nn.Correlation((0, 0), min_displacement=(0, -3), groups=2),
+        ):
             scripted = torch.jit.script(module)
             x1, x2 = make_inputs((2, 4, 5, 6))
             self.assertEqual(scripted(x1, x2), module(x1, x2))
@@ -628,21 +786,29 @@ class TestCorrelationVmap(TestCase):
         # Our C++ rules, not functorch's per-sample loop fallback nor a
         # Python rule (torch.library.register_vmap).
         for name in ("aten::correlation", "aten::correlation_backward"):
-            self.assertTrue(torch._C._dispatch_has_kernel_for_dispatch_key(name, "FuncTorchBatched"))
+            self.assertTrue(
+                torch._C._dispatch_has_kernel_for_dispatch_key(name, "FuncTorchBatched")
+            )
             dump = torch._C._dispatch_dump(name)
-            batched = [line for line in dump.splitlines() if line.startswith("FuncTorchBatched:")]
+            batched = [
+                line
+                for line in dump.splitlines()
+                if line.startswith("FuncTorchBatched:")
+            ]
             self.assertEqual(len(batched), 1, dump)
             self.assertIn("BatchRulesSpatialCorrelation.cpp", batched[0])
 
-    @parametrize("in_dims", [(0, 0, 0), (None, 0, 0), (1, None, None), (0, 2, None),
-                             (None, None, 1)])
+    @parametrize(
+        "in_dims",
+        [(0, 0, 0), (None, 0, 0), (1, None, None), (0, 2, None), (None, None, 1)],
+    )
     @parametrize("logical_rank", [3, 4])
     def test_vmap_backward_op(self, in_dims, logical_rank):
         # correlation_backward's rule, any of its three tensors vmapped, with
         # each output_mask.
-        shape = (2, 4, 5, 6)[4 - logical_rank:]
+        shape = (2, 4, 5, 6)[4 - logical_rank :]
         kw = dict(kernel_size=3, padding=1, groups=2, scale=0.5)
-        out_shape = (2, 18, 5, 6)[4 - logical_rank:]
+        out_shape = (2, 18, 5, 6)[4 - logical_rank :]
         batch = 3
 
         def batched(shape, dim, seed):
@@ -652,10 +818,14 @@ class TestCorrelationVmap(TestCase):
             full.insert(dim, batch)
             return make_inputs(tuple(full), seed=seed)[0]
 
-        args = (batched(out_shape, in_dims[0], 3), batched(shape, in_dims[1], 1),
-                batched(shape, in_dims[2], 2))
+        args = (
+            batched(out_shape, in_dims[0], 3),
+            batched(shape, in_dims[1], 1),
+            batched(shape, in_dims[2], 2),
+        )
         pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
         for mask in ([True, True], [True, False], [False, True]):
+
             def fn(g, a, b, mask=mask):
                 grads = correlation_backward(g, a, b, 1, mask, **kw)
                 self.assertEqual([g is not None for g in grads], mask)
@@ -670,7 +840,9 @@ class TestCorrelationVmap(TestCase):
 
     def test_vmap_wrong_rank(self):
         x = torch.randn(3, 4, 5)
-        with self.assertRaisesRegex(RuntimeError, "3D \\(C, H, W\\) or 4D .* sizes \\[4, 5\\]"):
+        with self.assertRaisesRegex(
+            RuntimeError, "3D \\(C, H, W\\) or 4D .* sizes \\[4, 5\\]"
+        ):
             torch.vmap(lambda a: F.correlation(a, a, 1))(x)
 
     def test_jacrev_jacfwd(self):
@@ -691,7 +863,7 @@ class TestCorrelationVmap(TestCase):
     @parametrize("in_dims", [(0, 0), (0, None), (None, 0), (2, 1)])
     @parametrize("logical_rank", [3, 4])
     def test_vmap_matches_loop(self, in_dims, logical_rank):
-        shape = (2, 4, 5, 6)[4 - logical_rank:]
+        shape = (2, 4, 5, 6)[4 - logical_rank :]
         batch = 3
 
         def batched(shape, dim, seed):
@@ -708,8 +880,9 @@ class TestCorrelationVmap(TestCase):
 
         actual = torch.vmap(fn, in_dims=in_dims)(x1, x2)
         pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
-        expected = torch.stack([fn(pick(x1, in_dims[0], i), pick(x2, in_dims[1], i))
-                                for i in range(batch)])
+        expected = torch.stack(
+            [fn(pick(x1, in_dims[0], i), pick(x2, in_dims[1], i)) for i in range(batch)]
+        )
         self.assertEqual(actual, expected)
 
     def test_vmap_under_grad(self):
@@ -749,7 +922,9 @@ class TestCorrelationAutocast(TestCase):
         self.assertEqual(out.dtype, torch.bfloat16)
         self.assertEqual(out.dtype, conv.dtype)
         self.assertEqual(double.dtype, torch.float64)  # float64 is left alone
-        expected = F.correlation(x1.bfloat16(), x2.bfloat16(), 1, kernel_size=3, padding=1)
+        expected = F.correlation(
+            x1.bfloat16(), x2.bfloat16(), 1, kernel_size=3, padding=1
+        )
         self.assertEqual(out, expected)
         # The backward runs in the saved bfloat16 inputs and returns float32
         # gradients for the float32 leaves.
@@ -772,21 +947,33 @@ class TestCorrelationModule(TestCase):
     """nn.Correlation: arguments, repr, equivalence with the functional."""
 
     def test_module(self):
-        self.assertIs(torch.nn.Correlation, torch_correlation.Correlation)  # [preview only]
-        module = torch.nn.Correlation((2, 1), kernel_size=3, padding=1, groups=2, scale=0.5)
+        self.assertIs(
+            torch.nn.Correlation, torch_correlation.Correlation
+        )  # [preview only]
+        module = torch.nn.Correlation(
+            (2, 1), kernel_size=3, padding=1, groups=2, scale=0.5
+        )
         self.assertEqual(
             repr(module),
             "Correlation(max_displacement=(2, 1), kernel_size=(3, 3), padding=(1, 1), "
-            "groups=2, scale=0.5)")
-        self.assertEqual(repr(torch.nn.Correlation(4)), "Correlation(max_displacement=(4, 4))")
+            "groups=2, scale=0.5)",
+        )
+        self.assertEqual(
+            repr(torch.nn.Correlation(4)), "Correlation(max_displacement=(4, 4))"
+        )
         self.assertEqual(list(module.parameters()), [])
         self.assertEqual(module.state_dict(), {})
         x1, x2 = make_inputs((2, 4, 6, 5))
-        self.assertEqual(module(x1, x2), F.correlation(x1, x2, (2, 1), kernel_size=3,
-                                                        padding=1, groups=2, scale=0.5))
+        self.assertEqual(
+            module(x1, x2),
+            F.correlation(
+                x1, x2, (2, 1), kernel_size=3, padding=1, groups=2, scale=0.5
+            ),
+        )
         one_sided = torch.nn.Correlation((0, 0), min_displacement=(0, -3))
-        self.assertEqual(one_sided(x1, x2),
-                         F.correlation(x1, x2, (0, 0), min_displacement=(0, -3)))
+        self.assertEqual(
+            one_sided(x1, x2), F.correlation(x1, x2, (0, 0), min_displacement=(0, -3))
+        )
         self.assertIn("min_displacement=(0, -3)", repr(one_sided))
 
 
@@ -795,18 +982,30 @@ class TestCorrelationModuleInfo(TestCase):
 
     def test_module_inputs(self):
         from torch.testing._internal.common_modules import module_db
-        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"))  # [preview only]
+
+        sys.path.insert(
+            0,
+            os.path.join(
+                os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"
+            ),
+        )  # [preview only]
         from moduleinfo import module_db  # noqa: F811 # [preview only]
+
         (info,) = [m for m in module_db if m.module_cls is torch.nn.Correlation]
         for dtype in (torch.float64, torch.float32):
-            inputs = info.module_inputs_func(info, device="cpu", dtype=dtype,
-                                             requires_grad=True, training=True)
+            inputs = info.module_inputs_func(
+                info, device="cpu", dtype=dtype, requires_grad=True, training=True
+            )
             self.assertGreaterEqual(len(inputs), 4)
             for module_input in inputs:
-                c_args, c_kwargs = (module_input.constructor_input.args,
-                                    module_input.constructor_input.kwargs)
-                f_args, f_kwargs = (module_input.forward_input.args,
-                                    module_input.forward_input.kwargs)
+                c_args, c_kwargs = (
+                    module_input.constructor_input.args,
+                    module_input.constructor_input.kwargs,
+                )
+                f_args, f_kwargs = (
+                    module_input.forward_input.args,
+                    module_input.forward_input.kwargs,
+                )
                 module = info.module_cls(*c_args, **c_kwargs)
                 out = module(*f_args, **f_kwargs)
                 self.assertEqual(out, F.correlation(*f_args, *c_args, **c_kwargs))
@@ -833,8 +1032,9 @@ class TestCorrelationFlopCounter(TestCase):
         with FlopCounterMode(display=False) as counter:
             out.sum().backward()
         # One forward's worth per input gradient.
-        self.assertEqual(counter.get_flop_counts()["Global"][aten.correlation_backward],
-                         2 * forward)
+        self.assertEqual(
+            counter.get_flop_counts()["Global"][aten.correlation_backward], 2 * forward
+        )
         x1.grad = None
         with FlopCounterMode(display=False) as counter:
             F.correlation(x1, x2.detach(), 2, **kw).sum().backward()

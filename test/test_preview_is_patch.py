@@ -1,3 +1,5 @@
+# Owner(s): ["module: nn"]
+
 """The preview registers at run time exactly what the upstream patch adds as source.
 
 The preview package (``import torch_correlation``) changes the running torch:
@@ -24,7 +26,6 @@ interpreters importing Inductor).
 
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -98,12 +99,18 @@ SNAPSHOT = textwrap.dedent(r"""
 
 def snapshot(kind: str) -> dict:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), *sys.path]))
-    proc = subprocess.run([sys.executable, "-c", SNAPSHOT, kind], capture_output=True,
-                          text=True, env=env, timeout=600, cwd=REPO)
+    proc = subprocess.run(
+        [sys.executable, "-c", SNAPSHOT, kind],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=REPO,
+    )
     if proc.returncode != 0:
         raise AssertionError(f"snapshot ({kind}) failed:\n{proc.stdout}\n{proc.stderr}")
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("SNAPSHOT ")][-1]
-    return json.loads(line[len("SNAPSHOT "):])
+    return json.loads(line[len("SNAPSHOT ") :])
 
 
 def preview_registrations(base: dict, preview: dict) -> list[tuple[str, str, str]]:
@@ -117,16 +124,28 @@ def preview_registrations(base: dict, preview: dict) -> list[tuple[str, str, str
     for module, names in preview["attrs"].items():
         for name in sorted(set(names) - set(base["attrs"].get(module, []))):
             found.append(("attr", f"{module}.{name}", ""))
-    for kind in ("decompositions", "core_aten_decompositions", "inductor_lowerings",
-                 "trace_rules", "trace_rules_non_c", "flop_formulas", "meta_table",
-                 "fake_tensor_cpp_meta_symint", "jit_builtins"):
+    for kind in (
+        "decompositions",
+        "core_aten_decompositions",
+        "inductor_lowerings",
+        "trace_rules",
+        "trace_rules_non_c",
+        "flop_formulas",
+        "meta_table",
+        "fake_tensor_cpp_meta_symint",
+        "jit_builtins",
+    ):
         for name in sorted(set(preview[kind]) - set(base[kind])):
             found.append((kind, name, ""))
     # Entries the preview removes (Inductor keeps calling the kernel).
-    for name in sorted(set(base["inductor_decompositions"]) - set(preview["inductor_decompositions"])):
+    for name in sorted(
+        set(base["inductor_decompositions"]) - set(preview["inductor_decompositions"])
+    ):
         found.append(("inductor_decompositions_removed", name, ""))
     if set(preview["decompositions"]) - set(preview["inductor_decompositions"]):
-        for name in sorted(set(preview["decompositions"]) - set(preview["inductor_decompositions"])):
+        for name in sorted(
+            set(preview["decompositions"]) - set(preview["inductor_decompositions"])
+        ):
             found.append(("inductor_decompositions_excluded", name, ""))
     return found
 
@@ -148,7 +167,7 @@ def counterparts(kind: str, name: str) -> list[tuple[str, str]] | None:
     """(patched file, text its added lines must contain) for one registration."""
     if kind == "dispatch":
         op_name, key = name.split(" ")
-        op, _, overload = op_name[len("aten::"):].partition(".")
+        op, _, overload = op_name[len("aten::") :].partition(".")
         if overload == "out":
             return [(YAML, f"autogen: {op}.out")]
         if key in ("CPU", "CUDA"):
@@ -161,12 +180,21 @@ def counterparts(kind: str, name: str) -> list[tuple[str, str]] | None:
             path, text = GENERATED_KEYS[key]
             return [(path, text.format(op=op))]
         if key == "FuncTorchBatched":
-            return [("aten/src/ATen/functorch/BatchRulesSpatialCorrelation.cpp",
-                     f"VMAP_SUPPORT({op}, ")]
+            return [
+                (
+                    "aten/src/ATen/functorch/BatchRulesSpatialCorrelation.cpp",
+                    f"VMAP_SUPPORT({op}, ",
+                )
+            ]
         if key in ("AutocastCUDA", "AutocastXPU", "AutocastMPS", "AutocastPrivateUse1"):
             return [("aten/src/ATen/autocast_mode.h", f"_({op})")]
         if key == "AutocastCPU":
-            return [("aten/src/ATen/autocast_mode.cpp", f"KERNEL_CPU({op}, lower_precision_fp)")]
+            return [
+                (
+                    "aten/src/ATen/autocast_mode.cpp",
+                    f"KERNEL_CPU({op}, lower_precision_fp)",
+                )
+            ]
         return None
     if kind == "attr":
         module, _, attr = name.rpartition(".")
@@ -175,12 +203,16 @@ def counterparts(kind: str, name: str) -> list[tuple[str, str]] | None:
         if module == "torch.nn.functional":
             return [("torch/nn/functional.py", f"{attr} = _add_docstr(")]
         if module in ("torch.nn", "torch.nn.modules"):
-            return [("torch/nn/modules/correlation.py", f"class {attr}("),
-                    ("torch/nn/modules/__init__.py", attr)]
+            return [
+                ("torch/nn/modules/correlation.py", f"class {attr}("),
+                ("torch/nn/modules/__init__.py", attr),
+            ]
         return None
     op = name.split(".")[1] if name.startswith("aten.") else name
     if kind == "decompositions":
-        return [("torch/_decomp/decompositions.py", f"@register_decomposition(aten.{op})")]
+        return [
+            ("torch/_decomp/decompositions.py", f"@register_decomposition(aten.{op})")
+        ]
     if kind == "core_aten_decompositions":
         return [("torch/_decomp/__init__.py", f"aten.{op}")]
     if kind in ("inductor_decompositions_removed", "inductor_decompositions_excluded"):
@@ -192,8 +224,10 @@ def counterparts(kind: str, name: str) -> list[tuple[str, str]] | None:
     if kind == "fake_tensor_cpp_meta_symint":
         return [("torch/_subclasses/fake_tensor.py", name)]
     if kind == "flop_formulas":
-        return [("torch/utils/flop_counter.py", f"@register_flop_formula(aten.{op})"),
-                ("torch/utils/flop_counter.py", f"aten.{op}: {op}_flop")]
+        return [
+            ("torch/utils/flop_counter.py", f"@register_flop_formula(aten.{op})"),
+            ("torch/utils/flop_counter.py", f"aten.{op}: {op}_flop"),
+        ]
     if kind == "jit_builtins" and name.endswith(" True"):
         # The binding of torch._C._nn, mapped as register_all maps it.
         return [(YAML, f"- func: {name.split('::')[1].split(' ')[0]}(")]
@@ -244,7 +278,7 @@ def added_lines(diff: str) -> dict[str, str]:
     for line in diff.splitlines():
         if line.startswith("+++ "):
             path = line[4:].strip()
-            current = path[2:] if path.startswith("b/") else path
+            current = path.removeprefix("b/")
             files.setdefault(current, [])
         elif line.startswith("+") and current is not None:
             files[current].append(line[1:])
@@ -260,13 +294,25 @@ def emit_patch() -> str:
         check_patch.build_fake_root(root)
         out = Path(tmp) / "correlation.patch"
         proc = subprocess.run(
-            [sys.executable, str(REPO / "tools" / "apply_patch.py"), str(root),
-             "--source-root", str(REPO), "--emit-patch", str(out)],
-            capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                str(REPO / "tools" / "apply_patch.py"),
+                str(root),
+                "--source-root",
+                str(REPO),
+                "--emit-patch",
+                str(out),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if proc.returncode != 0 or not out.exists():
             raise AssertionError(
                 "tools/apply_patch.py --emit-patch failed on the wheel's files:\n"
-                + proc.stdout + proc.stderr)
+                + proc.stdout
+                + proc.stderr
+            )
         return out.read_text()
 
 
@@ -292,7 +338,13 @@ class TestPreviewIsPatch(unittest.TestCase):
         # The snapshots see what the preview is known to register, so the
         # comparisons below are not vacuous.
         names = {(kind, name) for kind, name, _ in self.registrations}
-        for key in ("CPU", "Meta", "Autograd[alias]", "FuncTorchBatched", "AutocastCPU"):
+        for key in (
+            "CPU",
+            "Meta",
+            "Autograd[alias]",
+            "FuncTorchBatched",
+            "AutocastCPU",
+        ):
             self.assertIn(("dispatch", f"aten::correlation {key}"), names)
         self.assertIn(("attr", "torch.nn.functional.correlation"), names)
         self.assertIn(("flop_formulas", "aten.correlation"), names)
@@ -303,18 +355,29 @@ class TestPreviewIsPatch(unittest.TestCase):
         # Upstream has none of these, so the preview must not have them.
         kinds = {kind for kind, _, _ in self.registrations}
         self.assertNotIn("meta_table", kinds)
-        self.assertEqual(sorted(n for k, n, _ in self.registrations if k == "jit_builtins"),
-                         ["aten::correlation True"])
+        self.assertEqual(
+            sorted(n for k, n, _ in self.registrations if k == "jit_builtins"),
+            ["aten::correlation True"],
+        )
         for op, kernels in self.preview["dispatch"].items():
             for key, where in kernels.items():
-                self.assertFalse(where.endswith(".py"), f"{op} {key}: a Python kernel ({where})")
+                self.assertFalse(
+                    where.endswith(".py"), f"{op} {key}: a Python kernel ({where})"
+                )
             if "FuncTorchBatched" in kernels:
-                self.assertIn("BatchRulesSpatialCorrelation.cpp", kernels["FuncTorchBatched"])
-        self.assertEqual(self.preview["trace_rules_non_c"], [],
-                         "F.correlation is the C binding; no Python function to trace")
+                self.assertIn(
+                    "BatchRulesSpatialCorrelation.cpp", kernels["FuncTorchBatched"]
+                )
+        self.assertEqual(
+            self.preview["trace_rules_non_c"],
+            [],
+            "F.correlation is the C binding; no Python function to trace",
+        )
 
     def test_every_registration_is_known(self):
-        unknown = [(k, n, d) for k, n, d in self.registrations if counterparts(k, n) is None]
+        unknown = [
+            (k, n, d) for k, n, d in self.registrations if counterparts(k, n) is None
+        ]
         self.assertEqual(unknown, [], "registrations with no upstream counterpart")
 
     # ------------------------------------- against the patch (patch branch)
@@ -333,10 +396,18 @@ class TestPreviewIsPatch(unittest.TestCase):
         kinds = {kind for kind, _, _ in self.registrations}
         problems = []
         for path in sorted(self.patch):
-            entry = next((v for k, v in PATCHED_FILES.items()
-                          if path == k or (k.endswith("/") and path.startswith(k))), "unknown")
+            entry = next(
+                (
+                    v
+                    for k, v in PATCHED_FILES.items()
+                    if path == k or (k.endswith("/") and path.startswith(k))
+                ),
+                "unknown",
+            )
             if entry == "unknown":
-                problems.append(f"{path}: the patch edits it, the preview has no counterpart")
+                problems.append(
+                    f"{path}: the patch edits it, the preview has no counterpart"
+                )
             elif entry is not None and not set(entry) & kinds:
                 problems.append(f"{path}: the preview registers no {entry}")
         self.assertEqual(problems, [], "\n".join(problems))

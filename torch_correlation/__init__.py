@@ -40,9 +40,9 @@ def _install_bindings() -> None:
 
 _install_bindings()
 
-from . import _compile, _decomp, _flop_counter  # noqa: E402
-from .functional import correlation  # noqa: E402
-from .modules import Correlation  # noqa: E402
+from . import _compile, _decomp, _flop_counter
+from .functional import correlation
+from .modules import Correlation
 
 __all__ = ["Correlation", "correlation"]
 

@@ -33,7 +33,7 @@ right after their import (or at once if they were imported already).
 import importlib.abc
 import importlib.util
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

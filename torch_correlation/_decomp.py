@@ -18,8 +18,6 @@ dynamo=True)`` picks it up from ``torch._decomp.decomposition_table``.
 :func:`activate` does in the preview what the first list entry does upstream.
 """
 
-from typing import Optional
-
 import torch
 import torch._prims_common as utils
 from torch import Tensor
@@ -32,7 +30,7 @@ __all__ = ["activate"]
 
 
 # [decomp begin]
-def _correlation_displacements(max_d: int, min_d: Optional[int], step: int) -> list[int]:
+def _correlation_displacements(max_d: int, min_d: int | None, step: int) -> list[int]:
     # The displacements along one axis, in output-channel order.
     if min_d is None:
         half = max_d // step
@@ -47,7 +45,7 @@ def correlation(
     input2: Tensor,
     max_displacement: list[int],
     *,
-    min_displacement: Optional[list[int]] = None,
+    min_displacement: list[int] | None = None,
     kernel_size: list[int] = (1, 1),  # type: ignore[assignment]
     stride: list[int] = (1, 1),  # type: ignore[assignment]
     padding: list[int] = (0, 0),  # type: ignore[assignment]
@@ -115,7 +113,10 @@ def correlation(
     rows = out_h if one_by_one else span_h
     cols = out_w if one_by_one else span_w
     x1 = x1[
-        :, :, 0 : (rows - 1) * row_step + 1 : row_step, 0 : (cols - 1) * col_step + 1 : col_step
+        :,
+        :,
+        0 : (rows - 1) * row_step + 1 : row_step,
+        0 : (cols - 1) * col_step + 1 : col_step,
     ]
 
     sums = []
@@ -186,4 +187,6 @@ def activate() -> None:
         table.update(decomp.get_decompositions([aten.correlation]))
         return table
 
-    decomp._core_aten_decompositions_post_autograd = _core_aten_decompositions_post_autograd
+    decomp._core_aten_decompositions_post_autograd = (
+        _core_aten_decompositions_post_autograd
+    )

@@ -38,17 +38,38 @@ def correlation_flop_count(input1_shape, out_shape, kernel_size, groups) -> int:
 
 
 @register_flop_formula(aten.correlation)
-def correlation_flop(input1_shape, input2_shape, max_displacement, *args, kernel_size=1,
-                     groups=1, out_shape=None, **kwargs) -> int:
+def correlation_flop(
+    input1_shape,
+    input2_shape,
+    max_displacement,
+    *args,
+    kernel_size=1,
+    groups=1,
+    out_shape=None,
+    **kwargs,
+) -> int:
     """Count flops for correlation."""
     return correlation_flop_count(input1_shape, out_shape, kernel_size, groups)
 
 
 @register_flop_formula(aten.correlation_backward)
-def correlation_backward_flop(grad_out_shape, input1_shape, input2_shape, max_displacement,
-                              min_displacement, kernel_size, stride, padding, dilation,
-                              displacement_stride, groups, scale, output_mask,
-                              out_shape=None, **kwargs) -> int:
+def correlation_backward_flop(
+    grad_out_shape,
+    input1_shape,
+    input2_shape,
+    max_displacement,
+    min_displacement,
+    kernel_size,
+    stride,
+    padding,
+    dilation,
+    displacement_stride,
+    groups,
+    scale,
+    output_mask,
+    out_shape=None,
+    **kwargs,
+) -> int:
     """Count flops for correlation_backward.
 
     correlation is bilinear, so each requested input gradient is a gather of
@@ -56,4 +77,6 @@ def correlation_backward_flop(grad_out_shape, input1_shape, input2_shape, max_di
     """
     forward = correlation_flop_count(input1_shape, grad_out_shape, kernel_size, groups)
     return forward * sum(bool(m) for m in output_mask)
+
+
 # [correlation end]

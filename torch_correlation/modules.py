@@ -7,8 +7,6 @@ text of the upstream patch's ``torch/nn/modules/correlation.py`` (exported as
 preview package installs it as ``torch.nn.Correlation`` when torch lacks it.
 """
 
-from typing import Optional, Union
-
 import torch.nn.functional as F
 from torch import Tensor
 from torch.nn.modules.module import Module
@@ -92,7 +90,7 @@ class Correlation(Module):
         "scale",
     ]
     max_displacement: tuple[int, int]
-    min_displacement: Optional[tuple[int, int]]
+    min_displacement: tuple[int, int] | None
     kernel_size: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
@@ -103,14 +101,14 @@ class Correlation(Module):
 
     def __init__(
         self,
-        max_displacement: Union[int, tuple[int, int]],
+        max_displacement: int | tuple[int, int],
         *,
-        min_displacement: Optional[Union[int, tuple[int, int]]] = None,
-        kernel_size: Union[int, tuple[int, int]] = 1,
-        stride: Union[int, tuple[int, int]] = 1,
-        padding: Union[int, tuple[int, int]] = 0,
-        dilation: Union[int, tuple[int, int]] = 1,
-        displacement_stride: Union[int, tuple[int, int]] = 1,
+        min_displacement: int | tuple[int, int] | None = None,
+        kernel_size: int | tuple[int, int] = 1,
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        dilation: int | tuple[int, int] = 1,
+        displacement_stride: int | tuple[int, int] = 1,
         groups: int = 1,
         scale: float = 1.0,
     ) -> None:

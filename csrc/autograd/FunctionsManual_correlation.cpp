@@ -2,7 +2,7 @@
 // The text between the markers is what tools/apply_patch.py appends to
 // torch/csrc/autograd/FunctionsManual.cpp.
 
-#include "FunctionsManual_correlation.h"
+#include <csrc/autograd/FunctionsManual_correlation.h>
 
 #include <ATen/ATen.h>
 
@@ -37,15 +37,35 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> correlation_double_backward(
   const bool has_gg2 = grad_grad_input2.defined();
   const auto corr = [&](const at::Tensor& a, const at::Tensor& b) {
     return at::correlation(
-        a, b, max_displacement, min_displacement, kernel_size, stride, padding,
-        dilation, displacement_stride, groups, scale);
+        a,
+        b,
+        max_displacement,
+        min_displacement,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        displacement_stride,
+        groups,
+        scale);
   };
-  const auto corr_backward = [&](const at::Tensor& a, const at::Tensor& b,
-                                 std::array<bool, 2> mask) {
-    return at::correlation_backward(
-        grad_output, a, b, max_displacement, min_displacement, kernel_size,
-        stride, padding, dilation, displacement_stride, groups, scale, mask);
-  };
+  const auto corr_backward =
+      [&](const at::Tensor& a, const at::Tensor& b, std::array<bool, 2> mask) {
+        return at::correlation_backward(
+            grad_output,
+            a,
+            b,
+            max_displacement,
+            min_displacement,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            displacement_stride,
+            groups,
+            scale,
+            mask);
+      };
 
   at::Tensor grad_grad_output;
   if (output_mask[0]) {
@@ -54,21 +74,25 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> correlation_double_backward(
     }
     if (has_gg2) {
       auto term = corr(input1, grad_grad_input2);
-      grad_grad_output =
-          grad_grad_output.defined() ? grad_grad_output + term : std::move(term);
+      grad_grad_output = grad_grad_output.defined() ? grad_grad_output + term
+                                                    : std::move(term);
     }
   }
   at::Tensor grad_input1;
   if (output_mask[1] && has_gg2) {
-    grad_input1 = std::get<0>(corr_backward(input1, grad_grad_input2, {true, false}));
+    grad_input1 =
+        std::get<0>(corr_backward(input1, grad_grad_input2, {true, false}));
   }
   at::Tensor grad_input2;
   if (output_mask[2] && has_gg1) {
-    grad_input2 = std::get<1>(corr_backward(grad_grad_input1, input2, {false, true}));
+    grad_input2 =
+        std::get<1>(corr_backward(grad_grad_input1, input2, {false, true}));
   }
   return std::make_tuple(
-      std::move(grad_grad_output), std::move(grad_input1), std::move(grad_input2));
+      std::move(grad_grad_output),
+      std::move(grad_input1),
+      std::move(grad_input2));
 }
 // [correlation end]
 
-} // namespace torch::autograd::generated::details
+}  // namespace torch::autograd::generated::details

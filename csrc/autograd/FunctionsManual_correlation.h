@@ -32,4 +32,4 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> correlation_double_backward(
     std::array<bool, 3> output_mask);
 // [correlation end]
 
-} // namespace torch::autograd::generated::details
+}  // namespace torch::autograd::generated::details

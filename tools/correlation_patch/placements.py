@@ -488,7 +488,10 @@ def _symint_meta_set(tree: Tree, rel: str) -> ast.List | None:
     for node in ast.walk(parse_python(tree.read(rel), rel)):
         if (
             isinstance(node, ast.Assign)
-            and any(isinstance(t, ast.Name) and t.id == "_cpp_meta_supports_symint" for t in node.targets)
+            and any(
+                isinstance(t, ast.Name) and t.id == "_cpp_meta_supports_symint"
+                for t in node.targets
+            )
             and isinstance(node.value, ast.Call)
         ):
             return ast.List(elts=node.value.args)
@@ -500,7 +503,9 @@ def edit_fake_tensor_symint_meta(tree: Tree) -> None:
     what = "the ordered_set(...) assigned to FakeTensorMode._cpp_meta_supports_symint"
     for expr in FAKE_TENSOR_SYMINT_META:
         # Parsed again for each entry: an insertion moves the lines after it.
-        insert_list_expr(tree, rel, _symint_meta_set(tree, rel), what, expr, keep_sorted=False)
+        insert_list_expr(
+            tree, rel, _symint_meta_set(tree, rel), what, expr, keep_sorted=False
+        )
 
 
 # Inductor's fallbacks for our operators. correlation has a core ATen
