@@ -30,7 +30,7 @@ status is 0 only when every test passed and every kernel ran in every index
 type and dtype.
 
 The harness is built on first use into ``build/cuda_on_cpu/`` (ninja, through
-``torch.utils.cpp_extension.load``).
+``torch.utils.cpp_extension.load``; ``CUDA_ON_CPU_BUILD`` overrides the directory).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ROOT / "tools" / "cuda_on_cpu"
-BUILD = ROOT / "build" / "cuda_on_cpu"
+# CUDA_ON_CPU_BUILD overrides the build directory (e.g. to keep two builds).
+BUILD = Path(os.environ.get("CUDA_ON_CPU_BUILD", ROOT / "build" / "cuda_on_cpu"))
 
 # Set in the environment of a process whose harness is the sanitized build
 # (the process must have been started with libasan preloaded).

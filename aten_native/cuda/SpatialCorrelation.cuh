@@ -130,58 +130,45 @@ inline int64_t odd(int64_t value) {
   return value | 1;
 }
 
-// The arguments of CorrelationParams that the kernels need, in index_t. A
-// single displacement along an axis makes its step irrelevant; it is
+// A single displacement along an axis makes its step irrelevant; it is
 // normalized to 1 so that the tiled kernels' row phases stay small.
+inline int64_t effective_step(int64_t disp_count, int64_t disp_step) {
+  return disp_count == 1 ? 1 : disp_step;
+}
+
+// CorrelationParams as the kernels use it: in index_t (32-bit arithmetic
+// when use_32bit_indexing() allows it), with effective displacement steps.
 template <typename index_t>
 struct CorrelationGeometry {
-  index_t groups;
-  index_t channels_per_group;
-  index_t height, width;
-  index_t out_h, out_w;
-  index_t kernel_h, kernel_w;
-  index_t stride_h, stride_w;
-  index_t pad_h, pad_w;
-  index_t dilation_h, dilation_w;
-  index_t disp_min_h, disp_min_w;
-  index_t disp_step_h, disp_step_w;
-  index_t disp_count_h, disp_count_w;
-  index_t displacements;
+  index_t groups, channels_per_group, displacements;
+  index_t height, width, out_h, out_w;
+  index_t kernel_h, kernel_w, stride_h, stride_w;
+  index_t pad_h, pad_w, dilation_h, dilation_w;
+  index_t disp_min_h, disp_min_w, disp_step_h, disp_step_w, disp_count_h, disp_count_w;
+
+  explicit CorrelationGeometry(const CorrelationParams& p)
+      : groups(p.groups), channels_per_group(p.channels_per_group()),
+        displacements(p.displacements()),
+        height(p.height), width(p.width), out_h(p.out_h), out_w(p.out_w),
+        kernel_h(p.kernel_h), kernel_w(p.kernel_w),
+        stride_h(p.stride_h), stride_w(p.stride_w),
+        pad_h(p.pad_h), pad_w(p.pad_w),
+        dilation_h(p.dilation_h), dilation_w(p.dilation_w),
+        disp_min_h(p.disp_min_h), disp_min_w(p.disp_min_w),
+        disp_step_h(effective_step(p.disp_count_h, p.disp_step_h)),
+        disp_step_w(effective_step(p.disp_count_w, p.disp_step_w)),
+        disp_count_h(p.disp_count_h), disp_count_w(p.disp_count_w) {}
 };
 
-template <typename index_t>
-CorrelationGeometry<index_t> make_geometry(const CorrelationParams& p) {
-  CorrelationGeometry<index_t> g;
-  g.groups = p.groups;
-  g.channels_per_group = p.channels_per_group();
-  g.height = p.height;
-  g.width = p.width;
-  g.out_h = p.out_h;
-  g.out_w = p.out_w;
-  g.kernel_h = p.kernel_h;
-  g.kernel_w = p.kernel_w;
-  g.stride_h = p.stride_h;
-  g.stride_w = p.stride_w;
-  g.pad_h = p.pad_h;
-  g.pad_w = p.pad_w;
-  g.dilation_h = p.dilation_h;
-  g.dilation_w = p.dilation_w;
-  g.disp_min_h = p.disp_min_h;
-  g.disp_min_w = p.disp_min_w;
-  g.disp_step_h = p.disp_count_h == 1 ? 1 : p.disp_step_h;
-  g.disp_step_w = p.disp_count_w == 1 ? 1 : p.disp_step_w;
-  g.disp_count_h = p.disp_count_h;
-  g.disp_count_w = p.disp_count_w;
-  g.displacements = p.displacements();
-  return g;
-}
-
-inline int64_t effective_step_h(const CorrelationParams& p) {
-  return p.disp_count_h == 1 ? 1 : p.disp_step_h;
-}
-
-inline int64_t effective_step_w(const CorrelationParams& p) {
-  return p.disp_count_w == 1 ? 1 : p.disp_step_w;
+// The row phases P of the tiled kernels for a call, or 0 when it needs the
+// generic kernels: the tiled kernels take kernel_size 1 and stride 1, and
+// stack P = (vertical displacement step) row phases, at most kMaxRowPhases.
+inline int64_t tiled_row_phases(const CorrelationParams& p) {
+  if (p.kernel_h != 1 || p.kernel_w != 1 || p.stride_h != 1 || p.stride_w != 1) {
+    return 0;
+  }
+  const int64_t P = effective_step(p.disp_count_h, p.disp_step_h);
+  return P <= kMaxRowPhases ? P : 0;
 }
 
 // canUse32BitIndexMath bounds the offsets of the elements, but the kernels
@@ -274,6 +261,24 @@ __device__ __forceinline__ bool inside(index_t y, index_t x, index_t h, index_t 
   return y >= 0 && y < h && x >= 0 && x < w;
 }
 
+// Stages planes [0, planes) of `box`: plane c, row r, column x holds
+// channel c_first + c of image n of `in` at (y0 + r, x0 + x), in opmath_t,
+// and zero outside the image or when c >= channels.
+template <typename scalar_t, typename index_t, typename opmath_t>
+__device__ __forceinline__ void stage_image_tile(
+    opmath_t* dst, const StagedBox& box, int planes,
+    const TensorInfo<const scalar_t, index_t>& in, const CorrelationGeometry<index_t>& geo,
+    index_t n, index_t c_first, index_t channels, index_t y0, index_t x0) {
+  const index_t sc = in.strides[1], sh = in.strides[2], sw = in.strides[3];
+  const scalar_t* base = in.data + n * in.strides[0] + c_first * sc;
+  stage_box(dst, box, planes, [&](int c, int r, int x) -> opmath_t {
+    const index_t y = y0 + r, xx = x0 + x;
+    return c < channels && inside(y, xx, geo.height, geo.width)
+        ? static_cast<opmath_t>(base[c * sc + y * sh + xx * sw])
+        : opmath_t(0);
+  });
+}
+
 // ---------------------------------------------------------------------------
 // Tiled forward.
 
@@ -296,8 +301,130 @@ struct ForwardPlan {
   StagedBox box1, box2;  // the input1 tile and the input2 tile + halo
 };
 
-// Warp w of a forward block: phase w % P, then row group, then displacement
-// column b, then displacement row group.
+// The work of one thread of a tiled forward block. Warp w: phase w % P,
+// then row group, then displacement column, then displacement row group.
+// Pixel q of the thread is tile row row1 + q*P; its input2 value for
+// displacement row a_first + al is at row row2 + (q + al)*P, column col2
+// of the input2 tile.
+template <typename index_t>
+struct ForwardTile {
+  index_t n, group;
+  index_t oy0, ox0;     // first output pixel of the block
+  index_t a0, b0;       // first displacement row and column of the block
+  index_t a_first, b;   // the thread's first displacement row, its column
+  int lane;
+  int na;               // displacement rows of the thread; 0: idle thread
+  int row1, row2, col2;
+};
+
+template <typename index_t>
+__device__ __forceinline__ ForwardTile<index_t> forward_tile(
+    const CorrelationGeometry<index_t>& geo, const ForwardPlan& plan) {
+  ForwardTile<index_t> t;
+  int64_t block = blockIdx.x;
+  const index_t tile_x = block % plan.tiles_x;
+  block /= plan.tiles_x;
+  const index_t tile_y = block % plan.tiles_y;
+  block /= plan.tiles_y;
+  const index_t chunk_w = block % plan.chunks_w;
+  block /= plan.chunks_w;
+  const index_t chunk_h = block % plan.chunks_h;
+  block /= plan.chunks_h;
+  t.group = block % geo.groups;
+  t.n = block / geo.groups;
+  t.oy0 = tile_y * plan.tile_h;
+  t.ox0 = tile_x * kTileW;
+  t.a0 = chunk_h * plan.disp_groups * kDispRows;
+  t.b0 = chunk_w * plan.disp_cols;
+
+  const int P = plan.row_phases;
+  const int warp = threadIdx.x / kWarpSize;
+  t.lane = threadIdx.x % kWarpSize;
+  const int phase = warp % P;
+  int rest = warp / P;
+  const int row_group = rest % plan.row_groups;
+  rest /= plan.row_groups;
+  const int col = rest % plan.disp_cols;
+  const int disp_group = rest / plan.disp_cols;
+  t.a_first = t.a0 + disp_group * kDispRows;
+  t.b = t.b0 + col;
+  const bool active = disp_group < plan.disp_groups &&
+      t.a_first < geo.disp_count_h && t.b < geo.disp_count_w;
+  t.na = active
+      ? static_cast<int>(std::min(static_cast<index_t>(kDispRows), geo.disp_count_h - t.a_first))
+      : 0;
+  t.row1 = phase + row_group * kRows * P;
+  t.row2 = phase + (row_group * kRows + disp_group * kDispRows) * P;
+  t.col2 = col * static_cast<int>(geo.disp_step_w) + t.lane;
+  return t;
+}
+
+// acc[q][al] += sum over the `chunk` staged channels of input1 at pixel q
+// times input2 at pixel q displaced by row a_first + al.
+template <typename index_t, typename opmath_t>
+__device__ __forceinline__ void accumulate_forward_chunk(
+    opmath_t (&acc)[kRows][kDispRows], const opmath_t* tile1, const opmath_t* tile2,
+    int chunk, const ForwardPlan& plan, const ForwardTile<index_t>& t) {
+  const int P = plan.row_phases;
+  for (int c = 0; c < chunk; ++c) {
+    const opmath_t* t1 = tile1 + c * plan.tile_stride + t.row1 * kTileW + t.lane;
+    const opmath_t* t2 = tile2 + c * plan.halo_stride + t.row2 * plan.halo_cols + t.col2;
+    opmath_t v1[kRows];
+    opmath_t v2[kRows + kDispRows - 1];
+#pragma unroll
+    for (int q = 0; q < kRows; ++q) {
+      v1[q] = t1[q * P * kTileW];
+    }
+    // Rows past the thread's last displacement row may lie outside the
+    // staged tile; they would only feed accumulators that are never stored.
+#pragma unroll
+    for (int k = 0; k < kRows + kDispRows - 1; ++k) {
+      v2[k] = k < kRows + t.na - 1 ? t2[k * P * plan.halo_cols] : opmath_t(0);
+    }
+#pragma unroll
+    for (int q = 0; q < kRows; ++q) {
+#pragma unroll
+      for (int al = 0; al < kDispRows; ++al) {
+        acc[q][al] += v1[q] * v2[q + al];
+      }
+    }
+  }
+}
+
+// Writes the thread's outputs: pixels q inside the image, displacement rows
+// al < na.
+template <typename scalar_t, typename index_t, typename opmath_t>
+__device__ __forceinline__ void store_forward_tile(
+    const TensorInfo<scalar_t, index_t>& output, const CorrelationGeometry<index_t>& geo,
+    const ForwardPlan& plan, const ForwardTile<index_t>& t,
+    const opmath_t (&acc)[kRows][kDispRows], opmath_t scale) {
+  const index_t ox = t.ox0 + t.lane;
+  if (ox >= geo.out_w) {
+    return;
+  }
+  const index_t so_n = output.strides[0], so_c = output.strides[1];
+  const index_t so_h = output.strides[2], so_w = output.strides[3];
+  scalar_t* out = output.data + t.n * so_n + ox * so_w +
+      (t.group * geo.displacements + t.a_first * geo.disp_count_w + t.b) * so_c;
+#pragma unroll
+  for (int q = 0; q < kRows; ++q) {
+    const index_t oy = t.oy0 + t.row1 + q * plan.row_phases;
+    if (oy < geo.out_h) {
+#pragma unroll
+      for (int al = 0; al < kDispRows; ++al) {
+        if (al < t.na) {
+          out[oy * so_h + al * geo.disp_count_w * so_c] =
+              static_cast<scalar_t>(acc[q][al] * scale);
+        }
+      }
+    }
+  }
+}
+
+// Per chunk of channels, the block stages the input1 tile (kernel 1 and
+// stride 1: output pixel (oy, ox) reads input1 at (oy - pad_h, ox - pad_w))
+// and the input2 tile shifted by the block's first displacement and
+// extended by the halo of its displacements.
 template <typename scalar_t, typename index_t>
 C10_LAUNCH_BOUNDS_1(kMaxThreads)
 __global__ void correlation_forward_tiled_kernel(
@@ -310,58 +437,12 @@ __global__ void correlation_forward_tiled_kernel(
   using opmath_t = at::opmath_type<scalar_t>;
   opmath_t* tile1 = dynamic_shared_memory<opmath_t>();
   opmath_t* tile2 = tile1 + plan.chunk_channels * plan.tile_stride;
-
-  int64_t block = blockIdx.x;
-  const index_t tile_x = block % plan.tiles_x;
-  block /= plan.tiles_x;
-  const index_t tile_y = block % plan.tiles_y;
-  block /= plan.tiles_y;
-  const index_t chunk_w = block % plan.chunks_w;
-  block /= plan.chunks_w;
-  const index_t chunk_h = block % plan.chunks_h;
-  block /= plan.chunks_h;
-  const index_t group = block % geo.groups;
-  const index_t n = block / geo.groups;
-
-  const int P = plan.row_phases;
-  const index_t oy0 = tile_y * plan.tile_h;
-  const index_t ox0 = tile_x * kTileW;
-  const index_t a0 = chunk_h * plan.disp_groups * kDispRows;
-  const index_t b0 = chunk_w * plan.disp_cols;
-  // Origins of the input1 tile (kernel 1, stride 1) and of the input2 tile
-  // (shifted by the block's first displacement, extended by the halo).
-  const index_t y1 = oy0 - geo.pad_h;
-  const index_t x1 = ox0 - geo.pad_w;
-  const index_t y2 = y1 + geo.disp_min_h + a0 * geo.disp_step_h;
-  const index_t x2 = x1 + geo.disp_min_w + b0 * geo.disp_step_w;
-
-  const int warp = threadIdx.x / kWarpSize;
-  const int lane = threadIdx.x % kWarpSize;
-  const int phase = warp % P;
-  int rest = warp / P;
-  const int row_group = rest % plan.row_groups;
-  rest /= plan.row_groups;
-  const int col = rest % plan.disp_cols;
-  const int disp_group = rest / plan.disp_cols;
-  const index_t a_first = a0 + disp_group * kDispRows;
-  const index_t b = b0 + col;
-  const bool active = disp_group < plan.disp_groups &&
-      a_first < geo.disp_count_h && b < geo.disp_count_w;
-  const int na = active
-      ? static_cast<int>(std::min(static_cast<index_t>(kDispRows), geo.disp_count_h - a_first))
-      : 0;
-  // Tile rows of the thread: pixel q at row1 + q*P of the input1 tile; the
-  // input2 value of pixel q and displacement row a_first + al at row
-  // row2 + (q + al)*P of the input2 tile.
-  const int row1 = phase + row_group * kRows * P;
-  const int row2 = phase + (row_group * kRows + disp_group * kDispRows) * P;
-  const int col2 = col * static_cast<int>(geo.disp_step_w) + lane;
-
-  const index_t s1n = input1.strides[0], s1c = input1.strides[1];
-  const index_t s1h = input1.strides[2], s1w = input1.strides[3];
-  const index_t s2n = input2.strides[0], s2c = input2.strides[1];
-  const index_t s2h = input2.strides[2], s2w = input2.strides[3];
-  const index_t c_begin = group * geo.channels_per_group;
+  const auto t = forward_tile(geo, plan);
+  const index_t y1 = t.oy0 - geo.pad_h;
+  const index_t x1 = t.ox0 - geo.pad_w;
+  const index_t y2 = y1 + geo.disp_min_h + t.a0 * geo.disp_step_h;
+  const index_t x2 = x1 + geo.disp_min_w + t.b0 * geo.disp_step_w;
+  const index_t c_begin = t.group * geo.channels_per_group;
 
   opmath_t acc[kRows][kDispRows];
 #pragma unroll
@@ -371,78 +452,20 @@ __global__ void correlation_forward_tiled_kernel(
       acc[q][al] = opmath_t(0);
     }
   }
-
   for (index_t c0 = 0; c0 < geo.channels_per_group; c0 += plan.chunk_channels) {
     const int chunk = static_cast<int>(
         std::min<index_t>(plan.chunk_channels, geo.channels_per_group - c0));
-    const scalar_t* base1 = input1.data + n * s1n + (c_begin + c0) * s1c;
-    const scalar_t* base2 = input2.data + n * s2n + (c_begin + c0) * s2c;
     // The previous chunk must be consumed before it is overwritten.
     __syncthreads();
-    stage_box(tile1, plan.box1, chunk, [&](int c, int r, int x) -> opmath_t {
-          const index_t y = y1 + r, xx = x1 + x;
-          return inside(y, xx, geo.height, geo.width)
-              ? static_cast<opmath_t>(base1[c * s1c + y * s1h + xx * s1w])
-              : opmath_t(0);
-        });
-    stage_box(tile2, plan.box2, chunk, [&](int c, int r, int x) -> opmath_t {
-          const index_t y = y2 + r, xx = x2 + x;
-          return inside(y, xx, geo.height, geo.width)
-              ? static_cast<opmath_t>(base2[c * s2c + y * s2h + xx * s2w])
-              : opmath_t(0);
-        });
+    stage_image_tile(tile1, plan.box1, chunk, input1, geo, t.n, c_begin + c0, index_t(chunk), y1, x1);
+    stage_image_tile(tile2, plan.box2, chunk, input2, geo, t.n, c_begin + c0, index_t(chunk), y2, x2);
     __syncthreads();
-    if (active) {
-      for (int c = 0; c < chunk; ++c) {
-        const opmath_t* t1 = tile1 + c * plan.tile_stride + row1 * kTileW + lane;
-        const opmath_t* t2 = tile2 + c * plan.halo_stride + row2 * plan.halo_cols + col2;
-        opmath_t v1[kRows];
-        opmath_t v2[kRows + kDispRows - 1];
-#pragma unroll
-        for (int q = 0; q < kRows; ++q) {
-          v1[q] = t1[q * P * kTileW];
-        }
-        // Rows past the last displacement row of the thread are outside the
-        // staged tile when na < kDispRows; they only feed accumulators that
-        // are never written.
-#pragma unroll
-        for (int k = 0; k < kRows + kDispRows - 1; ++k) {
-          v2[k] = k < kRows + na - 1 ? t2[k * P * plan.halo_cols] : opmath_t(0);
-        }
-#pragma unroll
-        for (int q = 0; q < kRows; ++q) {
-#pragma unroll
-          for (int al = 0; al < kDispRows; ++al) {
-            acc[q][al] += v1[q] * v2[q + al];
-          }
-        }
-      }
+    if (t.na > 0) {
+      accumulate_forward_chunk(acc, tile1, tile2, chunk, plan, t);
     }
   }
-
-  if (!active) {
-    return;
-  }
-  const index_t ox = ox0 + lane;
-  if (ox >= geo.out_w) {
-    return;
-  }
-  const index_t so_n = output.strides[0], so_c = output.strides[1];
-  const index_t so_h = output.strides[2], so_w = output.strides[3];
-  scalar_t* out = output.data + n * so_n + ox * so_w +
-      (group * geo.displacements + a_first * geo.disp_count_w + b) * so_c;
-#pragma unroll
-  for (int q = 0; q < kRows; ++q) {
-    const index_t oy = oy0 + row1 + q * P;
-    if (oy < geo.out_h) {
-#pragma unroll
-      for (int al = 0; al < kDispRows; ++al) {
-        if (al < na) {
-          out[oy * so_h + al * geo.disp_count_w * so_c] =
-              static_cast<scalar_t>(acc[q][al] * scale);
-        }
-      }
-    }
+  if (t.na > 0) {
+    store_forward_tile(output, geo, plan, t, acc, scale);
   }
 }
 
@@ -451,14 +474,11 @@ __global__ void correlation_forward_tiled_kernel(
 // block stages one input2 tile for all of them), then on displacement rows,
 // then on more pixel rows.
 inline bool plan_forward(const CorrelationParams& p, int64_t elem_size, ForwardPlan& plan) {
-  if (p.kernel_h != 1 || p.kernel_w != 1 || p.stride_h != 1 || p.stride_w != 1) {
+  const int64_t P = tiled_row_phases(p);
+  if (P == 0) {
     return false;
   }
-  const int64_t P = effective_step_h(p);
-  const int64_t step_w = effective_step_w(p);
-  if (P > kMaxRowPhases) {
-    return false;
-  }
+  const int64_t step_w = effective_step(p.disp_count_w, p.disp_step_w);
   const int64_t Ky = p.disp_count_h, Kx = p.disp_count_w;
   int64_t disp_cols = std::min<int64_t>(Kx, kMaxWarps / P);
   const int64_t chunks_w = ceil_div(Kx, disp_cols);
@@ -596,38 +616,98 @@ __device__ __forceinline__ void store_grad_tile(
   }
 }
 
-// grad_input1[c, y, x] = sum_{a,b} G[a*Kx + b, y + pad_h, x + pad_w] * in2[c, y + dy, x + dx].
-// Per step of disp_rows x disp_cols displacements the block stages G for
-// its tile (one plane per displacement) and the input2 tile + halo of its
-// channels.
-template <typename scalar_t, typename index_t>
+// The tiled backward kernels gather, for the gradient of one input, the
+// products of G with the other input (the "displaced operand"):
+//
+//   grad_input1[c, y, x] = sum_{a,b} G[a*Kx + b, y + pad_h, x + pad_w] * in2[c, y + dy, x + dx]
+//   grad_input2[c, y, x] = sum_{a,b} G[a*Kx + b, u + pad_h, v + pad_w] * in1[c, u, v],
+//                          (u, v) = (y - dy, x - dx)
+//
+// Per step of disp_rows x disp_cols displacements (a0 + al, b0 + bl) the
+// block stages G (one plane per displacement, for its tile of pixels) and
+// the displaced operand's tile + halo of its channels, then each thread
+// adds its kRows pixels x kChannels channels. The two gradients differ only
+// in where they read:
+//
+// * grad_input1 reads G at the pixel itself, and input2 at the pixel plus
+//   the displacement: the halo's origin is the step's first displacement,
+//   and pixel q, displacement (a0 + al, b0 + bl) read tile row
+//   row + (q + al)*P, column lane + bl*step_w.
+// * grad_input2 reads G at (u, v), zero where (u, v) is outside the image
+//   (input1 is zero there, and so is the term), and input1 at (u, v): the
+//   halo's origin is the step's last displacement (a0 + disp_rows - 1,
+//   b0 + disp_cols - 1), and pixel q, displacement (a0 + al, b0 + bl) read
+//   tile row row + (q + disp_rows - 1 - al)*P, column
+//   lane + (disp_cols - 1 - bl)*step_w.
+enum class BackwardTarget { kInput1, kInput2 };
+
+// Splits a plane index of the staged G into its displacement (al, bl):
+// d = al * disp_cols + bl with al < kDispRows, so a few subtractions.
+__device__ __forceinline__ void split_displacement(int d, int disp_cols, int& al, int& bl) {
+  al = 0;
+  bl = d;
+  while (bl >= disp_cols) {
+    bl -= disp_cols;
+    ++al;
+  }
+}
+
+// Stages G for displacements (a0 + al, b0 + bl), al < na, bl < nb (zero
+// planes past them); see BackwardTarget for the positions.
+template <BackwardTarget target, typename scalar_t, typename index_t, typename opmath_t>
+__device__ __forceinline__ void stage_grad_output(
+    opmath_t* dst, const TensorInfo<const scalar_t, index_t>& grad_output,
+    const CorrelationGeometry<index_t>& geo, const BackwardPlan& plan,
+    const BackwardTile<index_t>& t, index_t a0, index_t b0, int na, int nb) {
+  const index_t sgc = grad_output.strides[1];
+  const index_t sgh = grad_output.strides[2], sgw = grad_output.strides[3];
+  // (y + pad_h, x + pad_w) is a valid output position for every pixel
+  // (y, x) of the image.
+  const scalar_t* grad_base = grad_output.data + t.n * grad_output.strides[0] +
+      (t.group * geo.displacements) * sgc + geo.pad_h * sgh + geo.pad_w * sgw;
+  stage_box(dst, plan.grad_box, plan.grad_box.planes, [&](int d, int r, int x) -> opmath_t {
+    int al, bl;
+    split_displacement(d, plan.disp_cols, al, bl);
+    if (al >= na || bl >= nb) {
+      return opmath_t(0);
+    }
+    const index_t a = a0 + al, b = b0 + bl;
+    index_t y = t.y0 + r, xx = t.x0 + x;
+    if constexpr (target == BackwardTarget::kInput2) {
+      y -= geo.disp_min_h + a * geo.disp_step_h;
+      xx -= geo.disp_min_w + b * geo.disp_step_w;
+    }
+    if (!inside(y, xx, geo.height, geo.width)) {
+      return opmath_t(0);
+    }
+    return static_cast<opmath_t>(grad_base[(a * geo.disp_count_w + b) * sgc + y * sgh + xx * sgw]);
+  });
+}
+
+template <typename scalar_t, typename index_t, BackwardTarget target>
 C10_LAUNCH_BOUNDS_1(kMaxThreads)
-__global__ void correlation_backward_input1_tiled_kernel(
-    TensorInfo<scalar_t, index_t> grad_input1,
+__global__ void correlation_backward_tiled_kernel(
+    TensorInfo<scalar_t, index_t> grad_input,
     TensorInfo<const scalar_t, index_t> grad_output,
-    TensorInfo<const scalar_t, index_t> input2,
+    TensorInfo<const scalar_t, index_t> displaced,
     const CorrelationGeometry<index_t> geo,
     const BackwardPlan plan,
     const at::opmath_type<scalar_t> scale) {
   using opmath_t = at::opmath_type<scalar_t>;
+  constexpr bool kInput2 = target == BackwardTarget::kInput2;
   opmath_t* grad_tile = dynamic_shared_memory<opmath_t>();
-  opmath_t* tile2 = grad_tile + plan.disp_rows * plan.disp_cols * plan.grad_stride;
+  opmath_t* halo = grad_tile + plan.disp_rows * plan.disp_cols * plan.grad_stride;
 
   const auto t = backward_tile(geo, plan);
   const int P = plan.row_phases;
   const int block_channels = plan.channel_groups * kChannels;
   const bool active = t.channel_group < plan.channel_groups;
   const int step_w = static_cast<int>(geo.disp_step_w);
-
-  const index_t sgn = grad_output.strides[0], sgc = grad_output.strides[1];
-  const index_t sgh = grad_output.strides[2], sgw = grad_output.strides[3];
-  const index_t s2n = input2.strides[0], s2c = input2.strides[1];
-  const index_t s2h = input2.strides[2], s2w = input2.strides[3];
-  const scalar_t* grad_base = grad_output.data + t.n * sgn +
-      (t.group * geo.displacements) * sgc + geo.pad_h * sgh + geo.pad_w * sgw;
-  const scalar_t* base2 = input2.data + t.n * s2n +
-      (t.group * geo.channels_per_group + t.c0) * s2c;
+  const index_t c_first = t.group * geo.channels_per_group + t.c0;
   const index_t channels_left = geo.channels_per_group - t.c0;
+  // Register k of a channel holds halo row halo_row + k*P. For grad_input1,
+  // k past kRows + na - 2 is unused; for grad_input2, k below kDispRows - na.
+  const int halo_row = kInput2 ? t.row - (kDispRows - plan.disp_rows) * P : t.row;
 
   opmath_t acc[kRows][kChannels];
 #pragma unroll
@@ -640,33 +720,19 @@ __global__ void correlation_backward_input1_tiled_kernel(
 
   for (index_t a0 = 0; a0 < geo.disp_count_h; a0 += plan.disp_rows) {
     const int na = static_cast<int>(std::min<index_t>(plan.disp_rows, geo.disp_count_h - a0));
-    const index_t y2 = t.y0 + geo.disp_min_h + a0 * geo.disp_step_h;
+    const index_t halo_y = kInput2
+        ? t.y0 - geo.disp_min_h - (a0 + plan.disp_rows - 1) * geo.disp_step_h
+        : t.y0 + geo.disp_min_h + a0 * geo.disp_step_h;
     for (index_t b0 = 0; b0 < geo.disp_count_w; b0 += plan.disp_cols) {
       const int nb = static_cast<int>(std::min<index_t>(plan.disp_cols, geo.disp_count_w - b0));
-      const index_t x2 = t.x0 + geo.disp_min_w + b0 * geo.disp_step_w;
+      const index_t halo_x = kInput2
+          ? t.x0 - geo.disp_min_w - (b0 + plan.disp_cols - 1) * geo.disp_step_w
+          : t.x0 + geo.disp_min_w + b0 * geo.disp_step_w;
+      // The previous step must be consumed before it is overwritten.
       __syncthreads();
-      // G at the tile's own pixels: (y + pad_h, x + pad_w) is a valid output
-      // position for every pixel (y, x) of the image.
-      stage_box(grad_tile, plan.grad_box, plan.grad_box.planes,
-          [&](int d, int r, int x) -> opmath_t {
-            int al = 0, bl = d;
-            while (bl >= plan.disp_cols) {  // d = al * disp_cols + bl, al < 4
-              bl -= plan.disp_cols;
-              ++al;
-            }
-            const index_t y = t.y0 + r, xx = t.x0 + x;
-            if (al >= na || bl >= nb || y >= geo.height || xx >= geo.width) {
-              return opmath_t(0);
-            }
-            const index_t channel = (a0 + al) * geo.disp_count_w + b0 + bl;
-            return static_cast<opmath_t>(grad_base[channel * sgc + y * sgh + xx * sgw]);
-          });
-      stage_box(tile2, plan.halo_box, block_channels, [&](int c, int r, int x) -> opmath_t {
-            const index_t y = y2 + r, xx = x2 + x;
-            return c < channels_left && inside(y, xx, geo.height, geo.width)
-                ? static_cast<opmath_t>(base2[c * s2c + y * s2h + xx * s2w])
-                : opmath_t(0);
-          });
+      stage_grad_output<target>(grad_tile, grad_output, geo, plan, t, a0, b0, na, nb);
+      stage_image_tile(halo, plan.halo_box, block_channels, displaced, geo, t.n, c_first,
+                       channels_left, halo_y, halo_x);
       __syncthreads();
       if (!active) {
         continue;
@@ -676,22 +742,22 @@ __global__ void correlation_backward_input1_tiled_kernel(
         opmath_t gv[kRows][kDispRows];
 #pragma unroll
         for (int al = 0; al < kDispRows; ++al) {
-          const opmath_t* g = grad_tile + (al * plan.disp_cols + bl) * plan.grad_stride + t.row * kTileW + t.lane;
+          const opmath_t* g = grad_tile + (al * plan.disp_cols + bl) * plan.grad_stride +
+              t.row * kTileW + t.lane;
 #pragma unroll
           for (int q = 0; q < kRows; ++q) {
             gv[q][al] = al < na ? g[q * P * kTileW] : opmath_t(0);
           }
         }
+        const int col = (kInput2 ? plan.disp_cols - 1 - bl : bl) * step_w + t.lane;
 #pragma unroll
         for (int cb = 0; cb < kChannels; ++cb) {
-          // Pixel q and displacement row a0 + al read input2 at tile row
-          // t.row + (q + al)*P.
-          const opmath_t* v = tile2 + (t.channel_group * kChannels + cb) * plan.halo_stride +
-              t.row * plan.halo_cols + bl * step_w + t.lane;
-          opmath_t v2[kRows + kDispRows - 1];
+          const opmath_t* v = halo + (t.channel_group * kChannels + cb) * plan.halo_stride + col;
+          opmath_t vd[kRows + kDispRows - 1];
 #pragma unroll
           for (int k = 0; k < kRows + kDispRows - 1; ++k) {
-            v2[k] = k < kRows + na - 1 ? v[k * P * plan.halo_cols] : opmath_t(0);
+            const bool used = kInput2 ? k >= kDispRows - na : k < kRows + na - 1;
+            vd[k] = used ? v[(halo_row + k * P) * plan.halo_cols] : opmath_t(0);
           }
 #pragma unroll
           for (int q = 0; q < kRows; ++q) {
@@ -700,7 +766,7 @@ __global__ void correlation_backward_input1_tiled_kernel(
               // Guarded rather than multiplied by a zero gv, so that an
               // inf in a staged value cannot turn into a NaN.
               if (al < na) {
-                acc[q][cb] += gv[q][al] * v2[q + al];
+                acc[q][cb] += gv[q][al] * vd[kInput2 ? q + kDispRows - 1 - al : q + al];
               }
             }
           }
@@ -708,130 +774,7 @@ __global__ void correlation_backward_input1_tiled_kernel(
       }
     }
   }
-  store_grad_tile(grad_input1, geo, plan, t, acc, scale);
-}
-
-// grad_input2[c, y, x] = sum_{a,b} G[a*Kx + b, u + pad_h, v + pad_w] * in1[c, u, v]
-// with (u, v) = (y - dy, x - dx). Per step the block stages G at the
-// displaced positions (one plane per displacement, zero where (u, v) is
-// outside the image) and the input1 tile + halo of its channels. The halo
-// origin is the step's last displacement, (a0 + disp_rows - 1,
-// b0 + disp_cols - 1), so pixel q and displacement (a0 + al, b0 + bl) read
-// input1 at tile row row + (q + disp_rows - 1 - al)*P and column
-// lane + (disp_cols - 1 - bl)*step_w.
-template <typename scalar_t, typename index_t>
-C10_LAUNCH_BOUNDS_1(kMaxThreads)
-__global__ void correlation_backward_input2_tiled_kernel(
-    TensorInfo<scalar_t, index_t> grad_input2,
-    TensorInfo<const scalar_t, index_t> grad_output,
-    TensorInfo<const scalar_t, index_t> input1,
-    const CorrelationGeometry<index_t> geo,
-    const BackwardPlan plan,
-    const at::opmath_type<scalar_t> scale) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  opmath_t* grad_tile = dynamic_shared_memory<opmath_t>();
-  opmath_t* tile1 = grad_tile + plan.disp_rows * plan.disp_cols * plan.grad_stride;
-
-  const auto t = backward_tile(geo, plan);
-  const int P = plan.row_phases;
-  const int block_channels = plan.channel_groups * kChannels;
-  const bool active = t.channel_group < plan.channel_groups;
-  const int step_w = static_cast<int>(geo.disp_step_w);
-  // Register k = q + kDispRows - 1 - al holds tile row
-  // row + (k - (kDispRows - disp_rows))*P; k below kDispRows - na is unused.
-  const int row_base = t.row - (kDispRows - plan.disp_rows) * P;
-
-  const index_t sgn = grad_output.strides[0], sgc = grad_output.strides[1];
-  const index_t sgh = grad_output.strides[2], sgw = grad_output.strides[3];
-  const index_t s1n = input1.strides[0], s1c = input1.strides[1];
-  const index_t s1h = input1.strides[2], s1w = input1.strides[3];
-  const scalar_t* grad_base = grad_output.data + t.n * sgn +
-      (t.group * geo.displacements) * sgc + geo.pad_h * sgh + geo.pad_w * sgw;
-  const scalar_t* base1 = input1.data + t.n * s1n +
-      (t.group * geo.channels_per_group + t.c0) * s1c;
-  const index_t channels_left = geo.channels_per_group - t.c0;
-
-  opmath_t acc[kRows][kChannels];
-#pragma unroll
-  for (int q = 0; q < kRows; ++q) {
-#pragma unroll
-    for (int cb = 0; cb < kChannels; ++cb) {
-      acc[q][cb] = opmath_t(0);
-    }
-  }
-
-  for (index_t a0 = 0; a0 < geo.disp_count_h; a0 += plan.disp_rows) {
-    const int na = static_cast<int>(std::min<index_t>(plan.disp_rows, geo.disp_count_h - a0));
-    const index_t y1 = t.y0 - geo.disp_min_h - (a0 + plan.disp_rows - 1) * geo.disp_step_h;
-    for (index_t b0 = 0; b0 < geo.disp_count_w; b0 += plan.disp_cols) {
-      const int nb = static_cast<int>(std::min<index_t>(plan.disp_cols, geo.disp_count_w - b0));
-      const index_t x1 = t.x0 - geo.disp_min_w - (b0 + plan.disp_cols - 1) * geo.disp_step_w;
-      __syncthreads();
-      // G at the displaced positions: where (u, v) is in the image,
-      // (u + pad_h, v + pad_w) is a valid output position; elsewhere input1
-      // is zero and so is the term.
-      stage_box(grad_tile, plan.grad_box, plan.grad_box.planes,
-          [&](int d, int r, int x) -> opmath_t {
-            int al = 0, bl = d;
-            while (bl >= plan.disp_cols) {  // d = al * disp_cols + bl, al < 4
-              bl -= plan.disp_cols;
-              ++al;
-            }
-            if (al >= na || bl >= nb) {
-              return opmath_t(0);
-            }
-            const index_t a = a0 + al, bb = b0 + bl;
-            const index_t u = t.y0 + r - geo.disp_min_h - a * geo.disp_step_h;
-            const index_t v = t.x0 + x - geo.disp_min_w - bb * geo.disp_step_w;
-            if (!inside(u, v, geo.height, geo.width)) {
-              return opmath_t(0);
-            }
-            const index_t channel = a * geo.disp_count_w + bb;
-            return static_cast<opmath_t>(grad_base[channel * sgc + u * sgh + v * sgw]);
-          });
-      stage_box(tile1, plan.halo_box, block_channels, [&](int c, int r, int x) -> opmath_t {
-            const index_t y = y1 + r, xx = x1 + x;
-            return c < channels_left && inside(y, xx, geo.height, geo.width)
-                ? static_cast<opmath_t>(base1[c * s1c + y * s1h + xx * s1w])
-                : opmath_t(0);
-          });
-      __syncthreads();
-      if (!active) {
-        continue;
-      }
-      for (int bl = 0; bl < nb; ++bl) {
-        opmath_t gv[kRows][kDispRows];
-#pragma unroll
-        for (int al = 0; al < kDispRows; ++al) {
-          const opmath_t* g = grad_tile + (al * plan.disp_cols + bl) * plan.grad_stride + t.row * kTileW + t.lane;
-#pragma unroll
-          for (int q = 0; q < kRows; ++q) {
-            gv[q][al] = al < na ? g[q * P * kTileW] : opmath_t(0);
-          }
-        }
-        const int col1 = (plan.disp_cols - 1 - bl) * step_w + t.lane;
-#pragma unroll
-        for (int cb = 0; cb < kChannels; ++cb) {
-          const opmath_t* v = tile1 + (t.channel_group * kChannels + cb) * plan.halo_stride + col1;
-          opmath_t v1[kRows + kDispRows - 1];
-#pragma unroll
-          for (int k = 0; k < kRows + kDispRows - 1; ++k) {
-            v1[k] = k >= kDispRows - na ? v[(row_base + k * P) * plan.halo_cols] : opmath_t(0);
-          }
-#pragma unroll
-          for (int q = 0; q < kRows; ++q) {
-#pragma unroll
-            for (int al = 0; al < kDispRows; ++al) {
-              if (al < na) {
-                acc[q][cb] += gv[q][al] * v1[q + kDispRows - 1 - al];
-              }
-            }
-          }
-        }
-      }
-    }
-  }
-  store_grad_tile(grad_input2, geo, plan, t, acc, scale);
+  store_grad_tile(grad_input, geo, plan, t, acc, scale);
 }
 
 // Picks the backward tiling, or returns false when the configuration needs
@@ -839,14 +782,11 @@ __global__ void correlation_backward_input2_tiled_kernel(
 // value is reused by every channel of the block), then on pixel rows; the
 // shared memory then bounds the displacement columns per step.
 inline bool plan_backward(const CorrelationParams& p, int64_t elem_size, BackwardPlan& plan) {
-  if (p.kernel_h != 1 || p.kernel_w != 1 || p.stride_h != 1 || p.stride_w != 1) {
+  const int64_t P = tiled_row_phases(p);
+  if (P == 0) {
     return false;
   }
-  const int64_t P = effective_step_h(p);
-  const int64_t step_w = effective_step_w(p);
-  if (P > kMaxRowPhases) {
-    return false;
-  }
+  const int64_t step_w = effective_step(p.disp_count_w, p.disp_step_w);
   const int64_t Kx = p.disp_count_w;
   const int64_t disp_rows = std::min<int64_t>(kDispRows, p.disp_count_h);
   const int64_t budget = kSharedMemoryBytes / elem_size;
@@ -1113,7 +1053,7 @@ void launch_correlation_forward(
     const Launch& launch, const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
     const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const auto geo = make_geometry<index_t>(p);
+  const CorrelationGeometry<index_t> geo(p);
   const auto scale = static_cast<opmath_t>(p.scale);
   auto out_info = getTensorInfo<scalar_t, index_t>(output);
   auto in1_info = getTensorInfo<const scalar_t, index_t>(input1);
@@ -1140,7 +1080,7 @@ void launch_correlation_backward(
     const TensorBase& grad_output, const TensorBase& input1,
     const TensorBase& input2, const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const auto geo = make_geometry<index_t>(p);
+  const CorrelationGeometry<index_t> geo(p);
   const auto scale = static_cast<opmath_t>(p.scale);
   auto grad_info = getTensorInfo<const scalar_t, index_t>(grad_output);
 
@@ -1160,7 +1100,7 @@ void launch_correlation_backward(
     auto in2_info = getTensorInfo<const scalar_t, index_t>(input2);
     if (tiled) {
       plan.halo_box = halo_box(input2);
-      launch(&correlation_backward_input1_tiled_kernel<scalar_t, index_t>,
+      launch(&correlation_backward_tiled_kernel<scalar_t, index_t, BackwardTarget::kInput1>,
           plan.blocks, plan.threads, plan.shared_bytes, gi1_info, grad_info, in2_info, geo, plan, scale);
     } else {
       const int64_t count = grad_input1.numel();
@@ -1173,7 +1113,7 @@ void launch_correlation_backward(
     auto in1_info = getTensorInfo<const scalar_t, index_t>(input1);
     if (tiled) {
       plan.halo_box = halo_box(input1);
-      launch(&correlation_backward_input2_tiled_kernel<scalar_t, index_t>,
+      launch(&correlation_backward_tiled_kernel<scalar_t, index_t, BackwardTarget::kInput2>,
           plan.blocks, plan.threads, plan.shared_bytes, gi2_info, grad_info, in1_info, geo, plan, scale);
     } else {
       const int64_t count = grad_input2.numel();

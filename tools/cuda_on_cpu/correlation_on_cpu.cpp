@@ -51,11 +51,11 @@ void name_kernels() {
       "forward tiled");
   add(reinterpret_cast<const void*>(&correlation_forward_generic_kernel<scalar_t, index_t>),
       "forward generic");
-  add(reinterpret_cast<const void*>(&correlation_backward_input1_tiled_kernel<scalar_t, index_t>),
+  add(reinterpret_cast<const void*>(&correlation_backward_tiled_kernel<scalar_t, index_t, BackwardTarget::kInput1>),
       "grad_input1 tiled");
   add(reinterpret_cast<const void*>(&correlation_backward_input1_generic_kernel<scalar_t, index_t>),
       "grad_input1 generic");
-  add(reinterpret_cast<const void*>(&correlation_backward_input2_tiled_kernel<scalar_t, index_t>),
+  add(reinterpret_cast<const void*>(&correlation_backward_tiled_kernel<scalar_t, index_t, BackwardTarget::kInput2>),
       "grad_input2 tiled");
   add(reinterpret_cast<const void*>(&correlation_backward_input2_generic_kernel<scalar_t, index_t>),
       "grad_input2 generic");
@@ -109,9 +109,10 @@ at::TensorBase as_batched(const at::Tensor& t) {
 
 // Outputs are filled with NaN rather than left uninitialized, so that an
 // element no kernel thread writes fails the comparison.
+// The memory format follows `like`, as in SpatialCorrelation.cpp.
 at::Tensor nan_like_layout(at::IntArrayRef sizes, const at::Tensor& like) {
-  return at::full(sizes, std::numeric_limits<double>::quiet_NaN(),
-                  like.options().memory_format(like.suggest_memory_format()));
+  return at::empty(sizes, like.options(), like.suggest_memory_format())
+      .fill_(std::numeric_limits<double>::quiet_NaN());
 }
 
 void check_cpu(const at::Tensor& t, const char* name) {
