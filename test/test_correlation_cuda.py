@@ -2,7 +2,7 @@
 """CUDA-specific tests of ``torch.nn.functional.correlation``.
 
 The device-generic tests (test_correlation.py) already run on CUDA; these
-cover what is particular to the CUDA kernels (aten_native/cuda/SpatialCorrelation.cu):
+cover what is particular to the CUDA kernels (aten_native/cuda/SpatialCorrelation.cuh):
 
 * CPU-vs-CUDA agreement, forward and backward, over many random
   configurations chosen to hit both the tiled kernels (kernel_size 1,
@@ -11,6 +11,14 @@ cover what is particular to the CUDA kernels (aten_native/cuda/SpatialCorrelatio
 * the network configurations the tiled kernels are built for (PWC-Net,
   FlowNetC, GwcNet);
 * 64-bit indexing, streams, devices, determinism and device errors.
+
+The correctness tests (CUDAKernelTests) run twice: on a GPU through the
+operator (TestCorrelationCUDA, skipped without one) and, on every machine,
+through tools/cuda_on_cpu.py, which runs the same kernels with the same
+launch configurations on the CPU (TestCorrelationCUDAOnCPU; it adds thread
+order, forced 64-bit indexing and far displacements).
+``python tools/cuda_on_cpu.py --sanitize`` runs that class under
+AddressSanitizer and UndefinedBehaviorSanitizer.
 
 The expected values come from the CPU kernels and from ``reference_correlation``
 below, an independent float64 implementation written from the documented
@@ -252,6 +260,11 @@ def harness_forward_backward(x1, x2, grad_output, max_disp, kwargs):
     return out, g1, g2
 
 
+# The expected values of the last _check_against_cpu call, reused when only
+# the layout changes.
+_expected_cache = {}
+
+
 class CUDAKernelTests:
     """Correctness tests of the CUDA kernels, run on a GPU (TestCorrelationCUDA)
     and on the CPU through the harness (TestCorrelationCUDAOnCPU). A subclass
@@ -270,12 +283,29 @@ class CUDAKernelTests:
     def _correlation(self, x1, x2, max_disp, **kwargs):
         return self._forward_backward(x1, x2, None, max_disp, kwargs)[0]
 
-    def _check_against_cpu(self, shape, max_disp, kwargs, dtype, layout="contiguous", seed=0, msg=""):
-        """CUDA (in ``layout``) against the CPU kernel and/or the reference."""
-        x1, x2 = self._inputs(shape, dtype, device="cpu", seed=seed)
+    def _expected(self, x1, x2, max_disp, kwargs, dtype, seed):
+        """grad_output, the reference output and gradients (float64 autograd
+        through the reference) and, in float64 and float32, the CPU kernels'."""
         ref_out = reference_correlation(x1, x2, max_disp, **kwargs)
         g = torch.Generator().manual_seed(seed + 1)
         go = torch.randn(ref_out.shape, generator=g, dtype=torch.float64).to(dtype)
+        r1 = x1.to(torch.float64).requires_grad_()
+        r2 = x2.to(torch.float64).requires_grad_()
+        rg1, rg2 = torch.autograd.grad(
+            reference_correlation(r1, r2, max_disp, **kwargs), (r1, r2), go.to(torch.float64))
+        cpu = None
+        if dtype in (torch.float64, torch.float32):
+            cpu = autograd_forward_backward(x1, x2, go, max_disp, kwargs)
+        return go, ref_out, rg1, rg2, cpu
+
+    def _check_against_cpu(self, shape, max_disp, kwargs, dtype, layout="contiguous", seed=0, msg=""):
+        """CUDA (in ``layout``) against the CPU kernel and/or the reference."""
+        x1, x2 = self._inputs(shape, dtype, device="cpu", seed=seed)
+        key = (shape, repr(max_disp), repr(sorted(kwargs.items())), dtype, seed)
+        if key not in _expected_cache:
+            _expected_cache.clear()
+            _expected_cache[key] = self._expected(x1, x2, max_disp, kwargs, dtype, seed)
+        go, ref_out, rg1, rg2, cpu = _expected_cache[key]
 
         c1 = make_layout(x1.to(self.device), layout)
         c2 = make_layout(x2.to(self.device), layout)
@@ -286,16 +316,8 @@ class CUDAKernelTests:
         self.assertEqual(g2.shape, x2.shape)
         self.assertTrue(out.isfinite().all(), msg=msg)
 
-        # Reference gradients (float64 autograd through the reference).
-        r1 = x1.to(torch.float64).requires_grad_()
-        r2 = x2.to(torch.float64).requires_grad_()
-        rg1, rg2 = torch.autograd.grad(
-            reference_correlation(r1, r2, max_disp, **kwargs), (r1, r2), go.to(torch.float64))
-
-        if dtype in (torch.float64, torch.float32):
-            cpu_out, cpu_g1, cpu_g2 = autograd_forward_backward(x1, x2, go, max_disp, kwargs)
-            for name, actual, expected in (("output", out, cpu_out), ("grad_input1", g1, cpu_g1),
-                                           ("grad_input2", g2, cpu_g2)):
+        if cpu is not None:
+            for name, actual, expected in zip(("output", "grad_input1", "grad_input2"), (out, g1, g2), cpu):
                 self.assertEqual(actual.cpu(), expected, exact_dtype=True,
                                  msg=f"{name} vs CPU: {msg}", **_tolerances(dtype, expected))
         for name, actual, expected in (("output", out, ref_out), ("grad_input1", g1, rg1),
@@ -745,9 +767,9 @@ class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
         # Displacements larger than the image: every displaced read is
         # outside it, so the output and the gradients are zeros (and the
         # staged halos are all padding).
-        for max_disp, kwargs in (((0, 0), dict(min_displacement=(-40, 45))),
+        for max_disp, kwargs in (((-40, 45), dict(min_displacement=(-40, 45))),
                                  ((30, 50), dict(min_displacement=(30, 41), displacement_stride=(1, 3))),
-                                 ((0, 0), dict(min_displacement=(-30, -60), kernel_size=2))):
+                                 ((-9, -41), dict(min_displacement=(-30, -60), kernel_size=2))):
             for dtype in (torch.float32, torch.bfloat16):
                 self._check_against_cpu((1, 3, 9, 40), max_disp, kwargs, dtype, msg=str(kwargs))
 

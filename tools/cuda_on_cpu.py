@@ -233,12 +233,12 @@ def _run_suite(test_args: list[str]) -> int:
     return 0 if ok else 1
 
 
-def _sanitizer_runtime() -> str:
+def _compiler_library(name: str) -> str:
     cxx = os.environ.get("CXX", "c++")
-    path = subprocess.run([cxx, "-print-file-name=libasan.so"], capture_output=True,
+    path = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True,
                           text=True, check=True).stdout.strip()
     if not os.path.isabs(path) or not os.path.exists(path):
-        raise RuntimeError(f"cuda_on_cpu: libasan.so not found ({cxx} -print-file-name gave {path!r})")
+        raise RuntimeError(f"cuda_on_cpu: {name} not found ({cxx} -print-file-name gave {path!r})")
     return path
 
 
@@ -246,7 +246,9 @@ def sanitized_env() -> dict[str, str]:
     """The environment of a subprocess that uses the sanitized harness."""
     env = dict(os.environ)
     env[SANITIZE_ENV] = "1"
-    env["LD_PRELOAD"] = _sanitizer_runtime()
+    # libstdc++ with it: ASan resolves the C++ exception functions it
+    # intercepts when it starts, and the Python binary does not link them.
+    env["LD_PRELOAD"] = f"{_compiler_library('libasan.so')} {_compiler_library('libstdc++.so')}"
     # Python and torch allocate for the life of the process; the fibers'
     # stacks are switched by hand (annotated for ASan).
     env["ASAN_OPTIONS"] = "detect_leaks=0:detect_stack_use_after_return=0:abort_on_error=1"

@@ -616,14 +616,9 @@ __device__ __forceinline__ void store_grad_tile(
   }
 }
 
-// The tiled backward kernels gather, for the gradient of one input, the
-// products of G with the other input (the "displaced operand"):
-//
-//   grad_input1[c, y, x] = sum_{a,b} G[a*Kx + b, y + pad_h, x + pad_w] * in2[c, y + dy, x + dx]
-//   grad_input2[c, y, x] = sum_{a,b} G[a*Kx + b, u + pad_h, v + pad_w] * in1[c, u, v],
-//                          (u, v) = (y - dy, x - dx)
-//
-// Per step of disp_rows x disp_cols displacements (a0 + al, b0 + bl) the
+// The tiled backward kernel gathers the gradient of one input from G and
+// the other input, the displaced operand (formulas in the NOTE above). Per
+// step of disp_rows x disp_cols displacements (a0 + al, b0 + bl) the
 // block stages G (one plane per displacement, for its tile of pixels) and
 // the displaced operand's tile + halo of its channels, then each thread
 // adds its kRows pixels x kChannels channels. The two gradients differ only
