@@ -785,6 +785,8 @@ class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
             with cuda_on_cpu.schedule(order):
                 results.append(module.run_defective_kernel("missing_barrier", 64))
         self.assertNotEqual(results[0], results[1], equal_nan=True)
+        # Out-of-bounds and overflow defects: `python tools/cuda_on_cpu.py
+        # --sanitize` checks that its sanitizers report them.
 
 
 if __name__ == "__main__":

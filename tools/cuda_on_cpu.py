@@ -25,9 +25,11 @@ launches per kernel, index type and dtype.
 Run as a script, it runs the CUDA correctness tests of
 ``test/test_correlation_cuda.py`` through the harness and prints the coverage
 table; ``--sanitize`` does so in a build with AddressSanitizer and
-UndefinedBehaviorSanitizer (in a subprocess that preloads libasan). The exit
-status is 0 only when every test passed and every kernel ran in every index
-type and dtype.
+UndefinedBehaviorSanitizer (in a subprocess that preloads libasan), and then
+checks that the sanitizers do report a kernel's shared-memory overflow and
+32-bit index overflow. The exit status is 0 only when every test passed,
+every kernel ran in every index type and dtype, and (with ``--sanitize``) both
+defects were reported.
 
 The harness is built on first use into ``build/cuda_on_cpu/`` (ninja, through
 ``torch.utils.cpp_extension.load``; ``CUDA_ON_CPU_BUILD`` overrides the directory).
@@ -256,6 +258,23 @@ def sanitized_env() -> dict[str, str]:
     return env
 
 
+def _sanitizers_report_defects() -> bool:
+    """Runs a kernel that writes shared memory one past its end and one whose
+    32-bit index overflows, each in a sanitized subprocess: True when
+    AddressSanitizer and UndefinedBehaviorSanitizer report them."""
+    ok = True
+    for kernel, report in (("shared_overflow", "AddressSanitizer: heap-buffer-overflow"),
+                           ("index_overflow", "runtime error: signed integer overflow")):
+        code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import cuda_on_cpu; "
+                f"cuda_on_cpu._load().run_defective_kernel({kernel!r}, 64)")
+        run = subprocess.run([sys.executable, "-c", code], env=sanitized_env(),
+                             capture_output=True, text=True)
+        found = run.returncode != 0 and report in run.stderr
+        print(f"sanitizer check: {kernel}: {'reported' if found else 'NOT REPORTED'} ({report})")
+        ok &= found
+    return ok
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sanitize", action="store_true",
@@ -263,8 +282,11 @@ def main() -> int:
     parser.add_argument("tests", nargs="*", help="run only the tests whose id contains one of these")
     args = parser.parse_args()
     if args.sanitize and not sanitized():
-        return subprocess.call([sys.executable, __file__, "--sanitize", *args.tests],
-                               env=sanitized_env())
+        status = subprocess.call([sys.executable, __file__, "--sanitize", *args.tests],
+                                 env=sanitized_env())
+        if not _sanitizers_report_defects():
+            status = status or 1
+        return status
     return _run_suite(args.tests)
 
 

@@ -172,9 +172,11 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> correlation_bac
   return {grad_input1, grad_input2};
 }
 
-// Two kernels with the defects the harness exists to find, for its own
-// tests: threads that return while the others wait at a barrier, and a read
-// of shared memory that another thread writes without a barrier between.
+// Kernels with the defects the harness exists to find, for its own tests:
+// threads that return while the others wait at a barrier, a read of shared
+// memory that another thread writes without a barrier between, and (for the
+// sanitized build) a shared-memory write one past the end and a 32-bit
+// index computation that overflows.
 __global__ void early_return_kernel(float* out) {
   if (threadIdx.x == 0) {
     return;
@@ -189,6 +191,19 @@ __global__ void missing_barrier_kernel(float* out) {
   out[threadIdx.x] = values[(threadIdx.x + 1) % blockDim.x];
 }
 
+__global__ void shared_overflow_kernel(float* out) {
+  float* values = dynamic_shared_memory<float>();
+  values[threadIdx.x + 1] = 1.0f;
+  __syncthreads();
+  out[threadIdx.x] = values[threadIdx.x];
+}
+
+__global__ void index_overflow_kernel(float* out) {
+  int index = std::numeric_limits<int>::max() - static_cast<int>(blockDim.x) / 2;
+  index += static_cast<int>(threadIdx.x);
+  out[threadIdx.x] = static_cast<float>(index % 7);
+}
+
 at::Tensor run_defective_kernel(const std::string& name, int64_t threads) {
   auto out = at::zeros({threads}, at::kFloat);
   if (name == "early_return") {
@@ -196,6 +211,11 @@ at::Tensor run_defective_kernel(const std::string& name, int64_t threads) {
   } else if (name == "missing_barrier") {
     cuda_on_cpu::launch(
         &missing_barrier_kernel, 1, threads, threads * sizeof(float), out.data_ptr<float>());
+  } else if (name == "shared_overflow") {
+    cuda_on_cpu::launch(
+        &shared_overflow_kernel, 1, threads, threads * sizeof(float), out.data_ptr<float>());
+  } else if (name == "index_overflow") {
+    cuda_on_cpu::launch(&index_overflow_kernel, 1, threads, 0, out.data_ptr<float>());
   } else {
     TORCH_CHECK(false, "cuda_on_cpu: unknown kernel ", name);
   }

@@ -204,6 +204,11 @@ class BlockRunner {
       f.context.uc_link = nullptr;
       f.error = nullptr;
       makecontext(&f.context, &BlockRunner::fiber_main, 0);
+      // makecontext has placed the stack; swapcontext does not read
+      // uc_stack, but AddressSanitizer's swapcontext clears the shadow of
+      // the whole target stack on every switch when it is set.
+      f.context.uc_stack.ss_sp = nullptr;
+      f.context.uc_stack.ss_size = 0;
     }
     std::vector<unsigned int> order(threads);
     std::string failure;
