@@ -2,7 +2,7 @@
 """CUDA-specific tests of ``torch.nn.functional.correlation``.
 
 The device-generic tests (test_correlation.py) already run on CUDA; these
-cover what is particular to the CUDA kernels (aten_native/cuda/SpatialCorrelation.cu):
+cover what is particular to the CUDA kernels (aten_native/cuda/SpatialCorrelation.cuh):
 
 * CPU-vs-CUDA agreement, forward and backward, over many random
   configurations chosen to hit both the tiled kernels (kernel_size 1,
@@ -11,6 +11,14 @@ cover what is particular to the CUDA kernels (aten_native/cuda/SpatialCorrelatio
 * the network configurations the tiled kernels are built for (PWC-Net,
   FlowNetC, GwcNet);
 * 64-bit indexing, streams, devices, determinism and device errors.
+
+The correctness tests (CUDAKernelTests) run twice: on a GPU through the
+operator (TestCorrelationCUDA, skipped without one) and, on every machine,
+through tools/cuda_on_cpu.py, which runs the same kernels with the same
+launch configurations on the CPU (TestCorrelationCUDAOnCPU; it adds thread
+order, forced 64-bit indexing and far displacements).
+``python tools/cuda_on_cpu.py --sanitize`` runs that class under
+AddressSanitizer and UndefinedBehaviorSanitizer.
 
 The expected values come from the CPU kernels and from ``reference_correlation``
 below, an independent float64 implementation written from the documented
@@ -24,8 +32,10 @@ result (relative 1e-2) plus a small multiple of the output's magnitude.
 """
 
 import random
+import sys
 import unittest
 import warnings
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +46,9 @@ from torch.testing._internal.common_utils import (
 )
 
 import torch_correlation  # noqa: F401  (registers aten::correlation)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import cuda_on_cpu  # noqa: E402  (the CUDA kernels run on the CPU)
 
 TEST_CUDA = torch.cuda.is_available()
 TEST_MULTIGPU = TEST_CUDA and torch.cuda.device_count() >= 2
@@ -223,49 +236,88 @@ def _tolerances(dtype, expected):
     return dict(rtol=1e-2, atol=2e-3 * scale)
 
 
-@unittest.skipIf(not TEST_CUDA, "CUDA not available")
-class TestCorrelationCUDA(TestCase):
-    def _inputs(self, shape, dtype, device="cuda", seed=0):
+def autograd_forward_backward(x1, x2, grad_output, max_disp, kwargs):
+    """F.correlation and its gradients through autograd, on the inputs' device."""
+    x1 = x1.detach().requires_grad_()
+    x2 = x2.detach().requires_grad_()
+    out = F.correlation(x1, x2, max_disp, **kwargs)
+    if grad_output is None:
+        return out, None, None
+    g1, g2 = torch.autograd.grad(out, (x1, x2), grad_output)
+    return out.detach(), g1, g2
+
+
+def harness_forward_backward(x1, x2, grad_output, max_disp, kwargs):
+    """The CUDA kernels run on the CPU (tools/cuda_on_cpu.py), same contract."""
+    out = cuda_on_cpu.correlation(x1, x2, max_disp, **kwargs)
+    if grad_output is None:
+        return out, None, None
+    g1, g2 = cuda_on_cpu.correlation_backward(
+        grad_output, x1, x2, max_disp, kwargs.get("min_displacement"),
+        kwargs.get("kernel_size", 1), kwargs.get("stride", 1), kwargs.get("padding", 0),
+        kwargs.get("dilation", 1), kwargs.get("displacement_stride", 1),
+        kwargs.get("groups", 1), kwargs.get("scale", 1.0), (True, True))
+    return out, g1, g2
+
+
+# The expected values of the last _check_against_cpu call, reused when only
+# the layout changes.
+_expected_cache = {}
+
+
+class CUDAKernelTests:
+    """Correctness tests of the CUDA kernels, run on a GPU (TestCorrelationCUDA)
+    and on the CPU through the harness (TestCorrelationCUDAOnCPU). A subclass
+    sets ``device`` (where the kernels' tensors live) and
+    ``_forward_backward`` (output and both gradients)."""
+
+    device = "cuda"
+
+    def _inputs(self, shape, dtype, device=None, seed=0):
         g = torch.Generator().manual_seed(seed)
         x1 = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
         x2 = torch.randn(shape, generator=g, dtype=torch.float64).to(dtype)
+        device = self.device if device is None else device
         return x1.to(device), x2.to(device)
 
-    def _forward_backward(self, x1, x2, grad_output, max_disp, kwargs):
-        x1 = x1.detach().requires_grad_()
-        x2 = x2.detach().requires_grad_()
-        out = F.correlation(x1, x2, max_disp, **kwargs)
-        if grad_output is None:
-            return out, None, None
-        g1, g2 = torch.autograd.grad(out, (x1, x2), grad_output)
-        return out.detach(), g1, g2
+    def _correlation(self, x1, x2, max_disp, **kwargs):
+        return self._forward_backward(x1, x2, None, max_disp, kwargs)[0]
+
+    def _expected(self, x1, x2, max_disp, kwargs, dtype, seed):
+        """grad_output, the reference output and gradients (float64 autograd
+        through the reference) and, in float64 and float32, the CPU kernels'."""
+        ref_out = reference_correlation(x1, x2, max_disp, **kwargs)
+        g = torch.Generator().manual_seed(seed + 1)
+        go = torch.randn(ref_out.shape, generator=g, dtype=torch.float64).to(dtype)
+        r1 = x1.to(torch.float64).requires_grad_()
+        r2 = x2.to(torch.float64).requires_grad_()
+        rg1, rg2 = torch.autograd.grad(
+            reference_correlation(r1, r2, max_disp, **kwargs), (r1, r2), go.to(torch.float64))
+        cpu = None
+        if dtype in (torch.float64, torch.float32):
+            cpu = autograd_forward_backward(x1, x2, go, max_disp, kwargs)
+        return go, ref_out, rg1, rg2, cpu
 
     def _check_against_cpu(self, shape, max_disp, kwargs, dtype, layout="contiguous", seed=0, msg=""):
         """CUDA (in ``layout``) against the CPU kernel and/or the reference."""
         x1, x2 = self._inputs(shape, dtype, device="cpu", seed=seed)
-        ref_out = reference_correlation(x1, x2, max_disp, **kwargs)
-        g = torch.Generator().manual_seed(seed + 1)
-        go = torch.randn(ref_out.shape, generator=g, dtype=torch.float64).to(dtype)
+        key = (shape, repr(max_disp), repr(sorted(kwargs.items())), dtype, seed)
+        if key not in _expected_cache:
+            _expected_cache.clear()
+            _expected_cache[key] = self._expected(x1, x2, max_disp, kwargs, dtype, seed)
+        go, ref_out, rg1, rg2, cpu = _expected_cache[key]
 
-        c1 = make_layout(x1.cuda(), layout)
-        c2 = make_layout(x2.cuda(), layout)
-        out, g1, g2 = self._forward_backward(c1, c2, go.cuda(), max_disp, kwargs)
+        c1 = make_layout(x1.to(self.device), layout)
+        c2 = make_layout(x2.to(self.device), layout)
+        out, g1, g2 = self._forward_backward(c1, c2, go.to(self.device), max_disp, kwargs)
         self.assertEqual(out.dtype, dtype)
         self.assertEqual(out.shape, ref_out.shape)
         self.assertEqual(g1.shape, x1.shape)
         self.assertEqual(g2.shape, x2.shape)
         self.assertTrue(out.isfinite().all(), msg=msg)
 
-        # Reference gradients (float64 autograd through the reference).
-        r1 = x1.to(torch.float64).requires_grad_()
-        r2 = x2.to(torch.float64).requires_grad_()
-        rg1, rg2 = torch.autograd.grad(
-            reference_correlation(r1, r2, max_disp, **kwargs), (r1, r2), go.to(torch.float64))
-
-        if dtype in (torch.float64, torch.float32):
-            cpu_out, cpu_g1, cpu_g2 = self._forward_backward(x1, x2, go, max_disp, kwargs)
-            for name, actual, expected in (("output", out, cpu_out), ("grad_input1", g1, cpu_g1),
-                                           ("grad_input2", g2, cpu_g2)):
+        if cpu is not None:
+            for name, actual, expected in zip(("output", "grad_input1", "grad_input2"), (out, g1, g2), cpu):
                 self.assertEqual(actual.cpu(), expected, exact_dtype=True,
                                  msg=f"{name} vs CPU: {msg}", **_tolerances(dtype, expected))
         for name, actual, expected in (("output", out, ref_out), ("grad_input1", g1, rg1),
@@ -380,7 +432,7 @@ class TestCorrelationCUDA(TestCase):
         for max_disp, kwargs in ((3, {}), (2, dict(kernel_size=2, stride=2))):
             for dtype in ALL_DTYPES:
                 x1, x2 = self._inputs(shape, dtype)
-                go = torch.randn_like(F.correlation(x1, x2, max_disp, **kwargs))
+                go = torch.randn_like(self._correlation(x1, x2, max_disp, **kwargs))
                 expected = self._forward_backward(x1, x2, go, max_disp, kwargs)
                 for layout in LAYOUTS[1:]:
                     for which in ("both", "input1", "input2"):
@@ -394,7 +446,7 @@ class TestCorrelationCUDA(TestCase):
                 for a, b in zip(got, expected):
                     self.assertEqual(a, b, atol=0, rtol=0)
                 # An expanded (stride 0) grad_output, as sum() produces.
-                ones = torch.ones((), dtype=dtype, device="cuda").expand(go.shape)
+                ones = torch.ones((), dtype=dtype, device=self.device).expand(go.shape)
                 got = self._forward_backward(x1, x2, ones, max_disp, kwargs)
                 dense = self._forward_backward(x1, x2, ones.contiguous(), max_disp, kwargs)
                 for a, b in zip(got, dense):
@@ -402,10 +454,10 @@ class TestCorrelationCUDA(TestCase):
 
     def test_memory_format_follows_inputs(self):
         x1, x2 = self._inputs((2, 4, 6, 7), torch.float32)
-        cl1 = x1.contiguous(memory_format=torch.channels_last).requires_grad_()
-        out = F.correlation(cl1, x2.requires_grad_(), 1)
+        cl1 = x1.contiguous(memory_format=torch.channels_last)
+        go = torch.randn_like(self._correlation(cl1, x2, 1))
+        out, g1, g2 = self._forward_backward(cl1, x2, go, 1, {})
         self.assertTrue(out.is_contiguous(memory_format=torch.channels_last))
-        g1, g2 = torch.autograd.grad(out, (cl1, x2), torch.randn_like(out))
         self.assertTrue(g1.is_contiguous(memory_format=torch.channels_last))
         self.assertTrue(g2.is_contiguous())
 
@@ -413,14 +465,15 @@ class TestCorrelationCUDA(TestCase):
         for dtype in (torch.float32, torch.float16):
             # N == 0.
             x1, x2 = self._inputs((0, 3, 5, 6), dtype)
-            out, g1, g2 = self._forward_backward(x1, x2, torch.empty(0, 9, 5, 6, dtype=dtype, device="cuda"), 1, {})
+            out, g1, g2 = self._forward_backward(
+                x1, x2, torch.empty(0, 9, 5, 6, dtype=dtype, device=self.device), 1, {})
             self.assertEqual(out.shape, (0, 9, 5, 6))
             self.assertEqual(g1.shape, x1.shape)
             self.assertEqual(g2.shape, x2.shape)
             # C == 0: every output element is an empty sum.
             x1, x2 = self._inputs((2, 0, 5, 37), dtype)
             for kwargs in ({}, dict(kernel_size=2)):
-                out = F.correlation(x1, x2, 2, **kwargs)
+                out = self._correlation(x1, x2, 2, **kwargs)
                 self.assertEqual(out, torch.zeros_like(out), atol=0, rtol=0)
                 go = torch.randn_like(out)
                 _, g1, g2 = self._forward_backward(x1, x2, go, 2, kwargs)
@@ -429,19 +482,51 @@ class TestCorrelationCUDA(TestCase):
 
     def test_every_element_written(self):
         # Outputs are allocated with torch.empty; poison the caching allocator
-        # with NaNs first so that an element the kernels skip shows up.
+        # with NaNs first so that an element the kernels skip shows up (the
+        # harness allocates its outputs filled with NaN).
         for kwargs, max_disp in (({}, 5), (dict(kernel_size=2, stride=2), 2),
                                  (dict(min_displacement=(0, -47), groups=4), (0, 0))):
             x1, x2 = self._inputs((2, 8, 19, 45), torch.float32)
-            out_shape = F.correlation(x1, x2, max_disp, **kwargs).shape
-            torch.cuda.synchronize()
-            for _ in range(4):
-                poison = torch.full((4 * out_shape.numel(),), float("nan"), device="cuda")
-                del poison
+            out_shape = self._correlation(x1, x2, max_disp, **kwargs).shape
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+                for _ in range(4):
+                    poison = torch.full((4 * out_shape.numel(),), float("nan"), device="cuda")
+                    del poison
             out, g1, g2 = self._forward_backward(
-                x1, x2, torch.randn(out_shape, device="cuda"), max_disp, kwargs)
+                x1, x2, torch.randn(out_shape, device=self.device), max_disp, kwargs)
             for t in (out, g1, g2):
                 self.assertTrue(t.isfinite().all(), msg=str(kwargs))
+
+    # -- determinism ---------------------------------------------------------
+
+    def test_deterministic(self):
+        configs = ((4, {}), (20, dict(displacement_stride=2, padding=4)),
+                   ((0, 0), dict(min_displacement=(0, -47), groups=8)),
+                   (2, dict(kernel_size=3, stride=2, dilation=2)))
+        for max_disp, kwargs in configs:
+            for dtype in (torch.float32, torch.float16):
+                x1, x2 = self._inputs((2, 16, 21, 50), dtype)
+                go = torch.randn_like(self._correlation(x1, x2, max_disp, **kwargs))
+                first = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                second = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                for a, b in zip(first, second):
+                    self.assertTrue(torch.equal(a, b), msg=f"{kwargs} {dtype}")
+                # Deterministic mode: no error and no warning (the backward
+                # is a gather, not atomics).
+                with DeterministicGuard(True), warnings.catch_warnings():
+                    warnings.simplefilter("error")
+                    third = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                for a, b in zip(first, third):
+                    self.assertTrue(torch.equal(a, b))
+
+@unittest.skipIf(not TEST_CUDA, "CUDA not available")
+class TestCorrelationCUDA(CUDAKernelTests, TestCase):
+    """On a GPU, through the operator: the tests above, plus autograd checks,
+    autocast, 64-bit offsets in real sizes, streams, devices and errors."""
+
+    def _forward_backward(self, x1, x2, grad_output, max_disp, kwargs):
+        return autograd_forward_backward(x1, x2, grad_output, max_disp, kwargs)
 
     def test_gradcheck(self):
         for max_disp, kwargs in ((1, {}), ((2, 1), dict(min_displacement=(0, -2), displacement_stride=(2, 1))),
@@ -583,28 +668,6 @@ class TestCorrelationCUDA(TestCase):
                 self.assertEqual(a.device, torch.device("cuda:1"))
                 self.assertEqual(a.cpu(), b.cpu(), atol=0, rtol=0)
 
-    # -- determinism ---------------------------------------------------------
-
-    def test_deterministic(self):
-        configs = ((4, {}), (20, dict(displacement_stride=2, padding=4)),
-                   ((0, 0), dict(min_displacement=(0, -47), groups=8)),
-                   (2, dict(kernel_size=3, stride=2, dilation=2)))
-        for max_disp, kwargs in configs:
-            for dtype in (torch.float32, torch.float16):
-                x1, x2 = self._inputs((2, 16, 21, 50), dtype)
-                go = torch.randn_like(F.correlation(x1, x2, max_disp, **kwargs))
-                first = self._forward_backward(x1, x2, go, max_disp, kwargs)
-                second = self._forward_backward(x1, x2, go, max_disp, kwargs)
-                for a, b in zip(first, second):
-                    self.assertTrue(torch.equal(a, b), msg=f"{kwargs} {dtype}")
-                # Deterministic mode: no error and no warning (the backward
-                # is a gather, not atomics).
-                with DeterministicGuard(True), warnings.catch_warnings():
-                    warnings.simplefilter("error")
-                    third = self._forward_backward(x1, x2, go, max_disp, kwargs)
-                for a, b in zip(first, third):
-                    self.assertTrue(torch.equal(a, b))
-
     # -- errors ----------------------------------------------------------------
 
     def test_inputs_on_different_devices(self):
@@ -641,6 +704,89 @@ class TestCorrelationCUDA(TestCase):
         x1, x2 = self._inputs((1, 2, 5, 6), torch.float32)
         with self.assertRaisesRegex(RuntimeError, "dtype"):
             F.correlation(x1, x2.half(), 1)
+
+
+class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
+    """The CUDA kernels run on the CPU by tools/cuda_on_cpu.py: the tests of
+    CUDAKernelTests, plus what only the harness can show (the result does not
+    depend on the order in which a block's threads run between barriers; the
+    64-bit kernels, forced by a lowered 32-bit limit, give the 32-bit bits)."""
+
+    device = "cpu"
+
+    def _forward_backward(self, x1, x2, grad_output, max_disp, kwargs):
+        return harness_forward_backward(x1, x2, grad_output, max_disp, kwargs)
+
+    def _configs(self, count, seed):
+        rng = random.Random(seed)
+        return [random_config(rng) for _ in range(count)]
+
+    def test_thread_order(self):
+        # Between two barriers the threads of a block run in launch order,
+        # reversed, or shuffled: a result that changes is a race on shared
+        # memory or a missing barrier.
+        configs = self._configs(24, 4321) + [
+            ((1, 8, 9, 40), 4, {}),
+            ((1, 6, 7, 35), 6, dict(displacement_stride=2, padding=6)),
+            ((1, 8, 5, 37), (0, 0), dict(min_displacement=(0, -19), groups=4)),
+        ]
+        for index, (shape, max_disp, kwargs) in enumerate(configs):
+            dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
+            layout = LAYOUTS[index % len(LAYOUTS)]
+            x1, x2 = (make_layout(t, layout) for t in self._inputs(shape, dtype, seed=index))
+            go = torch.randn_like(self._correlation(x1, x2, max_disp, **kwargs))
+            expected = self._forward_backward(x1, x2, go, max_disp, kwargs)
+            for order, seed in (("reversed", 0), ("shuffled", index), ("shuffled", index + 1000)):
+                with cuda_on_cpu.schedule(order, seed):
+                    got = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                for name, a, b in zip(("output", "grad_input1", "grad_input2"), got, expected):
+                    self.assertEqual(a, b, atol=0, rtol=0, equal_nan=True,
+                                     msg=f"{name}, {order} {seed}: {shape} {max_disp} {kwargs} {dtype}")
+
+    def test_64bit_indexing(self):
+        # With the 32-bit limit lowered below every tensor's size, the 64-bit
+        # kernels run; they sum in the same order, so the bits are equal.
+        configs = self._configs(20, 8765) + [((2, 8, 9, 40), 4, {}),
+                                             ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2))]
+        for index, (shape, max_disp, kwargs) in enumerate(configs):
+            dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
+            x1, x2 = self._inputs(shape, dtype, seed=index)
+            go = torch.randn_like(self._correlation(x1, x2, max_disp, **kwargs))
+            expected = self._forward_backward(x1, x2, go, max_disp, kwargs)
+            with cuda_on_cpu.index_limit(0):
+                got = self._forward_backward(x1, x2, go, max_disp, kwargs)
+            for a, b in zip(got, expected):
+                self.assertEqual(a, b, atol=0, rtol=0, msg=f"{shape} {max_disp} {kwargs} {dtype}")
+        # And against the reference in every dtype, 64-bit throughout.
+        with cuda_on_cpu.index_limit(0):
+            for index, dtype in enumerate(ALL_DTYPES):
+                shape, max_disp, kwargs = configs[index]
+                self._check_against_cpu(shape, max_disp, kwargs, dtype, "channels_last", seed=index)
+
+    def test_far_displacements(self):
+        # Displacements larger than the image: every displaced read is
+        # outside it, so the output and the gradients are zeros (and the
+        # staged halos are all padding).
+        for max_disp, kwargs in (((-40, 45), dict(min_displacement=(-40, 45))),
+                                 ((30, 50), dict(min_displacement=(30, 41), displacement_stride=(1, 3))),
+                                 ((-9, -41), dict(min_displacement=(-30, -60), kernel_size=2))):
+            for dtype in (torch.float32, torch.bfloat16):
+                self._check_against_cpu((1, 3, 9, 40), max_disp, kwargs, dtype, msg=str(kwargs))
+
+    def test_harness_finds_defects(self):
+        # The harness itself: a barrier that some threads of a block never
+        # reach is an error, not a hang, and a missing barrier changes the
+        # result with the thread order.
+        module = cuda_on_cpu._load()
+        with self.assertRaisesRegex(RuntimeError, r"wait at __syncthreads\(\) number 1"):
+            module.run_defective_kernel("early_return", 64)
+        results = []
+        for order in ("forward", "reversed"):
+            with cuda_on_cpu.schedule(order):
+                results.append(module.run_defective_kernel("missing_barrier", 64))
+        self.assertNotEqual(results[0], results[1], equal_nan=True)
+        # Out-of-bounds and overflow defects: `python tools/cuda_on_cpu.py
+        # --sanitize` checks that its sanitizers report them.
 
 
 if __name__ == "__main__":

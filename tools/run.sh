@@ -54,6 +54,10 @@ case "$what" in
     "$PY" tools/check_patch.py
     # The docs: Sphinx with warnings as errors, and every example run.
     PYTHON="$PY" bash tools/build_docs.sh
+    # The CUDA kernels run on the CPU in the AddressSanitizer and
+    # UndefinedBehaviorSanitizer build of tools/cuda_on_cpu.py (the plain
+    # build runs in the test suite); prints the kernel coverage table.
+    "$PY" tools/cuda_on_cpu.py --sanitize
     # The test suite, last, so that its summary closes the output. It runs
     # from test/ so that the installed package is what the tests import.
     (cd test && "$PY" -m pytest -q -p no:cacheprovider "$@" .)

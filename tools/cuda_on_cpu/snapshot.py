@@ -1,0 +1,61 @@
+"""Saves, or compares with a saved file, the outputs and gradients of the
+CUDA kernels run on the CPU over random configurations (every dtype and
+layout, both thread orders): the check that a refactoring of the kernels
+changes no bit.
+
+    python tools/cuda_on_cpu/snapshot.py save before.pt
+    python tools/cuda_on_cpu/snapshot.py compare before.pt
+"""
+
+import random
+import sys
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "test")]
+
+import cuda_on_cpu  # noqa: E402
+from test_correlation_cuda import (  # noqa: E402
+    ALL_DTYPES, LAYOUTS, harness_forward_backward, make_layout, random_config)
+
+COUNT = 160
+
+
+def results():
+    rng = random.Random(2026)
+    for index in range(COUNT):
+        shape, max_disp, kwargs = random_config(rng)
+        dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
+        layout = LAYOUTS[(index // len(ALL_DTYPES)) % len(LAYOUTS)]
+        g = torch.Generator().manual_seed(index)
+        x1, x2 = (make_layout(torch.randn(shape, generator=g, dtype=torch.float64).to(dtype), layout)
+                  for _ in range(2))
+        out = cuda_on_cpu.correlation(x1, x2, max_disp, **kwargs)
+        go = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype)
+        with cuda_on_cpu.schedule("shuffled", index):
+            got = harness_forward_backward(x1, x2, go, max_disp, kwargs)
+        yield f"{index}: {shape} {max_disp} {kwargs} {dtype} {layout}", got
+
+
+def main():
+    mode, path = sys.argv[1], sys.argv[2]
+    if mode == "save":
+        torch.save({name: tensors for name, tensors in results()}, path)
+        print(f"saved {COUNT} configurations to {path}")
+        return 0
+    saved = torch.load(path)
+    differ = 0
+    for name, got in results():
+        for what, a, b in zip(("output", "grad_input1", "grad_input2"), got, saved[name]):
+            if a.shape != b.shape or a.stride() != b.stride() or not torch.equal(
+                    a.contiguous().view(-1).view(torch.uint8), b.contiguous().view(-1).view(torch.uint8)):
+                differ += 1
+                print(f"differs: {what} of {name}")
+    print(f"{COUNT} configurations compared bitwise, {differ} tensors differ")
+    return 1 if differ else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
