@@ -472,6 +472,7 @@ SOURCE_FILES = {
     "aten_native/cpu/SpatialCorrelationKernel.h": "#pragma once\n",
     "aten_native/cpu/SpatialCorrelationKernel.cpp": "// kernels\n",
     "aten_native/cuda/SpatialCorrelation.cu": "// cuda kernels\n",
+    "aten_native/cuda/SpatialCorrelation.cuh": "// cuda device code\n",
     "aten_native/cuda/.SpatialCorrelation.cu.swp": "editor junk, never copied\n",
     "aten_functorch/BatchRulesSpatialCorrelation.cpp": "// batch rules\n",
     "native_functions_patch.yaml": """

@@ -48,7 +48,7 @@ from torch.testing._internal.common_utils import (
 import torch_correlation  # noqa: F401  (registers aten::correlation)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-import cuda_on_cpu  # noqa: E402  (the CUDA kernels run on the CPU)
+import cuda_on_cpu
 
 TEST_CUDA = torch.cuda.is_available()
 TEST_MULTIGPU = TEST_CUDA and torch.cuda.device_count() >= 2
@@ -130,7 +130,9 @@ def reference_correlation(
         # Rows y, y + sh, ... (out_h of them) and likewise columns, where
         # (y, x) is an image coordinate of the first output pixel.
         y, x = y + top, x + left
-        return t[:, :, y : y + (out_h - 1) * sh + 1 : sh, x : x + (out_w - 1) * sw + 1 : sw]
+        return t[
+            :, :, y : y + (out_h - 1) * sh + 1 : sh, x : x + (out_w - 1) * sw + 1 : sw
+        ]
 
     planes = []
     for dy in dys:
@@ -140,9 +142,14 @@ def reference_correlation(
                 for j in range(kw):
                     y, x = i * dh - ph, j * dw - pw
                     prod = window(p1, y, x) * window(p2, y + dy, x + dx)
-                    acc = acc + prod.reshape(n, groups, c // groups, out_h, out_w).sum(2)
+                    acc = acc + prod.reshape(n, groups, c // groups, out_h, out_w).sum(
+                        2
+                    )
             planes.append(acc)
-    out = torch.stack(planes, 2).reshape(n, groups * len(dys) * len(dxs), out_h, out_w) * scale
+    out = (
+        torch.stack(planes, 2).reshape(n, groups * len(dys) * len(dxs), out_h, out_w)
+        * scale
+    )
     return out.squeeze(0) if unbatched else out
 
 
@@ -160,7 +167,11 @@ def random_config(rng):
     """
     tiled = rng.random() < 0.65
     if tiled:
-        kernel, stride, dilation = (1, 1), (1, 1), (rng.choice([1, 2]), rng.choice([1, 2]))
+        kernel, stride, dilation = (
+            (1, 1),
+            (1, 1),
+            (rng.choice([1, 2]), rng.choice([1, 2])),
+        )
     else:
         kernel = (rng.choice([1, 2, 3]), rng.choice([1, 2, 3]))
         stride = (rng.choice([1, 2, 3]), rng.choice([1, 2]))
@@ -184,21 +195,26 @@ def random_config(rng):
         sizes.append(max(1, extent - 2 * p))
     height = sizes[0] + rng.choice([0, 1, 3, 7, 12, 19])
     width = sizes[1] + rng.choice([0, 5, 31, 33, 40, 70])
-    for name, value, default in (
+    arguments = (
         ("kernel_size", kernel, (1, 1)),
         ("stride", stride, (1, 1)),
         ("padding", padding, (0, 0)),
         ("dilation", dilation, (1, 1)),
         ("displacement_stride", disp_stride, (1, 1)),
-    ):
-        if value != default:
-            kwargs[name] = value
+    )
+    kwargs.update(
+        {name: value for name, value, default in arguments if value != default}
+    )
     if groups != 1:
         kwargs["groups"] = groups
     if rng.random() < 0.3:
         kwargs["scale"] = rng.choice([0.5, -2.0, 1.0 / channels])
     batch = rng.choice([1, 1, 2, 3])
-    shape = (channels, height, width) if rng.random() < 0.15 else (batch, channels, height, width)
+    shape = (
+        (channels, height, width)
+        if rng.random() < 0.15
+        else (batch, channels, height, width)
+    )
     return shape, max_disp, kwargs
 
 
@@ -207,10 +223,16 @@ def make_layout(t, layout):
     if layout == "contiguous":
         out = t.contiguous()
     elif layout == "channels_last":
-        out = t.contiguous(memory_format=torch.channels_last) if t.dim() == 4 else t.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        out = (
+            t.contiguous(memory_format=torch.channels_last)
+            if t.dim() == 4
+            else t.permute(1, 2, 0).contiguous().permute(2, 0, 1)
+        )
     elif layout == "strided":
         # Every other column of a wider tensor: no dimension is contiguous.
-        wide = torch.empty(*t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device)
+        wide = torch.empty(
+            *t.shape[:-1], 2 * t.shape[-1], dtype=t.dtype, device=t.device
+        )
         out = wide[..., ::2]
         out.copy_(t)
     elif layout == "transposed":
@@ -253,10 +275,20 @@ def harness_forward_backward(x1, x2, grad_output, max_disp, kwargs):
     if grad_output is None:
         return out, None, None
     g1, g2 = cuda_on_cpu.correlation_backward(
-        grad_output, x1, x2, max_disp, kwargs.get("min_displacement"),
-        kwargs.get("kernel_size", 1), kwargs.get("stride", 1), kwargs.get("padding", 0),
-        kwargs.get("dilation", 1), kwargs.get("displacement_stride", 1),
-        kwargs.get("groups", 1), kwargs.get("scale", 1.0), (True, True))
+        grad_output,
+        x1,
+        x2,
+        max_disp,
+        kwargs.get("min_displacement"),
+        kwargs.get("kernel_size", 1),
+        kwargs.get("stride", 1),
+        kwargs.get("padding", 0),
+        kwargs.get("dilation", 1),
+        kwargs.get("displacement_stride", 1),
+        kwargs.get("groups", 1),
+        kwargs.get("scale", 1.0),
+        (True, True),
+    )
     return out, g1, g2
 
 
@@ -292,13 +324,18 @@ class CUDAKernelTests:
         r1 = x1.to(torch.float64).requires_grad_()
         r2 = x2.to(torch.float64).requires_grad_()
         rg1, rg2 = torch.autograd.grad(
-            reference_correlation(r1, r2, max_disp, **kwargs), (r1, r2), go.to(torch.float64))
+            reference_correlation(r1, r2, max_disp, **kwargs),
+            (r1, r2),
+            go.to(torch.float64),
+        )
         cpu = None
         if dtype in (torch.float64, torch.float32):
             cpu = autograd_forward_backward(x1, x2, go, max_disp, kwargs)
         return go, ref_out, rg1, rg2, cpu
 
-    def _check_against_cpu(self, shape, max_disp, kwargs, dtype, layout="contiguous", seed=0, msg=""):
+    def _check_against_cpu(
+        self, shape, max_disp, kwargs, dtype, layout="contiguous", seed=0, msg=""
+    ):
         """CUDA (in ``layout``) against the CPU kernel and/or the reference."""
         x1, x2 = self._inputs(shape, dtype, device="cpu", seed=seed)
         key = (shape, repr(max_disp), repr(sorted(kwargs.items())), dtype, seed)
@@ -309,7 +346,9 @@ class CUDAKernelTests:
 
         c1 = make_layout(x1.to(self.device), layout)
         c2 = make_layout(x2.to(self.device), layout)
-        out, g1, g2 = self._forward_backward(c1, c2, go.to(self.device), max_disp, kwargs)
+        out, g1, g2 = self._forward_backward(
+            c1, c2, go.to(self.device), max_disp, kwargs
+        )
         self.assertEqual(out.dtype, dtype)
         self.assertEqual(out.shape, ref_out.shape)
         self.assertEqual(g1.shape, x1.shape)
@@ -317,13 +356,28 @@ class CUDAKernelTests:
         self.assertTrue(out.isfinite().all(), msg=msg)
 
         if cpu is not None:
-            for name, actual, expected in zip(("output", "grad_input1", "grad_input2"), (out, g1, g2), cpu):
-                self.assertEqual(actual.cpu(), expected, exact_dtype=True,
-                                 msg=f"{name} vs CPU: {msg}", **_tolerances(dtype, expected))
-        for name, actual, expected in (("output", out, ref_out), ("grad_input1", g1, rg1),
-                                       ("grad_input2", g2, rg2)):
-            self.assertEqual(actual.cpu().to(torch.float64), expected, exact_dtype=False,
-                             msg=f"{name} vs reference: {msg}", **_tolerances(dtype, expected))
+            for name, actual, expected in zip(
+                ("output", "grad_input1", "grad_input2"), (out, g1, g2), cpu
+            ):
+                self.assertEqual(
+                    actual.cpu(),
+                    expected,
+                    exact_dtype=True,
+                    msg=f"{name} vs CPU: {msg}",
+                    **_tolerances(dtype, expected),
+                )
+        for name, actual, expected in (
+            ("output", out, ref_out),
+            ("grad_input1", g1, rg1),
+            ("grad_input2", g2, rg2),
+        ):
+            self.assertEqual(
+                actual.cpu().to(torch.float64),
+                expected,
+                exact_dtype=False,
+                msg=f"{name} vs reference: {msg}",
+                **_tolerances(dtype, expected),
+            )
         return out, g1, g2
 
     # -- agreement -----------------------------------------------------------
@@ -331,9 +385,16 @@ class CUDAKernelTests:
     def test_reference_matches_definition(self):
         # The reference against a direct transcription of the formula.
         x1, x2 = self._inputs((2, 4, 5, 6), torch.float64, device="cpu")
-        kwargs = dict(min_displacement=(-1, -2), kernel_size=(2, 3), stride=(2, 1),
-                      padding=(1, 2), dilation=(1, 2), displacement_stride=(2, 3), groups=2,
-                      scale=0.5)
+        kwargs = dict(
+            min_displacement=(-1, -2),
+            kernel_size=(2, 3),
+            stride=(2, 1),
+            padding=(1, 2),
+            dilation=(1, 2),
+            displacement_stride=(2, 3),
+            groups=2,
+            scale=0.5,
+        )
         out = reference_correlation(x1, x2, (1, 4), **kwargs)
         dys, dxs = [-1, 1], [-2, 1, 4]
         n, c, h, w = x1.shape
@@ -353,7 +414,9 @@ class CUDAKernelTests:
                                     for i in range(2):
                                         for j in range(3):
                                             y, x = oy * 2 - 1 + i, ox - 2 + 2 * j
-                                            s += at(x1, b, ch, y, x) * at(x2, b, ch, y + dy, x + dx)
+                                            s += at(x1, b, ch, y, x) * at(
+                                                x2, b, ch, y + dy, x + dx
+                                            )
                                 expected[b, g * 6 + a * 3 + bb, oy, ox] = 0.5 * s
         self.assertEqual(out, expected, rtol=1e-12, atol=1e-12)
 
@@ -365,7 +428,9 @@ class CUDAKernelTests:
             layout = LAYOUTS[(index // len(ALL_DTYPES)) % len(LAYOUTS)]
             msg = f"config {index}: shape={shape} max_displacement={max_disp} {kwargs} {dtype} {layout}"
             with self.subTest(msg):
-                self._check_against_cpu(shape, max_disp, kwargs, dtype, layout, seed=index, msg=msg)
+                self._check_against_cpu(
+                    shape, max_disp, kwargs, dtype, layout, seed=index, msg=msg
+                )
 
     def test_network_configs(self):
         # The configurations the tiled kernels are designed for.
@@ -377,9 +442,19 @@ class CUDAKernelTests:
             ("flownetc", (1, 24, 20, 36), 20, dict(displacement_stride=2, padding=20)),
             ("flownetc-nopad", (2, 8, 17, 45), 20, dict(displacement_stride=2)),
             # GwcNet: group-wise correlation over 48 one-sided disparities.
-            ("gwcnet", (1, 80, 12, 64), (0, 0), dict(min_displacement=(0, -47), groups=40)),
+            (
+                "gwcnet",
+                (1, 80, 12, 64),
+                (0, 0),
+                dict(min_displacement=(0, -47), groups=40),
+            ),
             # DispNetC-like one-sided horizontal range with stride.
-            ("dispnet", (1, 16, 9, 50), (0, 40), dict(min_displacement=(0, 0), displacement_stride=(1, 2))),
+            (
+                "dispnet",
+                (1, 16, 9, 50),
+                (0, 40),
+                dict(min_displacement=(0, 0), displacement_stride=(1, 2)),
+            ),
             # RAFT-like local lookup with a wide symmetric window.
             ("wide", (1, 8, 13, 33), (3, 9), {}),
         ]
@@ -388,7 +463,9 @@ class CUDAKernelTests:
                 for layout in ("contiguous", "channels_last"):
                     msg = f"{name} {dtype} {layout}"
                     with self.subTest(msg):
-                        self._check_against_cpu(shape, max_disp, kwargs, dtype, layout, msg=msg)
+                        self._check_against_cpu(
+                            shape, max_disp, kwargs, dtype, layout, msg=msg
+                        )
 
     def test_every_argument(self):
         base = (2, 6, 11, 37)
@@ -418,12 +495,18 @@ class CUDAKernelTests:
         # More channels than one staged chunk or one block of channel warps.
         for dtype in (torch.float32, torch.float16):
             self._check_against_cpu((1, 197, 9, 20), 3, {}, dtype, msg=str(dtype))
-            self._check_against_cpu((1, 130, 7, 9), 2, dict(groups=2, kernel_size=2), dtype, msg=str(dtype))
+            self._check_against_cpu(
+                (1, 130, 7, 9), 2, dict(groups=2, kernel_size=2), dtype, msg=str(dtype)
+            )
 
     def test_unbatched(self):
         for dtype in (torch.float64, torch.float16):
-            self._check_against_cpu((5, 9, 35), 3, dict(padding=1), dtype, msg=str(dtype))
-            self._check_against_cpu((5, 9, 35), 1, dict(kernel_size=3, stride=2), dtype, msg=str(dtype))
+            self._check_against_cpu(
+                (5, 9, 35), 3, dict(padding=1), dtype, msg=str(dtype)
+            )
+            self._check_against_cpu(
+                (5, 9, 35), 1, dict(kernel_size=3, stride=2), dtype, msg=str(dtype)
+            )
 
     def test_layouts(self):
         # Every layout gives the same bits: the kernels sum in an order that
@@ -440,15 +523,25 @@ class CUDAKernelTests:
                         c2 = make_layout(x2, layout) if which != "input1" else x2
                         got = self._forward_backward(c1, c2, go, max_disp, kwargs)
                         for a, b in zip(got, expected):
-                            self.assertEqual(a, b, atol=0, rtol=0, msg=f"{layout} {which} {dtype} {kwargs}")
+                            self.assertEqual(
+                                a,
+                                b,
+                                atol=0,
+                                rtol=0,
+                                msg=f"{layout} {which} {dtype} {kwargs}",
+                            )
                 # grad_output in another layout too.
-                got = self._forward_backward(x1, x2, make_layout(go, "strided"), max_disp, kwargs)
+                got = self._forward_backward(
+                    x1, x2, make_layout(go, "strided"), max_disp, kwargs
+                )
                 for a, b in zip(got, expected):
                     self.assertEqual(a, b, atol=0, rtol=0)
                 # An expanded (stride 0) grad_output, as sum() produces.
                 ones = torch.ones((), dtype=dtype, device=self.device).expand(go.shape)
                 got = self._forward_backward(x1, x2, ones, max_disp, kwargs)
-                dense = self._forward_backward(x1, x2, ones.contiguous(), max_disp, kwargs)
+                dense = self._forward_backward(
+                    x1, x2, ones.contiguous(), max_disp, kwargs
+                )
                 for a, b in zip(got, dense):
                     self.assertEqual(a, b, atol=0, rtol=0)
 
@@ -466,7 +559,8 @@ class CUDAKernelTests:
             # N == 0.
             x1, x2 = self._inputs((0, 3, 5, 6), dtype)
             out, g1, g2 = self._forward_backward(
-                x1, x2, torch.empty(0, 9, 5, 6, dtype=dtype, device=self.device), 1, {})
+                x1, x2, torch.empty(0, 9, 5, 6, dtype=dtype, device=self.device), 1, {}
+            )
             self.assertEqual(out.shape, (0, 9, 5, 6))
             self.assertEqual(g1.shape, x1.shape)
             self.assertEqual(g2.shape, x2.shape)
@@ -484,26 +578,35 @@ class CUDAKernelTests:
         # Outputs are allocated with torch.empty; poison the caching allocator
         # with NaNs first so that an element the kernels skip shows up (the
         # harness allocates its outputs filled with NaN).
-        for kwargs, max_disp in (({}, 5), (dict(kernel_size=2, stride=2), 2),
-                                 (dict(min_displacement=(0, -47), groups=4), (0, 0))):
+        for kwargs, max_disp in (
+            ({}, 5),
+            (dict(kernel_size=2, stride=2), 2),
+            (dict(min_displacement=(0, -47), groups=4), (0, 0)),
+        ):
             x1, x2 = self._inputs((2, 8, 19, 45), torch.float32)
             out_shape = self._correlation(x1, x2, max_disp, **kwargs).shape
             if self.device == "cuda":
                 torch.cuda.synchronize()
                 for _ in range(4):
-                    poison = torch.full((4 * out_shape.numel(),), float("nan"), device="cuda")
+                    poison = torch.full(
+                        (4 * out_shape.numel(),), float("nan"), device="cuda"
+                    )
                     del poison
             out, g1, g2 = self._forward_backward(
-                x1, x2, torch.randn(out_shape, device=self.device), max_disp, kwargs)
+                x1, x2, torch.randn(out_shape, device=self.device), max_disp, kwargs
+            )
             for t in (out, g1, g2):
                 self.assertTrue(t.isfinite().all(), msg=str(kwargs))
 
     # -- determinism ---------------------------------------------------------
 
     def test_deterministic(self):
-        configs = ((4, {}), (20, dict(displacement_stride=2, padding=4)),
-                   ((0, 0), dict(min_displacement=(0, -47), groups=8)),
-                   (2, dict(kernel_size=3, stride=2, dilation=2)))
+        configs = (
+            (4, {}),
+            (20, dict(displacement_stride=2, padding=4)),
+            ((0, 0), dict(min_displacement=(0, -47), groups=8)),
+            (2, dict(kernel_size=3, stride=2, dilation=2)),
+        )
         for max_disp, kwargs in configs:
             for dtype in (torch.float32, torch.float16):
                 x1, x2 = self._inputs((2, 16, 21, 50), dtype)
@@ -520,6 +623,7 @@ class CUDAKernelTests:
                 for a, b in zip(first, third):
                     self.assertTrue(torch.equal(a, b))
 
+
 @unittest.skipIf(not TEST_CUDA, "CUDA not available")
 class TestCorrelationCUDA(CUDAKernelTests, TestCase):
     """On a GPU, through the operator: the tests above, plus autograd checks,
@@ -529,20 +633,29 @@ class TestCorrelationCUDA(CUDAKernelTests, TestCase):
         return autograd_forward_backward(x1, x2, grad_output, max_disp, kwargs)
 
     def test_gradcheck(self):
-        for max_disp, kwargs in ((1, {}), ((2, 1), dict(min_displacement=(0, -2), displacement_stride=(2, 1))),
-                                 (1, dict(kernel_size=2, stride=2, padding=1, groups=2))):
+        for max_disp, kwargs in (
+            (1, {}),
+            ((2, 1), dict(min_displacement=(0, -2), displacement_stride=(2, 1))),
+            (1, dict(kernel_size=2, stride=2, padding=1, groups=2)),
+        ):
             x1, x2 = self._inputs((1, 2, 4, 5), torch.float64)
             x1.requires_grad_()
             x2.requires_grad_()
-            self.assertTrue(torch.autograd.gradcheck(
-                lambda a, b: F.correlation(a, b, max_disp, **kwargs), (x1, x2)))
+            self.assertTrue(
+                torch.autograd.gradcheck(
+                    lambda a, b: F.correlation(a, b, max_disp, **kwargs), (x1, x2)
+                )
+            )
 
     def test_gradgradcheck(self):
         x1, x2 = self._inputs((1, 2, 4, 5), torch.float64)
         x1.requires_grad_()
         x2.requires_grad_()
-        self.assertTrue(torch.autograd.gradgradcheck(
-            lambda a, b: F.correlation(a, b, 1, groups=2), (x1, x2)))
+        self.assertTrue(
+            torch.autograd.gradgradcheck(
+                lambda a, b: F.correlation(a, b, 1, groups=2), (x1, x2)
+            )
+        )
 
     def test_autocast(self):
         x1, x2 = self._inputs((1, 8, 9, 35), torch.float32)
@@ -550,15 +663,22 @@ class TestCorrelationCUDA(CUDAKernelTests, TestCase):
         with torch.autocast("cuda", dtype=torch.float16):
             out = F.correlation(x1, x2, 2)
         self.assertIn(out.dtype, (torch.float16, torch.float32))
-        self.assertEqual(out.double(), expected, exact_dtype=False, rtol=1e-2,
-                         atol=2e-2 * (1 + expected.abs().max().item()))
+        self.assertEqual(
+            out.double(),
+            expected,
+            exact_dtype=False,
+            rtol=1e-2,
+            atol=2e-2 * (1 + expected.abs().max().item()),
+        )
 
     # -- 64-bit indexing -----------------------------------------------------
 
     def _require_free_memory(self, nbytes):
         free, _ = torch.cuda.mem_get_info()
         if free < nbytes:
-            self.skipTest(f"needs {nbytes / 2**30:.1f} GiB of free GPU memory, {free / 2**30:.1f} GiB free")
+            self.skipTest(
+                f"needs {nbytes / 2**30:.1f} GiB of free GPU memory, {free / 2**30:.1f} GiB free"
+            )
 
     def test_64bit_output(self):
         # 65*65 displacements of a 1024x1024 image: the output has 4.4e9
@@ -578,12 +698,16 @@ class TestCorrelationCUDA(CUDAKernelTests, TestCase):
         for ch in channels:
             dy, dx = ch // 65 - 32, ch % 65 - 32
             single = F.correlation(x1, x2, (dy, dx), min_displacement=(dy, dx))
-            self.assertEqual(out[:, ch : ch + 1], single, atol=0, rtol=0, msg=f"channel {ch}")
+            self.assertEqual(
+                out[:, ch : ch + 1], single, atol=0, rtol=0, msg=f"channel {ch}"
+            )
         # Backward with grad_output nonzero in those channels only.
         go = torch.zeros_like(out)
         g = torch.Generator(device="cuda").manual_seed(0)
         for ch in channels:
-            go[:, ch] = torch.randn(1024, 1024, generator=g, device="cuda", dtype=torch.float16)
+            go[:, ch] = torch.randn(
+                1024, 1024, generator=g, device="cuda", dtype=torch.float16
+            )
         g1, g2 = torch.autograd.grad(out, (x1, x2), go)
         del out
         e1 = torch.zeros(shape, dtype=torch.float64, device="cuda")
@@ -607,11 +731,19 @@ class TestCorrelationCUDA(CUDAKernelTests, TestCase):
         self.assertGreater(numel, 2**31)
         self._require_free_memory(8 * 2 * numel + 2**31)
         g = torch.Generator(device="cuda").manual_seed(0)
-        x1 = torch.randn(shape, generator=g, device="cuda", dtype=torch.float16).requires_grad_()
-        x2 = torch.randn(shape, generator=g, device="cuda", dtype=torch.float16).requires_grad_()
+        x1 = torch.randn(
+            shape, generator=g, device="cuda", dtype=torch.float16
+        ).requires_grad_()
+        x2 = torch.randn(
+            shape, generator=g, device="cuda", dtype=torch.float16
+        ).requires_grad_()
         max_disp, kwargs = (0, 1), {}
         out = F.correlation(x1, x2, max_disp, **kwargs)
-        g1, g2 = torch.autograd.grad(out, (x1, x2), torch.ones((), device="cuda", dtype=torch.float16).expand(out.shape))
+        g1, g2 = torch.autograd.grad(
+            out,
+            (x1, x2),
+            torch.ones((), device="cuda", dtype=torch.float16).expand(out.shape),
+        )
         # The bottom-right corner (the last elements in memory) against the
         # same computation on a crop; the crop's left column differs (its
         # left neighbour is missing), so it is excluded.
@@ -662,7 +794,9 @@ class TestCorrelationCUDA(CUDAKernelTests, TestCase):
             go = torch.randn_like(F.correlation(x1, x2, max_disp, **kwargs))
             expected = self._forward_backward(x1, x2, go, max_disp, kwargs)
             with torch.cuda.device(0):
-                got = self._forward_backward(x1.to("cuda:1"), x2.to("cuda:1"), go.to("cuda:1"), max_disp, kwargs)
+                got = self._forward_backward(
+                    x1.to("cuda:1"), x2.to("cuda:1"), go.to("cuda:1"), max_disp, kwargs
+                )
                 self.assertEqual(torch.cuda.current_device(), 0)
             for a, b in zip(got, expected):
                 self.assertEqual(a.device, torch.device("cuda:1"))
@@ -733,21 +867,37 @@ class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
         for index, (shape, max_disp, kwargs) in enumerate(configs):
             dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
             layout = LAYOUTS[index % len(LAYOUTS)]
-            x1, x2 = (make_layout(t, layout) for t in self._inputs(shape, dtype, seed=index))
+            x1, x2 = (
+                make_layout(t, layout) for t in self._inputs(shape, dtype, seed=index)
+            )
             go = torch.randn_like(self._correlation(x1, x2, max_disp, **kwargs))
             expected = self._forward_backward(x1, x2, go, max_disp, kwargs)
-            for order, seed in (("reversed", 0), ("shuffled", index), ("shuffled", index + 1000)):
+            for order, seed in (
+                ("reversed", 0),
+                ("shuffled", index),
+                ("shuffled", index + 1000),
+            ):
                 with cuda_on_cpu.schedule(order, seed):
                     got = self._forward_backward(x1, x2, go, max_disp, kwargs)
-                for name, a, b in zip(("output", "grad_input1", "grad_input2"), got, expected):
-                    self.assertEqual(a, b, atol=0, rtol=0, equal_nan=True,
-                                     msg=f"{name}, {order} {seed}: {shape} {max_disp} {kwargs} {dtype}")
+                for name, a, b in zip(
+                    ("output", "grad_input1", "grad_input2"), got, expected
+                ):
+                    self.assertEqual(
+                        a,
+                        b,
+                        atol=0,
+                        rtol=0,
+                        equal_nan=True,
+                        msg=f"{name}, {order} {seed}: {shape} {max_disp} {kwargs} {dtype}",
+                    )
 
     def test_64bit_indexing(self):
         # With the 32-bit limit lowered below every tensor's size, the 64-bit
         # kernels run; they sum in the same order, so the bits are equal.
-        configs = self._configs(20, 8765) + [((2, 8, 9, 40), 4, {}),
-                                             ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2))]
+        configs = self._configs(20, 8765) + [
+            ((2, 8, 9, 40), 4, {}),
+            ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2)),
+        ]
         for index, (shape, max_disp, kwargs) in enumerate(configs):
             dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
             x1, x2 = self._inputs(shape, dtype, seed=index)
@@ -756,29 +906,39 @@ class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
             with cuda_on_cpu.index_limit(0):
                 got = self._forward_backward(x1, x2, go, max_disp, kwargs)
             for a, b in zip(got, expected):
-                self.assertEqual(a, b, atol=0, rtol=0, msg=f"{shape} {max_disp} {kwargs} {dtype}")
+                self.assertEqual(
+                    a, b, atol=0, rtol=0, msg=f"{shape} {max_disp} {kwargs} {dtype}"
+                )
         # And against the reference in every dtype, 64-bit throughout.
         with cuda_on_cpu.index_limit(0):
             for index, dtype in enumerate(ALL_DTYPES):
                 shape, max_disp, kwargs = configs[index]
-                self._check_against_cpu(shape, max_disp, kwargs, dtype, "channels_last", seed=index)
+                self._check_against_cpu(
+                    shape, max_disp, kwargs, dtype, "channels_last", seed=index
+                )
 
     def test_far_displacements(self):
         # Displacements larger than the image: every displaced read is
         # outside it, so the output and the gradients are zeros (and the
         # staged halos are all padding).
-        for max_disp, kwargs in (((-40, 45), dict(min_displacement=(-40, 45))),
-                                 ((30, 50), dict(min_displacement=(30, 41), displacement_stride=(1, 3))),
-                                 ((-9, -41), dict(min_displacement=(-30, -60), kernel_size=2))):
+        for max_disp, kwargs in (
+            ((-40, 45), dict(min_displacement=(-40, 45))),
+            ((30, 50), dict(min_displacement=(30, 41), displacement_stride=(1, 3))),
+            ((-9, -41), dict(min_displacement=(-30, -60), kernel_size=2)),
+        ):
             for dtype in (torch.float32, torch.bfloat16):
-                self._check_against_cpu((1, 3, 9, 40), max_disp, kwargs, dtype, msg=str(kwargs))
+                self._check_against_cpu(
+                    (1, 3, 9, 40), max_disp, kwargs, dtype, msg=str(kwargs)
+                )
 
     def test_harness_finds_defects(self):
         # The harness itself: a barrier that some threads of a block never
         # reach is an error, not a hang, and a missing barrier changes the
         # result with the thread order.
         module = cuda_on_cpu._load()
-        with self.assertRaisesRegex(RuntimeError, r"wait at __syncthreads\(\) number 1"):
+        with self.assertRaisesRegex(
+            RuntimeError, r"wait at __syncthreads\(\) number 1"
+        ):
             module.run_defective_kernel("early_return", 64)
         results = []
         for order in ("forward", "reversed"):

@@ -11,9 +11,11 @@ blocks and shared-memory sizes the real launch code chooses.
 Importable with ``tools/`` on ``sys.path``::
 
     import cuda_on_cpu
-    out = cuda_on_cpu.correlation(x1, x2, 4)              # CPU tensors
-    g1, g2 = cuda_on_cpu.correlation_backward(go, x1, x2, 4, None, 1, 1, 0, 1, 1, 1, 1.0,
-                                              [True, True])
+
+    out = cuda_on_cpu.correlation(x1, x2, 4)  # CPU tensors
+    g1, g2 = cuda_on_cpu.correlation_backward(
+        go, x1, x2, 4, None, 1, 1, 0, 1, 1, 1, 1.0, [True, True]
+    )
 
 The arguments are those of ``aten::correlation`` and
 ``aten::correlation_backward``. Outputs start as NaN, so an element that no
@@ -88,7 +90,13 @@ def _load():
         os.environ.pop("LD_PRELOAD", None)
         sanitizers = "-fsanitize=address,undefined"
         # -O1 keeps the reports precise; every UBSan finding aborts.
-        cflags += ["-O1", "-g", sanitizers, "-fno-omit-frame-pointer", "-fno-sanitize-recover=all"]
+        cflags += [
+            "-O1",
+            "-g",
+            sanitizers,
+            "-fno-omit-frame-pointer",
+            "-fno-sanitize-recover=all",
+        ]
         ldflags += [sanitizers]
     else:
         cflags += ["-O2"]
@@ -120,9 +128,18 @@ def correlation(
 ):
     """``aten::correlation`` computed by the CUDA kernels, on CPU tensors."""
     return _load().correlation(
-        input1, input2, _ints(max_displacement), _ints(min_displacement), _ints(kernel_size),
-        _ints(stride), _ints(padding), _ints(dilation), _ints(displacement_stride), groups,
-        float(scale))
+        input1,
+        input2,
+        _ints(max_displacement),
+        _ints(min_displacement),
+        _ints(kernel_size),
+        _ints(stride),
+        _ints(padding),
+        _ints(dilation),
+        _ints(displacement_stride),
+        groups,
+        float(scale),
+    )
 
 
 def correlation_backward(
@@ -142,10 +159,23 @@ def correlation_backward(
 ):
     """``aten::correlation_backward`` computed by the CUDA kernels: (grad_input1, grad_input2),
     each None where ``output_mask`` does not ask for it."""
-    return tuple(_load().correlation_backward(
-        grad_output, input1, input2, _ints(max_displacement), _ints(min_displacement),
-        _ints(kernel_size), _ints(stride), _ints(padding), _ints(dilation),
-        _ints(displacement_stride), groups, float(scale), list(output_mask)))
+    return tuple(
+        _load().correlation_backward(
+            grad_output,
+            input1,
+            input2,
+            _ints(max_displacement),
+            _ints(min_displacement),
+            _ints(kernel_size),
+            _ints(stride),
+            _ints(padding),
+            _ints(dilation),
+            _ints(displacement_stride),
+            groups,
+            float(scale),
+            list(output_mask),
+        )
+    )
 
 
 def _ints(value):
@@ -221,12 +251,15 @@ def _run_suite(test_args: list[str]) -> int:
     suite = loader.loadTestsFromTestCase(test_correlation_cuda.TestCorrelationCUDAOnCPU)
     if test_args:
         suite = unittest.TestSuite(
-            t for t in suite if any(a in t.id() for a in test_args))
+            t for t in suite if any(a in t.id() for a in test_args)
+        )
     start = time.perf_counter()
     result = unittest.TextTestRunner(verbosity=1).run(suite)
     elapsed = time.perf_counter() - start
     build = "sanitized (ASan + UBSan)" if sanitized() else "plain"
-    print(f"\nCUDA kernels on the CPU, {build} build: {result.testsRun} tests in {elapsed:.0f} s")
+    print(
+        f"\nCUDA kernels on the CPU, {build} build: {result.testsRun} tests in {elapsed:.0f} s"
+    )
     complete = _print_coverage(coverage())
     if not complete and not test_args:
         print("FAIL: some kernel instance never ran")
@@ -237,10 +270,13 @@ def _run_suite(test_args: list[str]) -> int:
 
 def _compiler_library(name: str) -> str:
     cxx = os.environ.get("CXX", "c++")
-    path = subprocess.run([cxx, f"-print-file-name={name}"], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    path = subprocess.run(
+        [cxx, f"-print-file-name={name}"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     if not os.path.isabs(path) or not os.path.exists(path):
-        raise RuntimeError(f"cuda_on_cpu: {name} not found ({cxx} -print-file-name gave {path!r})")
+        raise RuntimeError(
+            f"cuda_on_cpu: {name} not found ({cxx} -print-file-name gave {path!r})"
+        )
     return path
 
 
@@ -250,10 +286,14 @@ def sanitized_env() -> dict[str, str]:
     env[SANITIZE_ENV] = "1"
     # libstdc++ with it: ASan resolves the C++ exception functions it
     # intercepts when it starts, and the Python binary does not link them.
-    env["LD_PRELOAD"] = f"{_compiler_library('libasan.so')} {_compiler_library('libstdc++.so')}"
+    env["LD_PRELOAD"] = (
+        f"{_compiler_library('libasan.so')} {_compiler_library('libstdc++.so')}"
+    )
     # Python and torch allocate for the life of the process; the fibers'
     # stacks are switched by hand (annotated for ASan).
-    env["ASAN_OPTIONS"] = "detect_leaks=0:detect_stack_use_after_return=0:abort_on_error=1"
+    env["ASAN_OPTIONS"] = (
+        "detect_leaks=0:detect_stack_use_after_return=0:abort_on_error=1"
+    )
     env["UBSAN_OPTIONS"] = "print_stacktrace=1:halt_on_error=1"
     return env
 
@@ -263,27 +303,43 @@ def _sanitizers_report_defects() -> bool:
     32-bit index overflows, each in a sanitized subprocess: True when
     AddressSanitizer and UndefinedBehaviorSanitizer report them."""
     ok = True
-    for kernel, report in (("shared_overflow", "AddressSanitizer: heap-buffer-overflow"),
-                           ("index_overflow", "runtime error: signed integer overflow")):
-        code = (f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import cuda_on_cpu; "
-                f"cuda_on_cpu._load().run_defective_kernel({kernel!r}, 64)")
-        run = subprocess.run([sys.executable, "-c", code], env=sanitized_env(),
-                             capture_output=True, text=True)
+    for kernel, report in (
+        ("shared_overflow", "AddressSanitizer: heap-buffer-overflow"),
+        ("index_overflow", "runtime error: signed integer overflow"),
+    ):
+        code = (
+            f"import sys; sys.path.insert(0, {str(ROOT / 'tools')!r}); import cuda_on_cpu; "
+            f"cuda_on_cpu._load().run_defective_kernel({kernel!r}, 64)"
+        )
+        run = subprocess.run(
+            [sys.executable, "-c", code],
+            env=sanitized_env(),
+            capture_output=True,
+            text=True,
+        )
         found = run.returncode != 0 and report in run.stderr
-        print(f"sanitizer check: {kernel}: {'reported' if found else 'NOT REPORTED'} ({report})")
+        print(
+            f"sanitizer check: {kernel}: {'reported' if found else 'NOT REPORTED'} ({report})"
+        )
         ok &= found
     return ok
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sanitize", action="store_true",
-                        help="use the AddressSanitizer + UndefinedBehaviorSanitizer build")
-    parser.add_argument("tests", nargs="*", help="run only the tests whose id contains one of these")
+    parser.add_argument(
+        "--sanitize",
+        action="store_true",
+        help="use the AddressSanitizer + UndefinedBehaviorSanitizer build",
+    )
+    parser.add_argument(
+        "tests", nargs="*", help="run only the tests whose id contains one of these"
+    )
     args = parser.parse_args()
     if args.sanitize and not sanitized():
-        status = subprocess.call([sys.executable, __file__, "--sanitize", *args.tests],
-                                 env=sanitized_env())
+        status = subprocess.call(
+            [sys.executable, __file__, "--sanitize", *args.tests], env=sanitized_env()
+        )
         if not _sanitizers_report_defects():
             status = status or 1
         return status

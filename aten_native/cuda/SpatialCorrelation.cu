@@ -1,10 +1,9 @@
 #define TORCH_ASSERT_NO_OPERATORS
-#include <ATen/native/cpu/SpatialCorrelationKernel.h>
-#include <ATen/native/cuda/SpatialCorrelation.cuh>
-
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/native/cpu/SpatialCorrelationKernel.h>
 #include <c10/cuda/CUDAGuard.h>
 
+#include <ATen/native/cuda/SpatialCorrelation.cuh>
 #include <cstdint>
 #include <initializer_list>
 
@@ -21,7 +20,7 @@ __device__ __forceinline__ T* dynamic_shared_memory() {
   return reinterpret_cast<T*>(correlation_shared);
 }
 
-} // namespace correlation_cuda
+}  // namespace correlation_cuda
 
 namespace {
 
@@ -31,26 +30,36 @@ struct StreamLaunch {
 
   template <typename... Params, typename... Args>
   void operator()(
-      void (*kernel)(Params...), int64_t blocks, int threads, int64_t shared_bytes,
+      void (*kernel)(Params...),
+      int64_t blocks,
+      int threads,
+      int64_t shared_bytes,
       const Args&... args) const {
-    kernel<<<static_cast<unsigned>(blocks), threads, shared_bytes, stream>>>(args...);
+    kernel<<<static_cast<unsigned>(blocks), threads, shared_bytes, stream>>>(
+        args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   }
 };
 
 void check_cuda_tensors(
-    const char* op, const TensorBase& reference, std::initializer_list<const TensorBase*> tensors) {
+    const char* op,
+    const TensorBase& reference,
+    std::initializer_list<const TensorBase*> tensors) {
   for (const TensorBase* t : tensors) {
     if (!t->defined()) {
       continue;
     }
     TORCH_CHECK(
         t->is_cuda() && t->device() == reference.device(),
-        op, "(): expected all tensors to be on CUDA device ", reference.device(),
-        ", but got a tensor on ", t->device());
+        op,
+        "(): expected all tensors to be on CUDA device ",
+        reference.device(),
+        ", but got a tensor on ",
+        t->device());
     TORCH_CHECK(
         t->dim() == 4,
-        op, "(): expected batched 4D tensors in the CUDA kernel, but got sizes ",
+        op,
+        "(): expected batched 4D tensors in the CUDA kernel, but got sizes ",
         t->sizes());
   }
 }
@@ -68,7 +77,11 @@ void correlation_kernel_cuda(
   }
   c10::cuda::CUDAGuard device_guard(input1.device());
   correlation_cuda::run_correlation_forward(
-      StreamLaunch{at::cuda::getCurrentCUDAStream()}, output, input1, input2, params);
+      StreamLaunch{at::cuda::getCurrentCUDAStream()},
+      output,
+      input1,
+      input2,
+      params);
 }
 
 void correlation_backward_kernel_cuda(
@@ -79,20 +92,26 @@ void correlation_backward_kernel_cuda(
     const TensorBase& input2,
     const CorrelationParams& params) {
   check_cuda_tensors(
-      "correlation_backward", input1,
+      "correlation_backward",
+      input1,
       {&grad_input1, &grad_input2, &grad_output, &input1, &input2});
   if (!grad_input1.defined() && !grad_input2.defined()) {
     return;
   }
   c10::cuda::CUDAGuard device_guard(input1.device());
   correlation_cuda::run_correlation_backward(
-      StreamLaunch{at::cuda::getCurrentCUDAStream()}, grad_input1, grad_input2,
-      grad_output, input1, input2, params);
+      StreamLaunch{at::cuda::getCurrentCUDAStream()},
+      grad_input1,
+      grad_input2,
+      grad_output,
+      input1,
+      input2,
+      params);
 }
 
-} // namespace
+}  // namespace
 
 REGISTER_DISPATCH(correlation_stub, &correlation_kernel_cuda)
 REGISTER_DISPATCH(correlation_backward_stub, &correlation_backward_kernel_cuda)
 
-} // namespace at::native
+}  // namespace at::native

@@ -14,17 +14,16 @@
 // warp-level primitives, atomics or static shared memory), so a host
 // harness that supplies those built-ins can run them unchanged.
 
-#include <ATen/native/SpatialCorrelationUtils.h>
-
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/core/TensorBase.h>
-#include <ATen/cuda/detail/IndexUtils.cuh>
-#include <ATen/cuda/detail/IntegerDivider.cuh>
 #include <ATen/cuda/detail/KernelUtils.h>
-#include <ATen/cuda/detail/TensorInfo.cuh>
+#include <ATen/native/SpatialCorrelationUtils.h>
 #include <c10/macros/Macros.h>
 
+#include <ATen/cuda/detail/IndexUtils.cuh>
+#include <ATen/cuda/detail/IntegerDivider.cuh>
+#include <ATen/cuda/detail/TensorInfo.cuh>
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -33,9 +32,10 @@
 
 // NOTE [ Correlation CUDA Kernels ]
 //
-// Notation (see NOTE [ correlation Native Functions ] in SpatialCorrelation.cpp):
-// displacement (a, b) is (dy, dx) = (disp_min_h + a*step_h,
-// disp_min_w + b*step_w), a < Ky, b < Kx, D = Ky*Kx, G is grad_output.
+// Notation (see NOTE [ correlation Native Functions ] in
+// SpatialCorrelation.cpp): displacement (a, b) is (dy, dx) = (disp_min_h +
+// a*step_h, disp_min_w + b*step_w), a < Ky, b < Kx, D = Ky*Kx, G is
+// grad_output.
 //
 // Two paths compute the same sums:
 //
@@ -43,9 +43,10 @@
 //   FlowNetC, PWC-Net, DispNetC and GwcNet. Output pixel (oy, ox) is then
 //   input pixel (y, x) = (oy - pad_h, ox - pad_w), and
 //
-//     forward:      out[g*D + a*Kx + b, oy, ox] = sum_c in1[c, y, x] * in2[c, y + dy, x + dx]
-//     grad_input1:  gi1[c, y, x] = sum_{a,b} G[a*Kx + b, y + pad_h, x + pad_w] * in2[c, y + dy, x + dx]
-//     grad_input2:  gi2[c, y, x] = sum_{a,b} G[a*Kx + b, u + pad_h, v + pad_w] * in1[c, u, v],
+//     forward:      out[g*D + a*Kx + b, oy, ox] = sum_c in1[c, y, x] * in2[c, y
+//     + dy, x + dx] grad_input1:  gi1[c, y, x] = sum_{a,b} G[a*Kx + b, y +
+//     pad_h, x + pad_w] * in2[c, y + dy, x + dx] grad_input2:  gi2[c, y, x] =
+//     sum_{a,b} G[a*Kx + b, u + pad_h, v + pad_w] * in1[c, u, v],
 //                   (u, v) = (y - dy, x - dx)
 //
 //   A block owns a tile of 32 columns (one per lane) by tile_h rows of one
@@ -88,10 +89,10 @@
 
 namespace at::native::correlation_cuda {
 
-using at::cuda::detail::IntDivider;
-using at::cuda::detail::TensorInfo;
 using at::cuda::detail::canUse32BitIndexMath;
 using at::cuda::detail::getTensorInfo;
+using at::cuda::detail::IntDivider;
+using at::cuda::detail::TensorInfo;
 
 // The block's dynamic shared memory, as T values: the includer defines it.
 template <typename T>
@@ -144,27 +145,39 @@ struct CorrelationGeometry {
   index_t height, width, out_h, out_w;
   index_t kernel_h, kernel_w, stride_h, stride_w;
   index_t pad_h, pad_w, dilation_h, dilation_w;
-  index_t disp_min_h, disp_min_w, disp_step_h, disp_step_w, disp_count_h, disp_count_w;
+  index_t disp_min_h, disp_min_w, disp_step_h, disp_step_w, disp_count_h,
+      disp_count_w;
 
   explicit CorrelationGeometry(const CorrelationParams& p)
-      : groups(p.groups), channels_per_group(p.channels_per_group()),
+      : groups(p.groups),
+        channels_per_group(p.channels_per_group()),
         displacements(p.displacements()),
-        height(p.height), width(p.width), out_h(p.out_h), out_w(p.out_w),
-        kernel_h(p.kernel_h), kernel_w(p.kernel_w),
-        stride_h(p.stride_h), stride_w(p.stride_w),
-        pad_h(p.pad_h), pad_w(p.pad_w),
-        dilation_h(p.dilation_h), dilation_w(p.dilation_w),
-        disp_min_h(p.disp_min_h), disp_min_w(p.disp_min_w),
+        height(p.height),
+        width(p.width),
+        out_h(p.out_h),
+        out_w(p.out_w),
+        kernel_h(p.kernel_h),
+        kernel_w(p.kernel_w),
+        stride_h(p.stride_h),
+        stride_w(p.stride_w),
+        pad_h(p.pad_h),
+        pad_w(p.pad_w),
+        dilation_h(p.dilation_h),
+        dilation_w(p.dilation_w),
+        disp_min_h(p.disp_min_h),
+        disp_min_w(p.disp_min_w),
         disp_step_h(effective_step(p.disp_count_h, p.disp_step_h)),
         disp_step_w(effective_step(p.disp_count_w, p.disp_step_w)),
-        disp_count_h(p.disp_count_h), disp_count_w(p.disp_count_w) {}
+        disp_count_h(p.disp_count_h),
+        disp_count_w(p.disp_count_w) {}
 };
 
 // The row phases P of the tiled kernels for a call, or 0 when it needs the
 // generic kernels: the tiled kernels take kernel_size 1 and stride 1, and
 // stack P = (vertical displacement step) row phases, at most kMaxRowPhases.
 inline int64_t tiled_row_phases(const CorrelationParams& p) {
-  if (p.kernel_h != 1 || p.kernel_w != 1 || p.stride_h != 1 || p.stride_w != 1) {
+  if (p.kernel_h != 1 || p.kernel_w != 1 || p.stride_h != 1 ||
+      p.stride_w != 1) {
     return 0;
   }
   const int64_t P = effective_step(p.disp_count_h, p.disp_step_h);
@@ -178,15 +191,27 @@ inline int64_t tiled_row_phases(const CorrelationParams& p) {
 inline bool geometry_fits_int32(const CorrelationParams& p) {
   constexpr int64_t limit = std::numeric_limits<int32_t>::max() / 8;
   const int64_t values[] = {
-      p.height, p.width, p.out_h, p.out_w, p.pad_h, p.pad_w,
-      p.kernel_h * p.dilation_h, p.kernel_w * p.dilation_w,
-      p.out_h * p.stride_h, p.out_w * p.stride_w,
-      std::abs(p.disp_min_h), std::abs(p.disp_min_w),
-      std::abs(p.disp_max_h()), std::abs(p.disp_max_w()),
-      p.disp_count_h * p.disp_step_h, p.disp_count_w * p.disp_step_w,
-      p.channels, p.out_channels()};
-  return std::all_of(std::begin(values), std::end(values),
-                     [](int64_t v) { return v >= 0 && v <= limit; });
+      p.height,
+      p.width,
+      p.out_h,
+      p.out_w,
+      p.pad_h,
+      p.pad_w,
+      p.kernel_h * p.dilation_h,
+      p.kernel_w * p.dilation_w,
+      p.out_h * p.stride_h,
+      p.out_w * p.stride_w,
+      std::abs(p.disp_min_h),
+      std::abs(p.disp_min_w),
+      std::abs(p.disp_max_h()),
+      std::abs(p.disp_max_w()),
+      p.disp_count_h * p.disp_step_h,
+      p.disp_count_w * p.disp_step_w,
+      p.channels,
+      p.out_channels()};
+  return std::all_of(std::begin(values), std::end(values), [](int64_t v) {
+    return v >= 0 && v <= limit;
+  });
 }
 
 // A box of planes x rows x cols values staged into shared memory: plane i
@@ -202,9 +227,15 @@ struct StagedBox {
   bool planes_inner;
 };
 
-inline StagedBox make_box(int64_t planes, int64_t rows, int64_t cols, int64_t plane_stride, bool planes_inner) {
+inline StagedBox make_box(
+    int64_t planes,
+    int64_t rows,
+    int64_t cols,
+    int64_t plane_stride,
+    bool planes_inner) {
   StagedBox box;
-  box.outer = IntDivider<unsigned int>(static_cast<unsigned int>(planes_inner ? planes : rows * cols));
+  box.outer = IntDivider<unsigned int>(
+      static_cast<unsigned int>(planes_inner ? planes : rows * cols));
   box.cols = IntDivider<unsigned int>(static_cast<unsigned int>(cols));
   box.planes = static_cast<int>(planes);
   box.rows = static_cast<int>(rows);
@@ -226,11 +257,15 @@ constexpr int kStageUnroll = 4;
 // trip to global memory per kStageUnroll elements rather than per element.
 template <typename opmath_t, typename Load>
 __device__ __forceinline__ void stage_box(
-    opmath_t* dst, const StagedBox& box, int planes, const Load& load) {
+    opmath_t* dst,
+    const StagedBox& box,
+    int planes,
+    const Load& load) {
   const int cols = static_cast<int>(box.cols.divisor);
   const unsigned int count = static_cast<unsigned int>(
       (box.planes_inner ? box.planes : planes) * box.rows * cols);
-  for (unsigned int base = threadIdx.x; base < count; base += kStageUnroll * blockDim.x) {
+  for (unsigned int base = threadIdx.x; base < count;
+       base += kStageUnroll * blockDim.x) {
     opmath_t values[kStageUnroll];
     int offsets[kStageUnroll];
 #pragma unroll
@@ -240,10 +275,15 @@ __device__ __forceinline__ void stage_box(
       if (e < count) {
         const auto outer = box.outer.divmod(e);
         const unsigned int plane = box.planes_inner ? outer.mod : outer.div;
-        const auto rc = box.cols.divmod(box.planes_inner ? outer.div : outer.mod);
+        const auto rc =
+            box.cols.divmod(box.planes_inner ? outer.div : outer.mod);
         if (static_cast<int>(plane) < planes) {
-          offsets[u] = static_cast<int>(plane) * box.plane_stride + static_cast<int>(rc.div * cols + rc.mod);
-          values[u] = load(static_cast<int>(plane), static_cast<int>(rc.div), static_cast<int>(rc.mod));
+          offsets[u] = static_cast<int>(plane) * box.plane_stride +
+              static_cast<int>(rc.div * cols + rc.mod);
+          values[u] = load(
+              static_cast<int>(plane),
+              static_cast<int>(rc.div),
+              static_cast<int>(rc.mod));
         }
       }
     }
@@ -257,7 +297,11 @@ __device__ __forceinline__ void stage_box(
 }
 
 template <typename index_t>
-__device__ __forceinline__ bool inside(index_t y, index_t x, index_t h, index_t w) {
+__device__ __forceinline__ bool inside(
+    index_t y,
+    index_t x,
+    index_t h,
+    index_t w) {
   return y >= 0 && y < h && x >= 0 && x < w;
 }
 
@@ -266,9 +310,16 @@ __device__ __forceinline__ bool inside(index_t y, index_t x, index_t h, index_t 
 // and zero outside the image or when c >= channels.
 template <typename scalar_t, typename index_t, typename opmath_t>
 __device__ __forceinline__ void stage_image_tile(
-    opmath_t* dst, const StagedBox& box, int planes,
-    const TensorInfo<const scalar_t, index_t>& in, const CorrelationGeometry<index_t>& geo,
-    index_t n, index_t c_first, index_t channels, index_t y0, index_t x0) {
+    opmath_t* dst,
+    const StagedBox& box,
+    int planes,
+    const TensorInfo<const scalar_t, index_t>& in,
+    const CorrelationGeometry<index_t>& geo,
+    index_t n,
+    index_t c_first,
+    index_t channels,
+    index_t y0,
+    index_t x0) {
   const index_t sc = in.strides[1], sh = in.strides[2], sw = in.strides[3];
   const scalar_t* base = in.data + n * in.strides[0] + c_first * sc;
   stage_box(dst, box, planes, [&](int c, int r, int x) -> opmath_t {
@@ -284,16 +335,16 @@ __device__ __forceinline__ void stage_image_tile(
 
 // How a tiled forward block splits its work; chosen by plan_forward().
 struct ForwardPlan {
-  int row_phases;      // P: a thread's rows are P apart (P = step_h)
-  int row_groups;      // warps stacked vertically within one phase
-  int disp_groups;     // groups of kDispRows displacement rows per block
-  int disp_cols;       // displacement columns b per block, one warp each
+  int row_phases;  // P: a thread's rows are P apart (P = step_h)
+  int row_groups;  // warps stacked vertically within one phase
+  int disp_groups;  // groups of kDispRows displacement rows per block
+  int disp_cols;  // displacement columns b per block, one warp each
   int chunk_channels;  // channels staged per step
-  int tile_h;          // output rows per block: kRows * P * row_groups
-  int halo_rows;       // rows and columns of the staged input2 tile
+  int tile_h;  // output rows per block: kRows * P * row_groups
+  int halo_rows;  // rows and columns of the staged input2 tile
   int halo_cols;
-  int tile_stride;     // shared-memory stride between channels of the
-  int halo_stride;     // input1 tile and of the input2 tile
+  int tile_stride;  // shared-memory stride between channels of the
+  int halo_stride;  // input1 tile and of the input2 tile
   int threads;
   int64_t tiles_x, tiles_y, chunks_h, chunks_w;
   int64_t blocks;
@@ -309,17 +360,18 @@ struct ForwardPlan {
 template <typename index_t>
 struct ForwardTile {
   index_t n, group;
-  index_t oy0, ox0;     // first output pixel of the block
-  index_t a0, b0;       // first displacement row and column of the block
-  index_t a_first, b;   // the thread's first displacement row, its column
+  index_t oy0, ox0;  // first output pixel of the block
+  index_t a0, b0;  // first displacement row and column of the block
+  index_t a_first, b;  // the thread's first displacement row, its column
   int lane;
-  int na;               // displacement rows of the thread; 0: idle thread
+  int na;  // displacement rows of the thread; 0: idle thread
   int row1, row2, col2;
 };
 
 template <typename index_t>
 __device__ __forceinline__ ForwardTile<index_t> forward_tile(
-    const CorrelationGeometry<index_t>& geo, const ForwardPlan& plan) {
+    const CorrelationGeometry<index_t>& geo,
+    const ForwardPlan& plan) {
   ForwardTile<index_t> t;
   int64_t block = blockIdx.x;
   const index_t tile_x = block % plan.tiles_x;
@@ -351,7 +403,8 @@ __device__ __forceinline__ ForwardTile<index_t> forward_tile(
   const bool active = disp_group < plan.disp_groups &&
       t.a_first < geo.disp_count_h && t.b < geo.disp_count_w;
   t.na = active
-      ? static_cast<int>(std::min(static_cast<index_t>(kDispRows), geo.disp_count_h - t.a_first))
+      ? static_cast<int>(std::min(
+            static_cast<index_t>(kDispRows), geo.disp_count_h - t.a_first))
       : 0;
   t.row1 = phase + row_group * kRows * P;
   t.row2 = phase + (row_group * kRows + disp_group * kDispRows) * P;
@@ -363,12 +416,18 @@ __device__ __forceinline__ ForwardTile<index_t> forward_tile(
 // times input2 at pixel q displaced by row a_first + al.
 template <typename index_t, typename opmath_t>
 __device__ __forceinline__ void accumulate_forward_chunk(
-    opmath_t (&acc)[kRows][kDispRows], const opmath_t* tile1, const opmath_t* tile2,
-    int chunk, const ForwardPlan& plan, const ForwardTile<index_t>& t) {
+    opmath_t (&acc)[kRows][kDispRows],
+    const opmath_t* tile1,
+    const opmath_t* tile2,
+    int chunk,
+    const ForwardPlan& plan,
+    const ForwardTile<index_t>& t) {
   const int P = plan.row_phases;
   for (int c = 0; c < chunk; ++c) {
-    const opmath_t* t1 = tile1 + c * plan.tile_stride + t.row1 * kTileW + t.lane;
-    const opmath_t* t2 = tile2 + c * plan.halo_stride + t.row2 * plan.halo_cols + t.col2;
+    const opmath_t* t1 =
+        tile1 + c * plan.tile_stride + t.row1 * kTileW + t.lane;
+    const opmath_t* t2 =
+        tile2 + c * plan.halo_stride + t.row2 * plan.halo_cols + t.col2;
     opmath_t v1[kRows];
     opmath_t v2[kRows + kDispRows - 1];
 #pragma unroll
@@ -395,9 +454,12 @@ __device__ __forceinline__ void accumulate_forward_chunk(
 // al < na.
 template <typename scalar_t, typename index_t, typename opmath_t>
 __device__ __forceinline__ void store_forward_tile(
-    const TensorInfo<scalar_t, index_t>& output, const CorrelationGeometry<index_t>& geo,
-    const ForwardPlan& plan, const ForwardTile<index_t>& t,
-    const opmath_t (&acc)[kRows][kDispRows], opmath_t scale) {
+    const TensorInfo<scalar_t, index_t>& output,
+    const CorrelationGeometry<index_t>& geo,
+    const ForwardPlan& plan,
+    const ForwardTile<index_t>& t,
+    const opmath_t (&acc)[kRows][kDispRows],
+    opmath_t scale) {
   const index_t ox = t.ox0 + t.lane;
   if (ox >= geo.out_w) {
     return;
@@ -457,8 +519,28 @@ __global__ void correlation_forward_tiled_kernel(
         std::min<index_t>(plan.chunk_channels, geo.channels_per_group - c0));
     // The previous chunk must be consumed before it is overwritten.
     __syncthreads();
-    stage_image_tile(tile1, plan.box1, chunk, input1, geo, t.n, c_begin + c0, index_t(chunk), y1, x1);
-    stage_image_tile(tile2, plan.box2, chunk, input2, geo, t.n, c_begin + c0, index_t(chunk), y2, x2);
+    stage_image_tile(
+        tile1,
+        plan.box1,
+        chunk,
+        input1,
+        geo,
+        t.n,
+        c_begin + c0,
+        index_t(chunk),
+        y1,
+        x1);
+    stage_image_tile(
+        tile2,
+        plan.box2,
+        chunk,
+        input2,
+        geo,
+        t.n,
+        c_begin + c0,
+        index_t(chunk),
+        y2,
+        x2);
     __syncthreads();
     if (t.na > 0) {
       accumulate_forward_chunk(acc, tile1, tile2, chunk, plan, t);
@@ -473,7 +555,10 @@ __global__ void correlation_forward_tiled_kernel(
 // the generic kernel. Warps are spent on displacement columns first (each
 // block stages one input2 tile for all of them), then on displacement rows,
 // then on more pixel rows.
-inline bool plan_forward(const CorrelationParams& p, int64_t elem_size, ForwardPlan& plan) {
+inline bool plan_forward(
+    const CorrelationParams& p,
+    int64_t elem_size,
+    ForwardPlan& plan) {
   const int64_t P = tiled_row_phases(p);
   if (P == 0) {
     return false;
@@ -484,21 +569,26 @@ inline bool plan_forward(const CorrelationParams& p, int64_t elem_size, ForwardP
   const int64_t chunks_w = ceil_div(Kx, disp_cols);
   disp_cols = ceil_div(Kx, chunks_w);
   const int64_t row_blocks = ceil_div(Ky, kDispRows);
-  int64_t disp_groups = std::clamp<int64_t>(kMaxWarps / (P * disp_cols), 1, row_blocks);
+  int64_t disp_groups =
+      std::clamp<int64_t>(kMaxWarps / (P * disp_cols), 1, row_blocks);
   const int64_t chunks_h = ceil_div(row_blocks, disp_groups);
   disp_groups = ceil_div(row_blocks, chunks_h);
   const int64_t max_row_groups = std::clamp<int64_t>(
-      kMaxWarps / (P * disp_cols * disp_groups), 1, ceil_div(p.out_h, kRows * P));
+      kMaxWarps / (P * disp_cols * disp_groups),
+      1,
+      ceil_div(p.out_h, kRows * P));
 
   const int64_t budget = kSharedMemoryBytes / elem_size;
   const int64_t cpg = std::max<int64_t>(p.channels_per_group(), 1);
   for (int64_t row_groups = max_row_groups; row_groups >= 1; --row_groups) {
     const int64_t tile_h = kRows * P * row_groups;
-    const int64_t halo_rows = tile_h + (std::min<int64_t>(disp_groups * kDispRows, Ky) - 1) * P;
+    const int64_t halo_rows =
+        tile_h + (std::min<int64_t>(disp_groups * kDispRows, Ky) - 1) * P;
     const int64_t halo_cols = kTileW + (disp_cols - 1) * step_w;
     const int64_t tile_stride = odd(tile_h * kTileW);
     const int64_t halo_stride = odd(halo_rows * halo_cols);
-    const int64_t chunk = std::min<int64_t>({cpg, 16, budget / (tile_stride + halo_stride)});
+    const int64_t chunk =
+        std::min<int64_t>({cpg, 16, budget / (tile_stride + halo_stride)});
     // A shallow channel chunk means many block-wide barriers per channel;
     // prefer fewer pixel rows then.
     if (chunk < 1 || (row_groups > 1 && chunk < std::min<int64_t>(cpg, 4))) {
@@ -514,13 +604,15 @@ inline bool plan_forward(const CorrelationParams& p, int64_t elem_size, ForwardP
     plan.halo_cols = static_cast<int>(halo_cols);
     plan.tile_stride = static_cast<int>(tile_stride);
     plan.halo_stride = static_cast<int>(halo_stride);
-    plan.threads = static_cast<int>(P * row_groups * disp_cols * disp_groups * kWarpSize);
+    plan.threads =
+        static_cast<int>(P * row_groups * disp_cols * disp_groups * kWarpSize);
     plan.tiles_x = ceil_div(p.out_w, kTileW);
     plan.tiles_y = ceil_div(p.out_h, tile_h);
     plan.chunks_h = chunks_h;
     plan.chunks_w = chunks_w;
     plan.shared_bytes = chunk * (tile_stride + halo_stride) * elem_size;
-    plan.blocks = plan.tiles_x * plan.tiles_y * chunks_h * chunks_w * p.batch * p.groups;
+    plan.blocks =
+        plan.tiles_x * plan.tiles_y * chunks_h * chunks_w * p.batch * p.groups;
     return plan.blocks <= std::numeric_limits<int32_t>::max();
   }
   return false;
@@ -532,16 +624,16 @@ inline bool plan_forward(const CorrelationParams& p, int64_t elem_size, ForwardP
 // How a tiled backward block splits its work; chosen by plan_backward() and
 // shared by the grad_input1 and grad_input2 kernels.
 struct BackwardPlan {
-  int row_phases;      // P: a thread's rows are P apart (P = step_h)
-  int row_groups;      // warps stacked vertically within one phase
+  int row_phases;  // P: a thread's rows are P apart (P = step_h)
+  int row_groups;  // warps stacked vertically within one phase
   int channel_groups;  // warps along channels, kChannels channels each
-  int disp_rows;       // min(kDispRows, Ky): displacement rows per step
-  int disp_cols;       // displacement columns per step
-  int tile_h;          // input rows per block: kRows * P * row_groups
-  int halo_rows;       // rows and columns of the staged displaced tile
+  int disp_rows;  // min(kDispRows, Ky): displacement rows per step
+  int disp_cols;  // displacement columns per step
+  int tile_h;  // input rows per block: kRows * P * row_groups
+  int halo_rows;  // rows and columns of the staged displaced tile
   int halo_cols;
-  int halo_stride;     // shared-memory stride between its channels
-  int grad_stride;     // and between the staged grad_output planes
+  int halo_stride;  // shared-memory stride between its channels
+  int grad_stride;  // and between the staged grad_output planes
   int threads;
   int64_t tiles_x, tiles_y, channel_blocks;
   int64_t blocks;
@@ -556,12 +648,13 @@ template <typename index_t>
 struct BackwardTile {
   index_t n, group, y0, x0, c0;  // c0: first channel of the block, in the group
   int phase, row_group, channel_group, lane;
-  int row;                       // tile row of the thread's pixel q = 0
+  int row;  // tile row of the thread's pixel q = 0
 };
 
 template <typename index_t>
 __device__ __forceinline__ BackwardTile<index_t> backward_tile(
-    const CorrelationGeometry<index_t>& geo, const BackwardPlan& plan) {
+    const CorrelationGeometry<index_t>& geo,
+    const BackwardPlan& plan) {
   BackwardTile<index_t> t;
   int64_t block = blockIdx.x;
   const index_t tile_x = block % plan.tiles_x;
@@ -638,7 +731,11 @@ enum class BackwardTarget { kInput1, kInput2 };
 
 // Splits a plane index of the staged G into its displacement (al, bl):
 // d = al * disp_cols + bl with al < kDispRows, so a few subtractions.
-__device__ __forceinline__ void split_displacement(int d, int disp_cols, int& al, int& bl) {
+__device__ __forceinline__ void split_displacement(
+    int d,
+    int disp_cols,
+    int& al,
+    int& bl) {
   al = 0;
   bl = d;
   while (bl >= disp_cols) {
@@ -649,34 +746,49 @@ __device__ __forceinline__ void split_displacement(int d, int disp_cols, int& al
 
 // Stages G for displacements (a0 + al, b0 + bl), al < na, bl < nb (zero
 // planes past them); see BackwardTarget for the positions.
-template <BackwardTarget target, typename scalar_t, typename index_t, typename opmath_t>
+template <
+    BackwardTarget target,
+    typename scalar_t,
+    typename index_t,
+    typename opmath_t>
 __device__ __forceinline__ void stage_grad_output(
-    opmath_t* dst, const TensorInfo<const scalar_t, index_t>& grad_output,
-    const CorrelationGeometry<index_t>& geo, const BackwardPlan& plan,
-    const BackwardTile<index_t>& t, index_t a0, index_t b0, int na, int nb) {
+    opmath_t* dst,
+    const TensorInfo<const scalar_t, index_t>& grad_output,
+    const CorrelationGeometry<index_t>& geo,
+    const BackwardPlan& plan,
+    const BackwardTile<index_t>& t,
+    index_t a0,
+    index_t b0,
+    int na,
+    int nb) {
   const index_t sgc = grad_output.strides[1];
   const index_t sgh = grad_output.strides[2], sgw = grad_output.strides[3];
   // (y + pad_h, x + pad_w) is a valid output position for every pixel
   // (y, x) of the image.
   const scalar_t* grad_base = grad_output.data + t.n * grad_output.strides[0] +
       (t.group * geo.displacements) * sgc + geo.pad_h * sgh + geo.pad_w * sgw;
-  stage_box(dst, plan.grad_box, plan.grad_box.planes, [&](int d, int r, int x) -> opmath_t {
-    int al, bl;
-    split_displacement(d, plan.disp_cols, al, bl);
-    if (al >= na || bl >= nb) {
-      return opmath_t(0);
-    }
-    const index_t a = a0 + al, b = b0 + bl;
-    index_t y = t.y0 + r, xx = t.x0 + x;
-    if constexpr (target == BackwardTarget::kInput2) {
-      y -= geo.disp_min_h + a * geo.disp_step_h;
-      xx -= geo.disp_min_w + b * geo.disp_step_w;
-    }
-    if (!inside(y, xx, geo.height, geo.width)) {
-      return opmath_t(0);
-    }
-    return static_cast<opmath_t>(grad_base[(a * geo.disp_count_w + b) * sgc + y * sgh + xx * sgw]);
-  });
+  stage_box(
+      dst,
+      plan.grad_box,
+      plan.grad_box.planes,
+      [&](int d, int r, int x) -> opmath_t {
+        int al, bl;
+        split_displacement(d, plan.disp_cols, al, bl);
+        if (al >= na || bl >= nb) {
+          return opmath_t(0);
+        }
+        const index_t a = a0 + al, b = b0 + bl;
+        index_t y = t.y0 + r, xx = t.x0 + x;
+        if constexpr (target == BackwardTarget::kInput2) {
+          y -= geo.disp_min_h + a * geo.disp_step_h;
+          xx -= geo.disp_min_w + b * geo.disp_step_w;
+        }
+        if (!inside(y, xx, geo.height, geo.width)) {
+          return opmath_t(0);
+        }
+        return static_cast<opmath_t>(
+            grad_base[(a * geo.disp_count_w + b) * sgc + y * sgh + xx * sgw]);
+      });
 }
 
 template <typename scalar_t, typename index_t, BackwardTarget target>
@@ -691,7 +803,8 @@ __global__ void correlation_backward_tiled_kernel(
   using opmath_t = at::opmath_type<scalar_t>;
   constexpr bool kInput2 = target == BackwardTarget::kInput2;
   opmath_t* grad_tile = dynamic_shared_memory<opmath_t>();
-  opmath_t* halo = grad_tile + plan.disp_rows * plan.disp_cols * plan.grad_stride;
+  opmath_t* halo =
+      grad_tile + plan.disp_rows * plan.disp_cols * plan.grad_stride;
 
   const auto t = backward_tile(geo, plan);
   const int P = plan.row_phases;
@@ -702,7 +815,8 @@ __global__ void correlation_backward_tiled_kernel(
   const index_t channels_left = geo.channels_per_group - t.c0;
   // Register k of a channel holds halo row halo_row + k*P. For grad_input1,
   // k past kRows + na - 2 is unused; for grad_input2, k below kDispRows - na.
-  const int halo_row = kInput2 ? t.row - (kDispRows - plan.disp_rows) * P : t.row;
+  const int halo_row =
+      kInput2 ? t.row - (kDispRows - plan.disp_rows) * P : t.row;
 
   opmath_t acc[kRows][kChannels];
 #pragma unroll
@@ -714,20 +828,32 @@ __global__ void correlation_backward_tiled_kernel(
   }
 
   for (index_t a0 = 0; a0 < geo.disp_count_h; a0 += plan.disp_rows) {
-    const int na = static_cast<int>(std::min<index_t>(plan.disp_rows, geo.disp_count_h - a0));
+    const int na = static_cast<int>(
+        std::min<index_t>(plan.disp_rows, geo.disp_count_h - a0));
     const index_t halo_y = kInput2
         ? t.y0 - geo.disp_min_h - (a0 + plan.disp_rows - 1) * geo.disp_step_h
         : t.y0 + geo.disp_min_h + a0 * geo.disp_step_h;
     for (index_t b0 = 0; b0 < geo.disp_count_w; b0 += plan.disp_cols) {
-      const int nb = static_cast<int>(std::min<index_t>(plan.disp_cols, geo.disp_count_w - b0));
+      const int nb = static_cast<int>(
+          std::min<index_t>(plan.disp_cols, geo.disp_count_w - b0));
       const index_t halo_x = kInput2
           ? t.x0 - geo.disp_min_w - (b0 + plan.disp_cols - 1) * geo.disp_step_w
           : t.x0 + geo.disp_min_w + b0 * geo.disp_step_w;
       // The previous step must be consumed before it is overwritten.
       __syncthreads();
-      stage_grad_output<target>(grad_tile, grad_output, geo, plan, t, a0, b0, na, nb);
-      stage_image_tile(halo, plan.halo_box, block_channels, displaced, geo, t.n, c_first,
-                       channels_left, halo_y, halo_x);
+      stage_grad_output<target>(
+          grad_tile, grad_output, geo, plan, t, a0, b0, na, nb);
+      stage_image_tile(
+          halo,
+          plan.halo_box,
+          block_channels,
+          displaced,
+          geo,
+          t.n,
+          c_first,
+          channels_left,
+          halo_y,
+          halo_x);
       __syncthreads();
       if (!active) {
         continue;
@@ -737,21 +863,25 @@ __global__ void correlation_backward_tiled_kernel(
         opmath_t gv[kRows][kDispRows];
 #pragma unroll
         for (int al = 0; al < kDispRows; ++al) {
-          const opmath_t* g = grad_tile + (al * plan.disp_cols + bl) * plan.grad_stride +
-              t.row * kTileW + t.lane;
+          const opmath_t* g = grad_tile +
+              (al * plan.disp_cols + bl) * plan.grad_stride + t.row * kTileW +
+              t.lane;
 #pragma unroll
           for (int q = 0; q < kRows; ++q) {
             gv[q][al] = al < na ? g[q * P * kTileW] : opmath_t(0);
           }
         }
-        const int col = (kInput2 ? plan.disp_cols - 1 - bl : bl) * step_w + t.lane;
+        const int col =
+            (kInput2 ? plan.disp_cols - 1 - bl : bl) * step_w + t.lane;
 #pragma unroll
         for (int cb = 0; cb < kChannels; ++cb) {
-          const opmath_t* v = halo + (t.channel_group * kChannels + cb) * plan.halo_stride + col;
+          const opmath_t* v = halo +
+              (t.channel_group * kChannels + cb) * plan.halo_stride + col;
           opmath_t vd[kRows + kDispRows - 1];
 #pragma unroll
           for (int k = 0; k < kRows + kDispRows - 1; ++k) {
-            const bool used = kInput2 ? k >= kDispRows - na : k < kRows + na - 1;
+            const bool used =
+                kInput2 ? k >= kDispRows - na : k < kRows + na - 1;
             vd[k] = used ? v[(halo_row + k * P) * plan.halo_cols] : opmath_t(0);
           }
 #pragma unroll
@@ -761,7 +891,8 @@ __global__ void correlation_backward_tiled_kernel(
               // Guarded rather than multiplied by a zero gv, so that an
               // inf in a staged value cannot turn into a NaN.
               if (al < na) {
-                acc[q][cb] += gv[q][al] * vd[kInput2 ? q + kDispRows - 1 - al : q + al];
+                acc[q][cb] +=
+                    gv[q][al] * vd[kInput2 ? q + kDispRows - 1 - al : q + al];
               }
             }
           }
@@ -776,7 +907,10 @@ __global__ void correlation_backward_tiled_kernel(
 // the generic kernels. Warps are spent on channels first (each staged G
 // value is reused by every channel of the block), then on pixel rows; the
 // shared memory then bounds the displacement columns per step.
-inline bool plan_backward(const CorrelationParams& p, int64_t elem_size, BackwardPlan& plan) {
+inline bool plan_backward(
+    const CorrelationParams& p,
+    int64_t elem_size,
+    BackwardPlan& plan) {
   const int64_t P = tiled_row_phases(p);
   if (P == 0) {
     return false;
@@ -789,23 +923,27 @@ inline bool plan_backward(const CorrelationParams& p, int64_t elem_size, Backwar
   const int64_t max_row_groups = ceil_div(p.height, kRows * P);
 
   // Returns the shared-memory elements of a candidate.
-  auto footprint = [&](int64_t channel_groups, int64_t row_groups, int64_t disp_cols) {
-    const int64_t tile_h = kRows * P * row_groups;
-    const int64_t halo_rows = tile_h + (disp_rows - 1) * P;
-    const int64_t halo_cols = kTileW + (disp_cols - 1) * step_w;
-    return disp_rows * disp_cols * odd(tile_h * kTileW) +
-        channel_groups * kChannels * odd(halo_rows * halo_cols);
-  };
+  auto footprint =
+      [&](int64_t channel_groups, int64_t row_groups, int64_t disp_cols) {
+        const int64_t tile_h = kRows * P * row_groups;
+        const int64_t halo_rows = tile_h + (disp_rows - 1) * P;
+        const int64_t halo_cols = kTileW + (disp_cols - 1) * step_w;
+        return disp_rows * disp_cols * odd(tile_h * kTileW) +
+            channel_groups * kChannels * odd(halo_rows * halo_cols);
+      };
 
   int64_t best_cg = 0, best_rg = 0, best_cols = 0;
   // First choice: as many channel warps as useful with at least
   // min(Kx, 4) displacement columns per step.
   const int64_t wanted_cols = std::min<int64_t>(Kx, 4);
   for (int64_t cg = std::min<int64_t>(kMaxWarps / P, ceil_div(cpg, kChannels));
-       cg >= 1 && best_cg == 0; --cg) {
-    const int64_t rg_max = std::clamp<int64_t>(kMaxWarps / (P * cg), 1, max_row_groups);
+       cg >= 1 && best_cg == 0;
+       --cg) {
+    const int64_t rg_max =
+        std::clamp<int64_t>(kMaxWarps / (P * cg), 1, max_row_groups);
     for (int64_t rg = rg_max; rg >= 1 && best_cg == 0; --rg) {
-      for (int64_t cols = std::min<int64_t>(Kx, 8); cols >= wanted_cols; --cols) {
+      for (int64_t cols = std::min<int64_t>(Kx, 8); cols >= wanted_cols;
+           --cols) {
         if (footprint(cg, rg, cols) <= budget) {
           best_cg = cg, best_rg = rg, best_cols = cols;
           break;
@@ -843,7 +981,8 @@ inline bool plan_backward(const CorrelationParams& p, int64_t elem_size, Backwar
   plan.tiles_y = ceil_div(p.height, tile_h);
   plan.channel_blocks = ceil_div(cpg, best_cg * kChannels);
   plan.shared_bytes = footprint(best_cg, best_rg, best_cols) * elem_size;
-  plan.blocks = plan.tiles_x * plan.tiles_y * plan.channel_blocks * p.batch * p.groups;
+  plan.blocks =
+      plan.tiles_x * plan.tiles_y * plan.channel_blocks * p.batch * p.groups;
   return plan.blocks <= std::numeric_limits<int32_t>::max();
 }
 
@@ -873,8 +1012,10 @@ __global__ void correlation_forward_generic_kernel(
     const index_t n = index / (geo.out_w * geo.out_h * out_channels);
     const index_t group = channel / geo.displacements;
     const index_t d = channel % geo.displacements;
-    const index_t dy = geo.disp_min_h + (d / geo.disp_count_w) * geo.disp_step_h;
-    const index_t dx = geo.disp_min_w + (d % geo.disp_count_w) * geo.disp_step_w;
+    const index_t dy =
+        geo.disp_min_h + (d / geo.disp_count_w) * geo.disp_step_h;
+    const index_t dx =
+        geo.disp_min_w + (d % geo.disp_count_w) * geo.disp_step_w;
     const index_t c_begin = group * geo.channels_per_group;
     const scalar_t* base1 = input1.data + n * s1n + c_begin * s1c;
     const scalar_t* base2 = input2.data + n * s2n + c_begin * s2c;
@@ -893,12 +1034,14 @@ __global__ void correlation_forward_generic_kernel(
         const scalar_t* p1 = base1 + y * s1h + x * s1w;
         const scalar_t* p2 = base2 + (y + dy) * s2h + (x + dx) * s2w;
         for (index_t c = 0; c < geo.channels_per_group; ++c) {
-          acc += static_cast<opmath_t>(p1[c * s1c]) * static_cast<opmath_t>(p2[c * s2c]);
+          acc += static_cast<opmath_t>(p1[c * s1c]) *
+              static_cast<opmath_t>(p2[c * s2c]);
         }
       }
     }
-    output.data[n * output.strides[0] + channel * output.strides[1] +
-                oy * output.strides[2] + ox * output.strides[3]] =
+    output.data
+        [n * output.strides[0] + channel * output.strides[1] +
+         oy * output.strides[2] + ox * output.strides[3]] =
         static_cast<scalar_t>(acc * scale);
   }
 }
@@ -907,8 +1050,13 @@ __global__ void correlation_forward_generic_kernel(
 // = y. Calls f(oy) for each valid one (likewise for columns).
 template <typename index_t, typename F>
 __device__ __forceinline__ void for_each_window(
-    index_t pos, index_t pad, index_t kernel, index_t dilation, index_t stride,
-    index_t out_size, const F& f) {
+    index_t pos,
+    index_t pad,
+    index_t kernel,
+    index_t dilation,
+    index_t stride,
+    index_t out_size,
+    const F& f) {
   for (index_t i = 0; i < kernel; ++i) {
     const index_t shifted = pos + pad - i * dilation;
     if (shifted < 0) {
@@ -944,34 +1092,52 @@ __global__ void correlation_backward_input1_generic_kernel(
     const index_t c = (index / (geo.width * geo.height)) % channels;
     const index_t n = index / (geo.width * geo.height * channels);
     const index_t group = c / geo.channels_per_group;
-    const scalar_t* in2 = input2.data + n * input2.strides[0] + c * input2.strides[1];
+    const scalar_t* in2 =
+        input2.data + n * input2.strides[0] + c * input2.strides[1];
     const scalar_t* grad = grad_output.data + n * grad_output.strides[0] +
         group * geo.displacements * sgc;
 
     opmath_t acc = 0;
-    for_each_window(y, geo.pad_h, geo.kernel_h, geo.dilation_h, geo.stride_h, geo.out_h,
+    for_each_window(
+        y,
+        geo.pad_h,
+        geo.kernel_h,
+        geo.dilation_h,
+        geo.stride_h,
+        geo.out_h,
         [&](index_t oy) {
-      for_each_window(x, geo.pad_w, geo.kernel_w, geo.dilation_w, geo.stride_w, geo.out_w,
-          [&](index_t ox) {
-        const scalar_t* g = grad + oy * grad_output.strides[2] + ox * grad_output.strides[3];
-        for (index_t a = 0; a < geo.disp_count_h; ++a) {
-          const index_t y2 = y + geo.disp_min_h + a * geo.disp_step_h;
-          if (y2 < 0 || y2 >= geo.height) {
-            continue;
-          }
-          for (index_t b = 0; b < geo.disp_count_w; ++b) {
-            const index_t x2 = x + geo.disp_min_w + b * geo.disp_step_w;
-            if (x2 < 0 || x2 >= geo.width) {
-              continue;
-            }
-            acc += static_cast<opmath_t>(g[(a * geo.disp_count_w + b) * sgc]) *
-                static_cast<opmath_t>(in2[y2 * input2.strides[2] + x2 * input2.strides[3]]);
-          }
-        }
-      });
-    });
-    grad_input1.data[n * grad_input1.strides[0] + c * grad_input1.strides[1] +
-                     y * grad_input1.strides[2] + x * grad_input1.strides[3]] =
+          for_each_window(
+              x,
+              geo.pad_w,
+              geo.kernel_w,
+              geo.dilation_w,
+              geo.stride_w,
+              geo.out_w,
+              [&](index_t ox) {
+                const scalar_t* g = grad + oy * grad_output.strides[2] +
+                    ox * grad_output.strides[3];
+                for (index_t a = 0; a < geo.disp_count_h; ++a) {
+                  const index_t y2 = y + geo.disp_min_h + a * geo.disp_step_h;
+                  if (y2 < 0 || y2 >= geo.height) {
+                    continue;
+                  }
+                  for (index_t b = 0; b < geo.disp_count_w; ++b) {
+                    const index_t x2 = x + geo.disp_min_w + b * geo.disp_step_w;
+                    if (x2 < 0 || x2 >= geo.width) {
+                      continue;
+                    }
+                    acc += static_cast<opmath_t>(
+                               g[(a * geo.disp_count_w + b) * sgc]) *
+                        static_cast<opmath_t>(
+                               in2[y2 * input2.strides[2] +
+                                   x2 * input2.strides[3]]);
+                  }
+                }
+              });
+        });
+    grad_input1.data
+        [n * grad_input1.strides[0] + c * grad_input1.strides[1] +
+         y * grad_input1.strides[2] + x * grad_input1.strides[3]] =
         static_cast<scalar_t>(acc * scale);
   }
 }
@@ -997,7 +1163,8 @@ __global__ void correlation_backward_input2_generic_kernel(
     const index_t c = (index / (geo.width * geo.height)) % channels;
     const index_t n = index / (geo.width * geo.height * channels);
     const index_t group = c / geo.channels_per_group;
-    const scalar_t* in1 = input1.data + n * input1.strides[0] + c * input1.strides[1];
+    const scalar_t* in1 =
+        input1.data + n * input1.strides[0] + c * input1.strides[1];
     const scalar_t* grad = grad_output.data + n * grad_output.strides[0] +
         group * geo.displacements * sgc;
 
@@ -1014,20 +1181,35 @@ __global__ void correlation_backward_input2_generic_kernel(
         }
         const scalar_t* g = grad + (a * geo.disp_count_w + b) * sgc;
         opmath_t grad_sum = 0;
-        for_each_window(u, geo.pad_h, geo.kernel_h, geo.dilation_h, geo.stride_h, geo.out_h,
+        for_each_window(
+            u,
+            geo.pad_h,
+            geo.kernel_h,
+            geo.dilation_h,
+            geo.stride_h,
+            geo.out_h,
             [&](index_t oy) {
-          for_each_window(v, geo.pad_w, geo.kernel_w, geo.dilation_w, geo.stride_w, geo.out_w,
-              [&](index_t ox) {
-            grad_sum += static_cast<opmath_t>(
-                g[oy * grad_output.strides[2] + ox * grad_output.strides[3]]);
-          });
-        });
+              for_each_window(
+                  v,
+                  geo.pad_w,
+                  geo.kernel_w,
+                  geo.dilation_w,
+                  geo.stride_w,
+                  geo.out_w,
+                  [&](index_t ox) {
+                    grad_sum += static_cast<opmath_t>(
+                        g[oy * grad_output.strides[2] +
+                          ox * grad_output.strides[3]]);
+                  });
+            });
         acc += grad_sum *
-            static_cast<opmath_t>(in1[u * input1.strides[2] + v * input1.strides[3]]);
+            static_cast<opmath_t>(
+                   in1[u * input1.strides[2] + v * input1.strides[3]]);
       }
     }
-    grad_input2.data[n * grad_input2.strides[0] + c * grad_input2.strides[1] +
-                     y * grad_input2.strides[2] + x * grad_input2.strides[3]] =
+    grad_input2.data
+        [n * grad_input2.strides[0] + c * grad_input2.strides[1] +
+         y * grad_input2.strides[2] + x * grad_input2.strides[3]] =
         static_cast<scalar_t>(acc * scale);
   }
 }
@@ -1040,12 +1222,16 @@ inline int generic_blocks(int64_t count) {
   // step blockDim.x * gridDim.x is computed in 32-bit unsigned arithmetic
   // (CUDA_KERNEL_LOOP_TYPE), so the cap keeps it at or below 2^31.
   return static_cast<int>(std::min<int64_t>(
-      ceil_div(count, kGenericThreads), std::numeric_limits<int32_t>::max() / kGenericThreads));
+      ceil_div(count, kGenericThreads),
+      std::numeric_limits<int32_t>::max() / kGenericThreads));
 }
 
 template <typename scalar_t, typename index_t, typename Launch>
 void launch_correlation_forward(
-    const Launch& launch, const TensorBase& output, const TensorBase& input1, const TensorBase& input2,
+    const Launch& launch,
+    const TensorBase& output,
+    const TensorBase& input1,
+    const TensorBase& input2,
     const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
   const CorrelationGeometry<index_t> geo(p);
@@ -1056,24 +1242,54 @@ void launch_correlation_forward(
 
   ForwardPlan plan;
   if (plan_forward(p, sizeof(opmath_t), plan)) {
-    plan.box1 = make_box(plan.chunk_channels, plan.tile_h, kTileW, plan.tile_stride,
-                         planes_adjacent(input1));
-    plan.box2 = make_box(plan.chunk_channels, plan.halo_rows, plan.halo_cols, plan.halo_stride,
-                         planes_adjacent(input2));
-    launch(&correlation_forward_tiled_kernel<scalar_t, index_t>,
-        plan.blocks, plan.threads, plan.shared_bytes, out_info, in1_info, in2_info, geo, plan, scale);
+    plan.box1 = make_box(
+        plan.chunk_channels,
+        plan.tile_h,
+        kTileW,
+        plan.tile_stride,
+        planes_adjacent(input1));
+    plan.box2 = make_box(
+        plan.chunk_channels,
+        plan.halo_rows,
+        plan.halo_cols,
+        plan.halo_stride,
+        planes_adjacent(input2));
+    launch(
+        &correlation_forward_tiled_kernel<scalar_t, index_t>,
+        plan.blocks,
+        plan.threads,
+        plan.shared_bytes,
+        out_info,
+        in1_info,
+        in2_info,
+        geo,
+        plan,
+        scale);
     return;
   }
   const int64_t count = output.numel();
-  launch(&correlation_forward_generic_kernel<scalar_t, index_t>,
-      generic_blocks(count), kGenericThreads, 0, count, out_info, in1_info, in2_info, geo, scale);
+  launch(
+      &correlation_forward_generic_kernel<scalar_t, index_t>,
+      generic_blocks(count),
+      kGenericThreads,
+      0,
+      count,
+      out_info,
+      in1_info,
+      in2_info,
+      geo,
+      scale);
 }
 
 template <typename scalar_t, typename index_t, typename Launch>
 void launch_correlation_backward(
-    const Launch& launch, const TensorBase& grad_input1, const TensorBase& grad_input2,
-    const TensorBase& grad_output, const TensorBase& input1,
-    const TensorBase& input2, const CorrelationParams& p) {
+    const Launch& launch,
+    const TensorBase& grad_input1,
+    const TensorBase& grad_input2,
+    const TensorBase& grad_output,
+    const TensorBase& input1,
+    const TensorBase& input2,
+    const CorrelationParams& p) {
   using opmath_t = at::opmath_type<scalar_t>;
   const CorrelationGeometry<index_t> geo(p);
   const auto scale = static_cast<opmath_t>(p.scale);
@@ -1083,24 +1299,53 @@ void launch_correlation_backward(
   const bool tiled = plan_backward(p, sizeof(opmath_t), plan);
   // The halo box is the other input's: set per kernel below.
   const auto halo_box = [&](const TensorBase& t) {
-    return make_box(plan.channel_groups * kChannels, plan.halo_rows, plan.halo_cols,
-                    plan.halo_stride, planes_adjacent(t));
+    return make_box(
+        plan.channel_groups * kChannels,
+        plan.halo_rows,
+        plan.halo_cols,
+        plan.halo_stride,
+        planes_adjacent(t));
   };
   if (tiled) {
-    plan.grad_box = make_box(plan.disp_rows * plan.disp_cols, plan.tile_h, kTileW,
-                             plan.grad_stride, planes_adjacent(grad_output));
+    plan.grad_box = make_box(
+        plan.disp_rows * plan.disp_cols,
+        plan.tile_h,
+        kTileW,
+        plan.grad_stride,
+        planes_adjacent(grad_output));
   }
   if (grad_input1.defined() && grad_input1.numel() > 0) {
     auto gi1_info = getTensorInfo<scalar_t, index_t>(grad_input1);
     auto in2_info = getTensorInfo<const scalar_t, index_t>(input2);
     if (tiled) {
       plan.halo_box = halo_box(input2);
-      launch(&correlation_backward_tiled_kernel<scalar_t, index_t, BackwardTarget::kInput1>,
-          plan.blocks, plan.threads, plan.shared_bytes, gi1_info, grad_info, in2_info, geo, plan, scale);
+      launch(
+          &correlation_backward_tiled_kernel<
+              scalar_t,
+              index_t,
+              BackwardTarget::kInput1>,
+          plan.blocks,
+          plan.threads,
+          plan.shared_bytes,
+          gi1_info,
+          grad_info,
+          in2_info,
+          geo,
+          plan,
+          scale);
     } else {
       const int64_t count = grad_input1.numel();
-      launch(&correlation_backward_input1_generic_kernel<scalar_t, index_t>,
-          generic_blocks(count), kGenericThreads, 0, count, gi1_info, grad_info, in2_info, geo, scale);
+      launch(
+          &correlation_backward_input1_generic_kernel<scalar_t, index_t>,
+          generic_blocks(count),
+          kGenericThreads,
+          0,
+          count,
+          gi1_info,
+          grad_info,
+          in2_info,
+          geo,
+          scale);
     }
   }
   if (grad_input2.defined() && grad_input2.numel() > 0) {
@@ -1108,12 +1353,33 @@ void launch_correlation_backward(
     auto in1_info = getTensorInfo<const scalar_t, index_t>(input1);
     if (tiled) {
       plan.halo_box = halo_box(input1);
-      launch(&correlation_backward_tiled_kernel<scalar_t, index_t, BackwardTarget::kInput2>,
-          plan.blocks, plan.threads, plan.shared_bytes, gi2_info, grad_info, in1_info, geo, plan, scale);
+      launch(
+          &correlation_backward_tiled_kernel<
+              scalar_t,
+              index_t,
+              BackwardTarget::kInput2>,
+          plan.blocks,
+          plan.threads,
+          plan.shared_bytes,
+          gi2_info,
+          grad_info,
+          in1_info,
+          geo,
+          plan,
+          scale);
     } else {
       const int64_t count = grad_input2.numel();
-      launch(&correlation_backward_input2_generic_kernel<scalar_t, index_t>,
-          generic_blocks(count), kGenericThreads, 0, count, gi2_info, grad_info, in1_info, geo, scale);
+      launch(
+          &correlation_backward_input2_generic_kernel<scalar_t, index_t>,
+          generic_blocks(count),
+          kGenericThreads,
+          0,
+          count,
+          gi2_info,
+          grad_info,
+          in1_info,
+          geo,
+          scale);
     }
   }
 }
@@ -1122,7 +1388,8 @@ void launch_correlation_backward(
 // most max_elem elements within reach of its strides (canUse32BitIndexMath)
 // and the geometry's coordinates fit.
 inline bool use_32bit_indexing(
-    const CorrelationParams& p, std::initializer_list<const TensorBase*> tensors,
+    const CorrelationParams& p,
+    std::initializer_list<const TensorBase*> tensors,
     int64_t max_elem = std::numeric_limits<int32_t>::max()) {
   for (const TensorBase* t : tensors) {
     if (t->defined() && !canUse32BitIndexMath(*t, max_elem)) {
@@ -1149,9 +1416,11 @@ void run_correlation_forward(
   AT_DISPATCH_FLOATING_TYPES_AND2(
       kHalf, kBFloat16, input1.scalar_type(), "correlation_cuda", [&] {
         if (use_32bit) {
-          launch_correlation_forward<scalar_t, int>(launch, output, input1, input2, params);
+          launch_correlation_forward<scalar_t, int>(
+              launch, output, input1, input2, params);
         } else {
-          launch_correlation_forward<scalar_t, int64_t>(launch, output, input1, input2, params);
+          launch_correlation_forward<scalar_t, int64_t>(
+              launch, output, input1, input2, params);
         }
       });
 }
@@ -1171,17 +1440,31 @@ void run_correlation_backward(
     return;
   }
   const bool use_32bit = use_32bit_indexing(
-      params, {&grad_input1, &grad_input2, &grad_output, &input1, &input2}, max_elem_32bit);
+      params,
+      {&grad_input1, &grad_input2, &grad_output, &input1, &input2},
+      max_elem_32bit);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       kHalf, kBFloat16, input1.scalar_type(), "correlation_backward_cuda", [&] {
         if (use_32bit) {
           launch_correlation_backward<scalar_t, int>(
-              launch, grad_input1, grad_input2, grad_output, input1, input2, params);
+              launch,
+              grad_input1,
+              grad_input2,
+              grad_output,
+              input1,
+              input2,
+              params);
         } else {
           launch_correlation_backward<scalar_t, int64_t>(
-              launch, grad_input1, grad_input2, grad_output, input1, input2, params);
+              launch,
+              grad_input1,
+              grad_input2,
+              grad_output,
+              input1,
+              input2,
+              params);
         }
       });
 }
 
-} // namespace at::native::correlation_cuda
+}  // namespace at::native::correlation_cuda

@@ -2,9 +2,8 @@
 // The text between the markers is what tools/apply_patch.py appends to
 // torch/csrc/autograd/FunctionsManual.cpp.
 
-#include <csrc/autograd/FunctionsManual_correlation.h>
-
 #include <ATen/ATen.h>
+#include <csrc/autograd/FunctionsManual_correlation.h>
 
 namespace torch::autograd::generated::details {
 

@@ -41,6 +41,7 @@ NATIVE_REQUIRED = (
     "cpu/SpatialCorrelationKernel.h",
     "cpu/SpatialCorrelationKernel.cpp",
     "cuda/SpatialCorrelation.cu",
+    "cuda/SpatialCorrelation.cuh",
 )
 
 SRC_NATIVE_YAML = "native_functions_patch.yaml"
@@ -161,7 +162,7 @@ def load_sources(source_root: Path) -> dict[str, object]:
     src: dict[str, object] = {}
     for key, directory, required in (
         ("native", NATIVE_SRC, NATIVE_REQUIRED),
-        ("functorch", FUNCTORCH_SRC, ()),
+        ("functorch", FUNCTORCH_SRC, ("BatchRulesSpatialCorrelation.cpp",)),
     ):
         files: dict[str, str] = {}
         if (source_root / directory).is_dir():

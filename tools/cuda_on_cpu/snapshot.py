@@ -16,9 +16,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 sys.path[:0] = [str(ROOT / "tools"), str(ROOT / "test")]
 
-import cuda_on_cpu  # noqa: E402
-from test_correlation_cuda import (  # noqa: E402
-    ALL_DTYPES, LAYOUTS, harness_forward_backward, make_layout, random_config)
+import cuda_on_cpu
+from test_correlation_cuda import (
+    ALL_DTYPES,
+    LAYOUTS,
+    harness_forward_backward,
+    make_layout,
+    random_config,
+)
 
 COUNT = 160
 
@@ -30,8 +35,12 @@ def results():
         dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
         layout = LAYOUTS[(index // len(ALL_DTYPES)) % len(LAYOUTS)]
         g = torch.Generator().manual_seed(index)
-        x1, x2 = (make_layout(torch.randn(shape, generator=g, dtype=torch.float64).to(dtype), layout)
-                  for _ in range(2))
+        x1, x2 = (
+            make_layout(
+                torch.randn(shape, generator=g, dtype=torch.float64).to(dtype), layout
+            )
+            for _ in range(2)
+        )
         out = cuda_on_cpu.correlation(x1, x2, max_disp, **kwargs)
         go = torch.randn(out.shape, generator=g, dtype=torch.float64).to(dtype)
         with cuda_on_cpu.schedule("shuffled", index):
@@ -42,15 +51,23 @@ def results():
 def main():
     mode, path = sys.argv[1], sys.argv[2]
     if mode == "save":
-        torch.save({name: tensors for name, tensors in results()}, path)
+        torch.save(dict(results()), path)
         print(f"saved {COUNT} configurations to {path}")
         return 0
     saved = torch.load(path)
     differ = 0
     for name, got in results():
-        for what, a, b in zip(("output", "grad_input1", "grad_input2"), got, saved[name]):
-            if a.shape != b.shape or a.stride() != b.stride() or not torch.equal(
-                    a.contiguous().view(-1).view(torch.uint8), b.contiguous().view(-1).view(torch.uint8)):
+        for what, a, b in zip(
+            ("output", "grad_input1", "grad_input2"), got, saved[name]
+        ):
+            if (
+                a.shape != b.shape
+                or a.stride() != b.stride()
+                or not torch.equal(
+                    a.contiguous().view(-1).view(torch.uint8),
+                    b.contiguous().view(-1).view(torch.uint8),
+                )
+            ):
                 differ += 1
                 print(f"differs: {what} of {name}")
     print(f"{COUNT} configurations compared bitwise, {differ} tensors differ")
