@@ -947,9 +947,9 @@ class TestCorrelationModule(TestCase):
     """nn.Correlation: arguments, repr, equivalence with the functional."""
 
     def test_module(self):
-        self.assertIs(
-            torch.nn.Correlation, torch_correlation.Correlation
-        )  # [preview only]
+        # [preview only begin]
+        self.assertIs(torch.nn.Correlation, torch_correlation.Correlation)
+        # [preview only end]
         module = torch.nn.Correlation(
             (2, 1), kernel_size=3, padding=1, groups=2, scale=0.5
         )
@@ -983,13 +983,13 @@ class TestCorrelationModuleInfo(TestCase):
     def test_module_inputs(self):
         from torch.testing._internal.common_modules import module_db
 
-        sys.path.insert(
-            0,
-            os.path.join(
-                os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"
-            ),
-        )  # [preview only]
-        from moduleinfo import module_db  # noqa: F811 # [preview only]
+        # [preview only begin]
+        patch_dir = os.path.join(
+            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"
+        )
+        sys.path.insert(0, patch_dir)
+        from moduleinfo import module_db  # noqa: F811
+        # [preview only end]
 
         (info,) = [m for m in module_db if m.module_cls is torch.nn.Correlation]
         for dtype in (torch.float64, torch.float32):
