@@ -127,10 +127,12 @@ at::Tensor correlation(
   check_cpu(input1, "input1");
   check_cpu(input2, "input2");
   name_all_kernels();
-  const auto params = correlation_params(
+  const auto checked = check_correlation(
       input1, input2, max_displacement, optional_ints(min_displacement), kernel_size,
       stride, padding, dilation, displacement_stride, groups, scale);
-  auto output = nan_like_layout(correlation_output_sizes(input1, params), input1);
+  const auto params = correlation_params(input1, checked);
+  auto output =
+      nan_like_layout(C10_AS_INTARRAYREF_SLOW(checked.output_sizes), input1);
   run_correlation_forward(
       HostLaunch{}, as_batched(output), as_batched(input1), as_batched(input2), params,
       index_limit);
@@ -147,10 +149,11 @@ std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> correlation_bac
   check_cpu(input1, "input1");
   check_cpu(input2, "input2");
   name_all_kernels();
-  const auto params = correlation_params(
+  const auto checked = check_correlation(
       input1, input2, max_displacement, optional_ints(min_displacement), kernel_size,
       stride, padding, dilation, displacement_stride, groups, scale);
-  check_correlation_grad_output(grad_output, input1, params);
+  check_correlation_grad_output(grad_output, input1, checked.output_sizes);
+  const auto params = correlation_params(input1, checked);
   std::optional<at::Tensor> grad_input1, grad_input2;
   if (output_mask[0]) {
     grad_input1 = nan_like_layout(input1.sizes(), input1);
