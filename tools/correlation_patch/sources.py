@@ -57,6 +57,22 @@ SRC_OPINFO = "patch/opinfo.py"
 SRC_MODULEINFO = "patch/moduleinfo.py"
 
 
+# The marked blocks the patch places: (key, source file, comment leader, marker).
+MARKED_BLOCKS = (
+    ("functional", SRC_FUNCTIONAL, "#", "correlation"),
+    ("module_class", SRC_MODULES, "#", "module"),
+    ("flop", SRC_FLOP, "#", "correlation"),
+    ("moduleinfo_inputs", SRC_MODULEINFO, "#", "module_inputs"),
+    ("moduleinfo_entry", SRC_MODULEINFO, "#", "moduleinfo"),
+    ("decomp", SRC_DECOMP, "#", "decomp"),
+    ("manual_h", SRC_MANUAL_H, "//", "correlation"),
+    ("manual_cpp", SRC_MANUAL_CPP, "//", "correlation"),
+    ("module_header", SRC_MODULE_HEADER, "#", "header"),
+    ("opinfo_samples", SRC_OPINFO, "#", "sample_inputs"),
+    ("opinfo_entry", SRC_OPINFO, "#", "opinfo"),
+)
+
+
 def extract_block(text: str, begin: str, end: str, path: str) -> str:
     """The lines strictly between the ``begin`` and ``end`` marker lines."""
     lines = text.split("\n")
@@ -201,61 +217,11 @@ def load_sources(source_root: Path) -> dict[str, object]:
     src["derivatives_yaml"] = yaml_entries(
         texts[SRC_DERIVATIVES_YAML], SRC_DERIVATIVES_YAML, "name"
     )
-    src["functional"] = extract_block(
-        texts[SRC_FUNCTIONAL],
-        "# [correlation begin]",
-        "# [correlation end]",
-        SRC_FUNCTIONAL,
-    )
-    src["module_class"] = extract_block(
-        texts[SRC_MODULES], "# [module begin]", "# [module end]", SRC_MODULES
-    )
-    src["flop"] = extract_block(
-        texts[SRC_FLOP], "# [correlation begin]", "# [correlation end]", SRC_FLOP
-    )
-    src["moduleinfo_inputs"] = extract_block(
-        texts[SRC_MODULEINFO],
-        "# [module_inputs begin]",
-        "# [module_inputs end]",
-        SRC_MODULEINFO,
-    )
-    src["moduleinfo_entry"] = extract_block(
-        texts[SRC_MODULEINFO],
-        "# [moduleinfo begin]",
-        "# [moduleinfo end]",
-        SRC_MODULEINFO,
-    )
-    src["decomp"] = extract_block(
-        texts[SRC_DECOMP], "# [decomp begin]", "# [decomp end]", SRC_DECOMP
-    )
-    src["manual_h"] = extract_block(
-        texts[SRC_MANUAL_H],
-        "// [correlation begin]",
-        "// [correlation end]",
-        SRC_MANUAL_H,
-    )
-    src["manual_cpp"] = extract_block(
-        texts[SRC_MANUAL_CPP],
-        "// [correlation begin]",
-        "// [correlation end]",
-        SRC_MANUAL_CPP,
-    )
     src["schema"] = python_signature(src["native_yaml"][0], FUNCTION, SRC_NATIVE_YAML)
-    src["module_header"] = extract_block(
-        texts[SRC_MODULE_HEADER],
-        "# [header begin]",
-        "# [header end]",
-        SRC_MODULE_HEADER,
-    )
-    src["opinfo_samples"] = extract_block(
-        texts[SRC_OPINFO],
-        "# [sample_inputs begin]",
-        "# [sample_inputs end]",
-        SRC_OPINFO,
-    )
-    src["opinfo_entry"] = extract_block(
-        texts[SRC_OPINFO], "# [opinfo begin]", "# [opinfo end]", SRC_OPINFO
-    )
+    for key, rel, comment, marker in MARKED_BLOCKS:
+        src[key] = extract_block(
+            texts[rel], f"{comment} [{marker} begin]", f"{comment} [{marker} end]", rel
+        )
     return src
 
 
