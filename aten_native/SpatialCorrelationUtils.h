@@ -28,10 +28,15 @@ namespace at::native {
 // Everything a kernel needs to know about one correlation call, derived once
 // from the user's arguments by correlation_params().
 //
-// The displacements along each axis form the arithmetic progression
-//   disp_min_h + a * disp_step_h,  a in [0, disp_count_h)
-// (likewise w); output channel g * D + a * disp_count_w + b holds group g,
-// vertical displacement number a and horizontal displacement number b.
+// The displacements along each axis form the ascending arithmetic
+// progression
+//   disp_min_h + a * disp_step_h,  a in [0, disp_count_h),  disp_step_h > 0
+// (likewise w): the kernels walk displacements in this order. A negative
+// displacement_stride asks for the same set in descending order
+// (disp_descending_h/w), which only changes the output channel that
+// displacement number (a, b) is written to: output channel
+// g * D + displacement_channel(a, b) holds group g, vertical displacement
+// number a and horizontal displacement number b.
 struct CorrelationParams {
   int64_t batch = 0;
   int64_t channels = 0;
@@ -44,6 +49,7 @@ struct CorrelationParams {
   int64_t disp_min_h = 0, disp_min_w = 0;
   int64_t disp_step_h = 1, disp_step_w = 1;
   int64_t disp_count_h = 1, disp_count_w = 1;
+  bool disp_descending_h = false, disp_descending_w = false;
   int64_t groups = 1;
   double scale = 1.0;
   int64_t out_h = 0, out_w = 0;
@@ -62,6 +68,18 @@ struct CorrelationParams {
   }
   int64_t disp_max_w() const {
     return disp_min_w + (disp_count_w - 1) * disp_step_w;
+  }
+  // Output channel (within a group) of vertical displacement number a and
+  // horizontal displacement number b, both counted in ascending order.
+  int64_t displacement_channel(int64_t a, int64_t b) const {
+    return (disp_descending_h ? disp_count_h - 1 - a : a) * disp_count_w +
+        (disp_descending_w ? disp_count_w - 1 - b : b);
+  }
+  // Change of the output channel from horizontal displacement number b to
+  // b + 1: consecutive displacements are consecutive channels, ascending
+  // or descending.
+  int64_t displacement_channel_step_w() const {
+    return disp_descending_w ? -1 : 1;
   }
 };
 
@@ -197,7 +215,14 @@ inline CorrelationParams correlation_arguments(
   check_positive_pair(kernel, "kernel_size");
   check_positive_pair(strides, "stride");
   check_positive_pair(dilations, "dilation");
-  check_positive_pair(disp_steps, "displacement_stride");
+  TORCH_CHECK(
+      disp_steps[0] != 0 && disp_steps[1] != 0,
+      "correlation(): expected displacement_stride to be nonzero, but got "
+      "displacement_stride=(",
+      disp_steps[0],
+      ", ",
+      disp_steps[1],
+      ")");
   TORCH_CHECK(
       pads[0] >= 0 && pads[1] >= 0,
       "correlation(): expected padding to be non-negative, but got padding=(",
@@ -210,8 +235,17 @@ inline CorrelationParams correlation_arguments(
       "correlation(): expected groups to be positive, but got groups=",
       groups);
 
+  // The kernels' ascending progression: a negative displacement_stride
+  // walks from the top of the range down, {max, max + s, ...} >= min, which
+  // is the ascending set {max - (count - 1) * |s|, ..., max} reversed.
   std::array<int64_t, 2> disp_min{};
   std::array<int64_t, 2> disp_count{};
+  std::array<int64_t, 2> disp_step{};
+  std::array<bool, 2> descending{};
+  for (const auto axis : c10::irange(2)) {
+    descending[axis] = disp_steps[axis] < 0;
+    disp_step[axis] = descending[axis] ? -disp_steps[axis] : disp_steps[axis];
+  }
   if (min_displacement.has_value()) {
     const auto min_disp = expand_pair(*min_displacement, "min_displacement");
     for (const auto axis : c10::irange(2)) {
@@ -227,9 +261,11 @@ inline CorrelationParams correlation_arguments(
           ", ",
           max_disp[1],
           ")");
-      disp_min[axis] = min_disp[axis];
       disp_count[axis] =
-          (max_disp[axis] - min_disp[axis]) / disp_steps[axis] + 1;
+          (max_disp[axis] - min_disp[axis]) / disp_step[axis] + 1;
+      disp_min[axis] = descending[axis]
+          ? max_disp[axis] - (disp_count[axis] - 1) * disp_step[axis]
+          : min_disp[axis];
     }
   } else {
     for (const auto axis : c10::irange(2)) {
@@ -242,8 +278,8 @@ inline CorrelationParams correlation_arguments(
           max_disp[1],
           ")");
       // Symmetric range of multiples of the step: {k * s : |k * s| <= max}.
-      const int64_t half = max_disp[axis] / disp_steps[axis];
-      disp_min[axis] = -half * disp_steps[axis];
+      const int64_t half = max_disp[axis] / disp_step[axis];
+      disp_min[axis] = -half * disp_step[axis];
       disp_count[axis] = 2 * half + 1;
     }
   }
@@ -259,10 +295,12 @@ inline CorrelationParams correlation_arguments(
   p.dilation_w = dilations[1];
   p.disp_min_h = disp_min[0];
   p.disp_min_w = disp_min[1];
-  p.disp_step_h = disp_steps[0];
-  p.disp_step_w = disp_steps[1];
+  p.disp_step_h = disp_step[0];
+  p.disp_step_w = disp_step[1];
   p.disp_count_h = disp_count[0];
   p.disp_count_w = disp_count[1];
+  p.disp_descending_h = descending[0];
+  p.disp_descending_w = descending[1];
   p.groups = groups;
   p.scale = scale;
   return p;

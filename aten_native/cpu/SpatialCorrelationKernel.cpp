@@ -1307,9 +1307,10 @@ void forward_row_pairs(
                 Rows::kInPlace,
                 b_x[k]);
             for (const auto q : c10::irange(pairs.count)) {
+              // acc rows are in output channel order (write_output_row).
               acc_rows[q * nb + k] = acc +
                   (pairs.r[q] * p.displacements() +
-                   pairs.a[q] * p.disp_count_w + b0 + k) *
+                   p.displacement_channel(pairs.a[q], b0 + k)) *
                       geo.width_padded;
             }
           }
@@ -1446,7 +1447,8 @@ void correlation_forward_typed(
       output, input1, input2, p);
 }
 
-// Copies grad_output[n, g*D + a*Kx + b, oy, :] for all b into `dst`:
+// Copies grad_output[n, g*D + displacement_channel(a, b), oy, :] for all b
+// into `dst`:
 // row b at dst + b * go_stride, output column ox at index shift_max + ox
 // (see RowGeometry). Only those out_w columns are written: the zeros around
 // them are the same for every row, so `dst` holds them from its
@@ -1465,15 +1467,24 @@ void load_grad_output_row(
   const int64_t Kx = p.disp_count_w;
   const scalar_t* src = grad_output.const_data_ptr<scalar_t>() +
       n * grad_output.stride(0) +
-      (g * p.displacements() + a * Kx) * grad_output.stride(1) +
+      (g * p.displacements() + p.displacement_channel(a, 0)) *
+          grad_output.stride(1) +
       oy * grad_output.stride(2);
-  const int64_t sb = grad_output.stride(1);
+  const int64_t sb = grad_output.stride(1) * p.displacement_channel_step_w();
   const int64_t sx = grad_output.stride(3);
   opmath_t* first = dst + geo.shift_max;
-  if (sb == 1 && Kx > 1) {
+  if (grad_output.stride(1) == 1 && Kx > 1) {
     // channels_last: each pixel's Kx values are contiguous; transpose them
-    // into the Kx rows.
-    load_transposed(src, sx, p.out_w, Kx, first, geo.go_stride, tile);
+    // into the Kx rows (in descending order, into the rows from the last).
+    const bool descending = p.disp_descending_w;
+    load_transposed(
+        descending ? src - (Kx - 1) : src,
+        sx,
+        p.out_w,
+        Kx,
+        descending ? first + (Kx - 1) * geo.go_stride : first,
+        descending ? -geo.go_stride : geo.go_stride,
+        tile);
     return;
   }
   for (const auto b : c10::irange(Kx)) {
