@@ -166,8 +166,8 @@ def random_config(rng):
     About two thirds use kernel_size 1 and stride 1 (the tiled CUDA
     kernels), with sizes that cross the 32-column tiles, the 4-row
     displacement groups and the 16-wide displacement chunks; the rest take
-    arbitrary kernels, strides and dilations (the generic kernels). About a
-    third of the displacement strides are negative on an axis (descending
+    arbitrary kernels, strides and dilations (the generic kernels). About
+    half have a negative displacement stride on one axis or both (descending
     channel order there).
     """
     tiled = rng.random() < 0.65
@@ -1031,8 +1031,9 @@ class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
         configs = self._configs(20, 8765) + [
             ((2, 8, 9, 40), 4, {}),
             ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2)),
-            ((1, 6, 9, 40), 4, dict(displacement_stride=(-1, -2), groups=2)),
+            # Descending: generic (in float16) and tiled (in bfloat16).
             ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2, displacement_stride=-1)),
+            ((1, 6, 9, 40), 4, dict(displacement_stride=(-1, -2), groups=2)),
         ]
         for index, (shape, max_disp, kwargs) in enumerate(configs):
             dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
