@@ -1063,6 +1063,25 @@ class TestCorrelationModule(TestCase):
             one_sided(x1, x2), F.correlation(x1, x2, (0, 0), min_displacement=(0, -3))
         )
         self.assertIn("min_displacement=(0, -3)", repr(one_sided))
+        descending = torch.nn.Correlation(
+            (0, 0), min_displacement=(0, -3), displacement_stride=(1, -1), groups=2
+        )
+        self.assertEqual(
+            repr(descending),
+            "Correlation(max_displacement=(0, 0), min_displacement=(0, -3), "
+            "displacement_stride=(1, -1), groups=2)",
+        )
+        self.assertEqual(
+            descending(x1, x2),
+            F.correlation(
+                x1,
+                x2,
+                (0, 0),
+                min_displacement=(0, -3),
+                displacement_stride=(1, -1),
+                groups=2,
+            ),
+        )
 
 
 class TestCorrelationModuleInfo(TestCase):
