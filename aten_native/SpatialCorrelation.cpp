@@ -22,9 +22,11 @@
 //     * input2[n, c, y0 + i*dil_h + dy_a, x0 + j*dil_w + dx_b]
 //
 // with y0 = oy*stride_h - pad_h, x0 = ox*stride_w - pad_w and zeros outside
-// the image. The geometry (displacement ranges, output size) is derived once
-// in correlation_params() (SpatialCorrelationUtils.h), which every backend
-// calls.
+// the image; dy_a and dx_b are the a-th and b-th displacements in output
+// order, which descends along an axis whose displacement_stride is negative
+// (CorrelationParams::displacement_channel). The geometry (displacement
+// ranges, output size) is derived once in correlation_params()
+// (SpatialCorrelationUtils.h), which every backend calls.
 //
 // One entry point serves CPU and CUDA: it checks, allocates and calls the
 // device's kernel through a DispatchStub (cpu/SpatialCorrelationKernel.cpp,

@@ -66,6 +66,15 @@ def module_inputs_torch_nn_Correlation(
             ),
             desc="one_sided",
         ),
+        ModuleInput(
+            constructor_input=FunctionInput(
+                (0, 0), min_displacement=(0, -3), displacement_stride=(1, -1), groups=2
+            ),
+            forward_input=FunctionInput(
+                make_input((2, 4, 4, 7)), make_input((2, 4, 4, 7))
+            ),
+            desc="descending",
+        ),
     ]
 
 

@@ -35,6 +35,12 @@ def sample_inputs_correlation(op_info, device, dtype, requires_grad, **kwargs):
         ((4, 5, 6), 2, {"displacement_stride": 2}),
         # one-sided horizontal range (DispNetC style)
         ((1, 4, 7, 6), (0, 0), {"min_displacement": (0, -3)}),
+        # the same range in descending order: channel d holds disparity d
+        (
+            (1, 4, 7, 6),
+            (0, 0),
+            {"min_displacement": (0, -3), "displacement_stride": (1, -1)},
+        ),
         # group-wise volume (GwcNet style)
         ((2, 6, 6, 6), 1, {"groups": 3, "scale": 0.5}),
         # kernel window, padding and output stride (Caffe style)
@@ -45,6 +51,8 @@ def sample_inputs_correlation(op_info, device, dtype, requires_grad, **kwargs):
             {"kernel_size": (3, 1), "dilation": (1, 2), "padding": (2, 0)},
         ),
         ((1, 3, 5, 5), 3, {"min_displacement": -1, "displacement_stride": (1, 2)}),
+        # descending from the top, a range that is not a multiple of the step
+        ((1, 3, 5, 5), 3, {"min_displacement": -1, "displacement_stride": (-2, -3)}),
     )
     for shape, max_displacement, op_kwargs in cases:
         yield SampleInput(

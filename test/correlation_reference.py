@@ -53,16 +53,26 @@ def pair(value: IntOrPair) -> tuple[int, int]:
 def displacement_set(max_d: int, min_d: int | None, step: int) -> list[int]:
     """The displacements along one axis, in output-channel order.
 
-    ``min_d is None``: the multiples of ``step`` whose magnitude is at most
-    ``max_d`` (symmetric, always contains 0). Otherwise ``min_d, min_d + step,
-    ...`` up to and including at most ``max_d``.
+    ``step > 0``: with ``min_d is None``, the multiples of ``step`` whose
+    magnitude is at most ``max_d`` (symmetric, always contains 0), ascending;
+    otherwise ``min_d, min_d + step, ...`` up to and including at most
+    ``max_d``.
+
+    ``step < 0``: the walk starts at the top. With ``min_d is None``, the same
+    symmetric set in descending order; otherwise ``max_d, max_d + step, ...``
+    down to and including at least ``min_d`` (not the ascending set reversed
+    when ``max_d - min_d`` is not a multiple of ``step``).
     """
-    assert step >= 1
+    assert step != 0
     if min_d is None:
         assert max_d >= 0
-        return [k * step for k in range(-(max_d // step), max_d // step + 1)]
+        half = max_d // abs(step)
+        # k * step runs from the bottom up for step > 0, top down for step < 0.
+        return [k * step for k in range(-half, half + 1)]
     assert min_d <= max_d
-    return list(range(min_d, max_d + 1, step))
+    if step > 0:
+        return list(range(min_d, max_d + 1, step))
+    return list(range(max_d, min_d - 1, step))
 
 
 def displacements(
@@ -260,6 +270,26 @@ SELF_CHECK_CASES = [
         ),
     ),
     ((1, 1, 3, 3), dict(max_displacement=5, padding=(0, 1))),
+    # Descending orders: symmetric, one-sided with a range that is not a
+    # multiple of the step, and GwcNet's disparities.
+    ((1, 2, 5, 6), dict(max_displacement=(1, 2), displacement_stride=(-1, 2))),
+    (
+        (1, 2, 6, 7),
+        dict(
+            max_displacement=(2, 3),
+            min_displacement=(-1, -2),
+            displacement_stride=(-2, -2),
+        ),
+    ),
+    (
+        (1, 4, 3, 6),
+        dict(
+            max_displacement=(0, 0),
+            min_displacement=(0, -3),
+            displacement_stride=(1, -1),
+            groups=2,
+        ),
+    ),
 ]
 
 
@@ -287,6 +317,11 @@ def self_check(seed: int = 0) -> None:
     assert displacement_set(0, -3, 1) == [-3, -2, -1, 0]
     assert displacement_set(4, -3, 3) == [-3, 0, 3]
     assert displacement_set(-1, -5, 2) == [-5, -3, -1]
+    assert displacement_set(4, None, -1) == list(range(4, -5, -1))
+    assert displacement_set(5, None, -2) == [4, 2, 0, -2, -4]
+    assert displacement_set(5, 0, -2) == [5, 3, 1]
+    assert displacement_set(4, -3, -3) == [4, 1, -2]
+    assert displacement_set(0, -47, -1) == list(range(0, -48, -1))
     assert math.prod(map(len, displacements((2, 3)))) == 35
 
 

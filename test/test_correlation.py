@@ -88,6 +88,18 @@ SMALL_CONFIGS = [
         (2, -1),
         dict(min_displacement=(1, -3), displacement_stride=(1, 2), padding=(0, 1)),
     ),
+    # Descending orders: GwcNet's disparities, and a range that is not a
+    # multiple of the step ({2, 0} vertically, descending from the top).
+    (
+        (1, 4, 3, 6),
+        (0, 0),
+        dict(min_displacement=(0, -3), displacement_stride=(1, -1), groups=2),
+    ),
+    (
+        (1, 2, 5, 4),
+        (2, 1),
+        dict(min_displacement=(-1, -1), displacement_stride=(-2, -1), kernel_size=2),
+    ),
 ]
 
 
@@ -137,6 +149,13 @@ def random_config(rng):
         shape = (channels, *sizes)
     else:
         shape = (rng.randint(1, 3), channels, *sizes)
+    # A descending order on either axis, drawn last so that the draws above
+    # stay those of the ascending configurations.
+    signs = (rng.choice([1, 1, -1]), rng.choice([1, 1, -1]))
+    if signs != (1, 1):
+        kwargs["displacement_stride"] = _pair_arg(
+            rng, tuple(sign * step for sign, step in zip(signs, disp_stride))
+        )
     return shape, _pair_arg(rng, max_disp), kwargs
 
 
@@ -172,6 +191,11 @@ def random_large_config(rng):
     for k, d, p, hi in zip(kernel, dilation, padding, (12, 150)):
         extent = d * (k - 1) + 1
         sizes.append(max(1, extent - 2 * p) + rng.randint(0, hi))
+    # Descending orders too (drawn last, as in random_config).
+    signs = (rng.choice([1, 1, -1]), rng.choice([1, 1, -1]))
+    kwargs["displacement_stride"] = tuple(
+        sign * step for sign, step in zip(signs, disp_stride)
+    )
     return (rng.randint(1, 2), channels, *sizes), max_disp, kwargs
 
 
@@ -497,6 +521,13 @@ class TestCorrelation(TestCase):
             (3, dict(min_displacement=-1, displacement_stride=2)),  # {-1, 1, 3}
             (4, dict(min_displacement=-4, displacement_stride=3)),  # {-4, -1, 2}
             (6, dict(padding=1)),  # displacements larger than the image
+            # Negative strides: the same walk from the top, in that order.
+            (2, dict(displacement_stride=-1)),  # {2, 1, ..., -2}
+            (5, dict(displacement_stride=(-2, 3))),  # {4, 2, ..., -4} x {-3, 0, 3}
+            ((0, 0), dict(min_displacement=(0, -4), displacement_stride=(1, -1))),
+            (3, dict(min_displacement=-1, displacement_stride=-2)),  # {3, 1, -1}
+            (4, dict(min_displacement=-4, displacement_stride=-3)),  # {4, 1, -2}
+            ((2, 3), dict(min_displacement=(-2, -3), displacement_stride=(-1, 2))),
         ]
         for max_disp, kwargs in cases:
             with self.subTest(max_displacement=max_disp, **kwargs):
@@ -519,12 +550,81 @@ class TestCorrelation(TestCase):
             x2 = torch.zeros_like(x1)
             x1[0, channel, 3, 3] = 1.0
             x2[0, channel, 3 + dy, 3 + dx] = 2.0
-            out = F.correlation(x1, x2, (2, 3), groups=groups)
             g = channel // (c // groups)
-            index = g * len(dys) * len(dxs) + dys.index(dy) * len(dxs) + dxs.index(dx)
-            expected = torch.zeros_like(out)
-            expected[0, index, 3, 3] = 2.0
-            self.assertEqual(out, expected, atol=0, rtol=0)
+            for steps in ((1, 1), (-1, 1), (1, -1), (-1, -1)):
+                # A negative step reverses its axis: displacement dy is at
+                # position Ky - 1 - (its ascending position).
+                out = F.correlation(
+                    x1, x2, (2, 3), displacement_stride=steps, groups=groups
+                )
+                a = dys.index(dy) if steps[0] > 0 else len(dys) - 1 - dys.index(dy)
+                b = dxs.index(dx) if steps[1] > 0 else len(dxs) - 1 - dxs.index(dx)
+                index = g * len(dys) * len(dxs) + a * len(dxs) + b
+                expected = torch.zeros_like(out)
+                expected[0, index, 3, 3] = 2.0
+                self.assertEqual(out, expected, atol=0, rtol=0, msg=str(steps))
+
+    @dtypes(*ALL_DTYPES)
+    def test_descending_order(self, device, dtype):
+        # A negative displacement_stride walks its axis from the top down:
+        # against the reference in every layout, forward and backward, and
+        # equal to the ascending call over the same set with the channels
+        # reversed (bit for bit: the kernels sum in the same order).
+        cases = [
+            # GwcNet: disparities 0..D-1 as channel g * D + d.
+            (
+                (2, 8, 5, 19),
+                (0, 0),
+                dict(min_displacement=(0, -6), displacement_stride=(1, -1), groups=4),
+                ((0, 0), dict(min_displacement=(0, -6), groups=4)),
+            ),
+            # 2-D, both axes; kernel, padding (the generic paths).
+            (
+                (1, 3, 6, 9),
+                2,
+                dict(displacement_stride=(-1, -2), kernel_size=3, padding=1),
+                (2, dict(displacement_stride=(1, 2), kernel_size=3, padding=1)),
+            ),
+            # Ranges that are not a multiple of the step: {3, 1, -1} and
+            # {7, 4, 1}, unbatched.
+            (
+                (3, 8, 12),
+                (3, 7),
+                dict(min_displacement=(-2, 0), displacement_stride=(-2, -3)),
+                ((3, 7), dict(min_displacement=(-1, 1), displacement_stride=(2, 3))),
+            ),
+        ]
+        for shape, max_disp, kwargs, (asc_max, asc_kwargs) in cases:
+            steps = kwargs["displacement_stride"]
+            dys, dxs = displacements(max_disp, kwargs.get("min_displacement"), steps)
+            # The (Ky, Kx) dimensions of (..., G, Ky, Kx, H, W) that descend.
+            flip = [dim for dim, step in zip((-4, -3), steps) if step < 0]
+
+            def reverse(t, dys=dys, dxs=dxs, flip=flip):
+                # Channel g * D + a * Kx + b with the descending axes reversed.
+                unflat = t.unflatten(-3, (-1, len(dys), len(dxs)))
+                return unflat.flip(flip).flatten(-5, -3)
+
+            for layout in LAYOUTS:
+                with self.subTest(shape=shape, layout=layout, **kwargs):
+                    x1 = relayout(make_input(shape, dtype, device, seed=0), layout)
+                    x2 = relayout(make_input(shape, dtype, device, seed=1), layout)
+                    out = self.check_forward(x1, x2, max_disp, kwargs, dtype)
+                    ascending = F.correlation(x1, x2, asc_max, **asc_kwargs)
+                    self.assertEqual(out, reverse(ascending), atol=0, rtol=0)
+                    go = relayout(make_input(out.shape, dtype, device, seed=2), layout)
+                    self.check_backward(x1, x2, max_disp, kwargs, dtype, go)
+                    a1 = x1.detach().requires_grad_()
+                    a2 = x2.detach().requires_grad_()
+                    got = torch.autograd.grad(
+                        F.correlation(a1, a2, max_disp, **kwargs), (a1, a2), go
+                    )
+                    want = torch.autograd.grad(
+                        F.correlation(a1, a2, asc_max, **asc_kwargs),
+                        (a1, a2),
+                        reverse(go),
+                    )
+                    self.assertEqual(got, want, atol=0, rtol=0)
 
     @dtypes(*ALL_DTYPES)
     def test_unbatched(self, device, dtype):
@@ -1231,9 +1331,24 @@ class TestCorrelation(TestCase):
             scale=groups / c,
         )
         self.assertEqual(out.shape, (n, groups * disparities, h, w))
-        # Channel g * D + b holds disparity D - 1 - b.
+        # Ascending: channel g * D + b holds disparity D - 1 - b.
         volume = out.view(n, groups, disparities, h, w).flip(2)
         self.assertEqual(volume, gwcnet_volume(left, right, disparities, groups))
+        # Descending horizontal order: channel g * D + d holds disparity d,
+        # GwcNet's own layout, with no flip.
+        out = F.correlation(
+            left,
+            right,
+            (0, 0),
+            min_displacement=(0, 1 - disparities),
+            displacement_stride=(1, -1),
+            groups=groups,
+            scale=groups / c,
+        )
+        self.assertEqual(
+            out.view(n, groups, disparities, h, w),
+            gwcnet_volume(left, right, disparities, groups),
+        )
 
     def test_recipe_dispnetc(self, device):
         n, c, h, w, disparities = 2, 6, 4, 12, 5
@@ -1245,6 +1360,15 @@ class TestCorrelation(TestCase):
         self.assertEqual(out.shape, (n, disparities, h, w))
         expected = gwcnet_volume(left, right, disparities, 1)[:, 0]
         self.assertEqual(out.flip(1), expected)
+        out = F.correlation(
+            left,
+            right,
+            (0, 0),
+            min_displacement=(0, 1 - disparities),
+            displacement_stride=(1, -1),
+            scale=1 / c,
+        )
+        self.assertEqual(out, expected)
 
     # -------------------------------------------------------------- CUDA
 
@@ -1423,7 +1547,15 @@ class TestCorrelationErrors(TestCase):
         m = self.message(RuntimeError, F.correlation, x, y, 1, displacement_stride=0)
         self.assertExpectedInline(
             m,
-            """correlation(): expected displacement_stride to be positive, but got displacement_stride=(0, 0)""",
+            """correlation(): expected displacement_stride to be nonzero, but got displacement_stride=(0, 0)""",
+        )
+        # Negative is valid (descending order); zero on one axis is not.
+        m = self.message(
+            RuntimeError, F.correlation, x, y, 1, displacement_stride=(-1, 0)
+        )
+        self.assertExpectedInline(
+            m,
+            """correlation(): expected displacement_stride to be nonzero, but got displacement_stride=(-1, 0)""",
         )
         m = self.message(RuntimeError, F.correlation, x, y, 1, groups=0)
         self.assertExpectedInline(

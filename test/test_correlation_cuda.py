@@ -69,9 +69,12 @@ def _pair(value):
 
 
 def _axis_displacements(max_d, min_d, step):
+    # In output-channel order: a negative step walks down from the top.
     if min_d is None:
-        half = max_d // step
+        half = max_d // abs(step)
         return [k * step for k in range(-half, half + 1)]
+    if step < 0:
+        return list(range(max_d, min_d - 1, step))
     return list(range(min_d, max_d + 1, step))
 
 
@@ -163,7 +166,9 @@ def random_config(rng):
     About two thirds use kernel_size 1 and stride 1 (the tiled CUDA
     kernels), with sizes that cross the 32-column tiles, the 4-row
     displacement groups and the 16-wide displacement chunks; the rest take
-    arbitrary kernels, strides and dilations (the generic kernels).
+    arbitrary kernels, strides and dilations (the generic kernels). About
+    half have a negative displacement stride on one axis or both (descending
+    channel order there).
     """
     tiled = rng.random() < 0.65
     if tiled:
@@ -215,6 +220,13 @@ def random_config(rng):
         if rng.random() < 0.15
         else (batch, channels, height, width)
     )
+    # Drawn last, so that the draws above stay those of the ascending-only
+    # configurations.
+    signs = (rng.choice([1, 1, 1, -1]), rng.choice([1, 1, -1]))
+    if signs != (1, 1):
+        kwargs["displacement_stride"] = tuple(
+            sign * step for sign, step in zip(signs, disp_stride)
+        )
     return shape, max_disp, kwargs
 
 
@@ -457,6 +469,20 @@ class CUDAKernelTests:
             ),
             # RAFT-like local lookup with a wide symmetric window.
             ("wide", (1, 8, 13, 33), (3, 9), {}),
+            # GwcNet's and DispNetC's volumes as the networks order them:
+            # disparity 0 first (descending horizontal displacement).
+            (
+                "gwcnet-descending",
+                (1, 80, 12, 64),
+                (0, 0),
+                dict(min_displacement=(0, -47), displacement_stride=(1, -1), groups=40),
+            ),
+            (
+                "dispnet-descending",
+                (1, 16, 9, 50),
+                (0, 0),
+                dict(min_displacement=(0, -40), displacement_stride=(1, -1)),
+            ),
         ]
         for name, shape, max_disp, kwargs in configs:
             for dtype in ALL_DTYPES:
@@ -484,12 +510,114 @@ class CUDAKernelTests:
             (1, dict(kernel_size=(3, 2), dilation=(2, 3), padding=2)),
             (1, dict(stride=(2, 3))),
             (1, dict(stride=2, kernel_size=2, padding=1)),
+            # Descending orders (negative displacement_stride), tiled and
+            # generic.
+            (2, dict(displacement_stride=(-1, -1))),
+            ((0, 0), dict(min_displacement=(0, -23), displacement_stride=(1, -1))),
+            ((3, 6), dict(min_displacement=(-4, -5), displacement_stride=(-2, 3))),
+            (18, dict(displacement_stride=(-9, 2))),
+            (1, dict(kernel_size=3, displacement_stride=(1, -1), groups=2)),
         ]
         for max_disp, kwargs in cases:
             for dtype in (torch.float64, torch.float32):
                 msg = f"{max_disp} {kwargs} {dtype}"
                 with self.subTest(msg):
                     self._check_against_cpu(base, max_disp, kwargs, dtype, msg=msg)
+
+    def test_descending_order(self):
+        # A negative displacement_stride reverses the output channels along
+        # its axis. Every kernel (tiled and generic, forward and both
+        # gradients) walks the displacements in ascending order whatever the
+        # channel order, so the values are bit for bit those of the
+        # ascending call over the same set with the channels reversed, and
+        # the gradients those of the ascending call with grad_output reversed
+        # alike. Ranges that are not a multiple of the step descend from the
+        # top: (-4, 3) by -2 is {3, 1, -1, -3}, not {2, 0, -2, -4}.
+        cases = [
+            # Tiled: symmetric 2-D, both axes descending.
+            ((2, 6, 11, 37), 2, dict(displacement_stride=(-1, -1))),
+            # Tiled: GwcNet's one-sided disparities, in groups.
+            (
+                (2, 6, 9, 40),
+                (0, 0),
+                dict(min_displacement=(0, -23), displacement_stride=(1, -1), groups=3),
+            ),
+            # Tiled, two row phases: vertical range not a multiple of the step.
+            (
+                (1, 4, 13, 35),
+                (3, 6),
+                dict(min_displacement=(-4, -5), displacement_stride=(-2, 3)),
+            ),
+            # Tiled, three row phases: horizontal range not a multiple.
+            (
+                (1, 4, 10, 37),
+                (5, 7),
+                dict(
+                    min_displacement=(-6, -6),
+                    displacement_stride=(3, -4),
+                    padding=(1, 2),
+                ),
+            ),
+            # Generic: a vertical step beyond the tiled kernels' row phases.
+            ((1, 3, 9, 40), 18, dict(displacement_stride=(-9, -5))),
+            # Generic: kernel, stride and dilation; unbatched.
+            (
+                (4, 8, 11),
+                (1, 2),
+                dict(
+                    kernel_size=3,
+                    stride=2,
+                    dilation=(1, 2),
+                    displacement_stride=(-1, -2),
+                    groups=2,
+                ),
+            ),
+        ]
+        for shape, max_disp, kwargs in cases:
+            steps = kwargs["displacement_stride"]
+            mins = kwargs.get("min_displacement", (None, None))
+            dys, dxs = (
+                _axis_displacements(top, low, step)
+                for top, low, step in zip(_pair(max_disp), mins, steps)
+            )
+            # The same displacements, ascending.
+            ascending = dict(
+                kwargs,
+                min_displacement=(min(dys), min(dxs)),
+                displacement_stride=tuple(abs(step) for step in steps),
+            )
+            ascending_max = (max(dys), max(dxs))
+            flip = [dim for dim, step in zip((-4, -3), steps) if step < 0]
+
+            def reverse(t):
+                # Channels g*D + a*Kx + b with descending axes reversed.
+                v = t.unflatten(-3, (-1, len(dys), len(dxs)))
+                return v.flip(flip).flatten(-5, -3)
+
+            for dtype in ALL_DTYPES:
+                for layout in ("contiguous", "channels_last"):
+                    msg = f"{shape} {max_disp} {kwargs} {dtype} {layout}"
+                    with self.subTest(msg):
+                        self._check_against_cpu(
+                            shape, max_disp, kwargs, dtype, layout, msg=msg
+                        )
+                        x1, x2 = (
+                            make_layout(t, layout)
+                            for t in self._inputs(shape, dtype, seed=1)
+                        )
+                        go = torch.randn_like(
+                            self._correlation(x1, x2, max_disp, **kwargs)
+                        )
+                        got = self._forward_backward(x1, x2, go, max_disp, kwargs)
+                        out, g1, g2 = self._forward_backward(
+                            x1, x2, reverse(go), ascending_max, ascending
+                        )
+                        for name, a, b in zip(
+                            ("output", "grad_input1", "grad_input2"),
+                            got,
+                            (reverse(out), g1, g2),
+                        ):
+                            self.assertEqual(a, b, atol=0, rtol=0, msg=f"{name}: {msg}")
 
     def test_many_channels(self):
         # More channels than one staged chunk or one block of channel warps.
@@ -863,6 +991,12 @@ class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
             ((1, 8, 9, 40), 4, {}),
             ((1, 6, 7, 35), 6, dict(displacement_stride=2, padding=6)),
             ((1, 8, 5, 37), (0, 0), dict(min_displacement=(0, -19), groups=4)),
+            (
+                (1, 8, 5, 37),
+                (0, 0),
+                dict(min_displacement=(0, -19), displacement_stride=(1, -1), groups=4),
+            ),
+            ((1, 6, 9, 35), 3, dict(displacement_stride=(-2, -1))),
         ]
         for index, (shape, max_disp, kwargs) in enumerate(configs):
             dtype = ALL_DTYPES[index % len(ALL_DTYPES)]
@@ -897,6 +1031,9 @@ class TestCorrelationCUDAOnCPU(CUDAKernelTests, TestCase):
         configs = self._configs(20, 8765) + [
             ((2, 8, 9, 40), 4, {}),
             ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2)),
+            # Descending: generic (in float16) and tiled (in bfloat16).
+            ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2, displacement_stride=-1)),
+            ((1, 6, 9, 40), 4, dict(displacement_stride=(-1, -2), groups=2)),
         ]
         for index, (shape, max_disp, kwargs) in enumerate(configs):
             dtype = ALL_DTYPES[index % len(ALL_DTYPES)]

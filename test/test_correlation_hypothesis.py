@@ -1,7 +1,8 @@
 # Owner(s): ["module: nn"]
 """Property-based tests of ``torch.nn.functional.correlation`` (hypothesis).
 
-Random shapes and arguments, all in float64:
+Random shapes and arguments (displacement strides of either sign: a
+negative one orders its axis from the top down), all in float64:
 
 * the forward equals the independent reference (``correlation_reference.py``);
 * the gradients equal the reference's autograd gradients;
@@ -65,7 +66,10 @@ def configs(draw, simple=False):
             kernel_size=kernel, stride=stride, padding=padding, dilation=dilation
         )
     disp_stride = draw(pairs(1, 3))
-    kwargs["displacement_stride"] = disp_stride
+    signs = draw(pairs(0, 1))
+    kwargs["displacement_stride"] = tuple(
+        -step if negative else step for step, negative in zip(disp_stride, signs)
+    )
     if simple or draw(st.booleans()):
         max_disp = draw(pairs(0, 4))
     else:
@@ -169,7 +173,8 @@ class TestCorrelationProperties(TestCase):
         groups = kwargs["groups"]
         view = (n, groups, len(dys), len(dxs), h, w)
         out12 = F.correlation(x1, x2, max_disp, **kwargs).view(view)
-        # The displacement sets are symmetric, so -d is the flipped index.
+        # The displacement sets are symmetric (in either order), so -d is the
+        # flipped index.
         out21 = F.correlation(x2, x1, max_disp, **kwargs).view(view).flip(2, 3)
         for a, dy in enumerate(dys):
             for b, dx in enumerate(dxs):

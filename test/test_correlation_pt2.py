@@ -111,6 +111,29 @@ CASES = [
         (1, 2, 4, 4),
         dict(max_displacement=(6, 0), min_displacement=(4, 0), stride=(1, 2)),
     ),
+    # Descending displacement orders (negative displacement_stride): GwcNet's
+    # disparities, ranges that are not a multiple of the step (they descend
+    # from the top: {3, 1, -1} and {2, -1}), and the symmetric range.
+    (
+        (1, 4, 5, 9),
+        dict(
+            max_displacement=(0, 0),
+            min_displacement=(0, -4),
+            displacement_stride=(1, -1),
+            groups=2,
+        ),
+    ),
+    (
+        (2, 3, 7, 8),
+        dict(
+            max_displacement=(3, 2),
+            min_displacement=(-2, -2),
+            displacement_stride=(-2, -3),
+            kernel_size=2,
+            padding=(1, 0),
+        ),
+    ),
+    ((3, 6, 7), dict(max_displacement=2, displacement_stride=(-1, 2))),
 ]
 
 
@@ -188,6 +211,24 @@ class CorrModule(torch.nn.Module):
         return torch.tanh(out) * 2
 
 
+class GwcModule(torch.nn.Module):
+    """GwcNet's group-wise volume (disparity d in channel g * D + d): the
+    descending horizontal order."""
+
+    def forward(self, left, right):
+        disparities, groups = 4, 3
+        out = F.correlation(
+            left,
+            right,
+            (0, 0),
+            min_displacement=(0, 1 - disparities),
+            displacement_stride=(1, -1),
+            groups=groups,
+            scale=groups / left.shape[1],
+        )
+        return torch.tanh(out) * 2
+
+
 def core_aten_violations(gm):
     """call_function targets of a graph that are not core ATen operators."""
     bad = set()
@@ -253,6 +294,11 @@ class TestCorrelationMeta(TestCase):
             ((x, x, 1), dict(groups=0), "groups to be positive"),
             ((x, x, 1), dict(kernel_size=0), "kernel_size to be positive"),
             ((x, x, 1), dict(stride=(1, 0)), "stride to be positive"),
+            (
+                (x, x, 1),
+                dict(displacement_stride=(0, -1)),
+                "displacement_stride to be nonzero",
+            ),
             ((x, x, 1), dict(padding=-1), "padding to be non-negative"),
             ((x, x, -1), {}, "max_displacement to be non-negative"),
             (
@@ -381,6 +427,29 @@ class TestCorrelationMeta(TestCase):
             expected = fn(x1, x2)
             self.assertEqual(gm(x1, x2), expected)
 
+    def test_fake_tensor_descending(self):
+        # FakeTensor (and symbolic sizes) give the kernel's shape for
+        # descending orders, whose channel count is that of the set walked
+        # from the top: (-2, 3) by -2 is {3, 1, -1}, by 2 {-2, 0, 2}.
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        kw = dict(min_displacement=(-2, -5), displacement_stride=(-2, -3), groups=2)
+        x1, x2 = make_inputs((2, 4, 9, 11))
+        real = F.correlation(x1, x2, (3, 0), **kw)
+        self.assertEqual(real.shape, (2, 2 * 3 * 2, 9, 11))
+        mode = FakeTensorMode()
+        with mode:
+            fake = F.correlation(
+                mode.from_tensor(x1), mode.from_tensor(x2), (3, 0), **kw
+            )
+        self.assertEqual(fake.shape, real.shape)
+        self.assertEqual(fake.stride(), real.stride())
+        gm = make_fx(
+            lambda a, b: F.correlation(a, b, (3, 0), **kw), tracing_mode="symbolic"
+        )(x1, x2)
+        self.assertEqual(gm(x1, x2), real)
+
     def test_opcheck(self):
         # torch.library.opcheck: schema, autograd registration, FakeTensor
         # and AOTAutograd with dynamic shapes, for both operators.
@@ -506,8 +575,8 @@ class TestCorrelationCompile(TestCase):
         torch._dynamo.reset()
         super().tearDown()
 
-    def _check(self, dynamic):
-        model = CorrModule()
+    def _check(self, dynamic, model=None):
+        model = CorrModule() if model is None else model
         compiled = torch.compile(model, fullgraph=True, dynamic=dynamic)
         for shape in ((2, 3, 6, 7), (1, 3, 8, 5)):
             x1, x2 = make_inputs(shape, torch.float32, requires_grad=True)
@@ -523,6 +592,9 @@ class TestCorrelationCompile(TestCase):
 
     def test_compile_dynamic(self):
         self._check(dynamic=True)
+
+    def test_compile_descending(self):
+        self._check(dynamic=False, model=GwcModule())
 
     def test_compile_calls_native_kernel(self):
         # Inductor keeps aten.correlation (an extern kernel call) rather than
@@ -567,15 +639,15 @@ class TestCorrelationExport(TestCase):
     """torch.export: aten.correlation in the program; core ATen after decomposition."""
 
     def test_export_and_decompose(self):
-        model = CorrModule()
-        x1, x2 = make_inputs((2, 3, 6, 7), torch.float32)
-        ep = torch.export.export(model, (x1, x2))
-        self.assertIn(aten.correlation.default, graph_targets(ep.graph_module))
-        self.assertEqual(ep.module()(x1, x2), model(x1, x2))
-        core = ep.run_decompositions()
-        self.assertNotIn(aten.correlation.default, graph_targets(core.graph_module))
-        self.assertEqual(core_aten_violations(core.graph_module), set())
-        self.assertEqual(core.module()(x1, x2), model(x1, x2), rtol=1e-5, atol=1e-5)
+        for model in (CorrModule(), GwcModule()):
+            x1, x2 = make_inputs((2, 3, 6, 7), torch.float32)
+            ep = torch.export.export(model, (x1, x2))
+            self.assertIn(aten.correlation.default, graph_targets(ep.graph_module))
+            self.assertEqual(ep.module()(x1, x2), model(x1, x2))
+            core = ep.run_decompositions()
+            self.assertNotIn(aten.correlation.default, graph_targets(core.graph_module))
+            self.assertEqual(core_aten_violations(core.graph_module), set())
+            self.assertEqual(core.module()(x1, x2), model(x1, x2), rtol=1e-5, atol=1e-5)
 
     def test_export_dynamic(self):
         model = CorrModule()
@@ -807,7 +879,10 @@ class TestCorrelationVmap(TestCase):
         # correlation_backward's rule, any of its three tensors vmapped, with
         # each output_mask.
         shape = (2, 4, 5, 6)[4 - logical_rank :]
-        kw = dict(kernel_size=3, padding=1, groups=2, scale=0.5)
+        # Descending vertical order: the rule passes the arguments through.
+        kw = dict(
+            kernel_size=3, padding=1, displacement_stride=(-1, 1), groups=2, scale=0.5
+        )
         out_shape = (2, 18, 5, 6)[4 - logical_rank :]
         batch = 3
 
@@ -875,15 +950,28 @@ class TestCorrelationVmap(TestCase):
 
         x1, x2 = batched(shape, in_dims[0], 1), batched(shape, in_dims[1], 2)
 
-        def fn(a, b):
-            return F.correlation(a, b, 1, kernel_size=3, padding=1, groups=2)
-
-        actual = torch.vmap(fn, in_dims=in_dims)(x1, x2)
         pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
-        expected = torch.stack(
-            [fn(pick(x1, in_dims[0], i), pick(x2, in_dims[1], i)) for i in range(batch)]
-        )
-        self.assertEqual(actual, expected)
+        for steps in ((1, 1), (-1, -2)):
+
+            def fn(a, b, steps=steps):
+                return F.correlation(
+                    a,
+                    b,
+                    2,
+                    kernel_size=3,
+                    padding=1,
+                    displacement_stride=steps,
+                    groups=2,
+                )
+
+            actual = torch.vmap(fn, in_dims=in_dims)(x1, x2)
+            expected = torch.stack(
+                [
+                    fn(pick(x1, in_dims[0], i), pick(x2, in_dims[1], i))
+                    for i in range(batch)
+                ]
+            )
+            self.assertEqual(actual, expected, msg=str(steps))
 
     def test_vmap_under_grad(self):
         # Per-sample gradients: vmap(grad(f)) and grad of a vmapped loss
@@ -975,6 +1063,25 @@ class TestCorrelationModule(TestCase):
             one_sided(x1, x2), F.correlation(x1, x2, (0, 0), min_displacement=(0, -3))
         )
         self.assertIn("min_displacement=(0, -3)", repr(one_sided))
+        descending = torch.nn.Correlation(
+            (0, 0), min_displacement=(0, -3), displacement_stride=(1, -1), groups=2
+        )
+        self.assertEqual(
+            repr(descending),
+            "Correlation(max_displacement=(0, 0), min_displacement=(0, -3), "
+            "displacement_stride=(1, -1), groups=2)",
+        )
+        self.assertEqual(
+            descending(x1, x2),
+            F.correlation(
+                x1,
+                x2,
+                (0, 0),
+                min_displacement=(0, -3),
+                displacement_stride=(1, -1),
+                groups=2,
+            ),
+        )
 
 
 class TestCorrelationModuleInfo(TestCase):

@@ -1,5 +1,5 @@
 # Owner(s): ["module: nn"]
-"""The docstring's recipes for two peer layers, checked against those layers.
+"""The docstring's recipes for peer layers, checked against those layers.
 
 Each peer is transcribed literally from its own index arithmetic (plain loops,
 float64, small sizes), not from ``F.correlation``'s formula, and the recipe of
@@ -19,6 +19,13 @@ the docstring of ``torch.nn.functional.correlation`` is compared with it:
   only for ``kernel_size=1``. Both read a zero-padded NHWC copy through flat
   offsets; the transcriptions keep those offsets, so a read that leaves an
   image's padded copy is visible (NaN where it leaves the allocation).
+
+* the stereo cost volumes of GwcNet (``build_gwc_volume``: group-wise,
+  disparity ``d`` in slot ``d``) and DispNetC (its 1-D correlation: the same
+  with one group), which PyTorch ports build in Python: a zero volume filled
+  by a loop over disparities with the channel mean of a product of slices.
+  Their recipes take the disparities in the networks' order (a negative
+  ``displacement_stride``), so they need no flip, forward or backward.
 
 When the real spatial-correlation-sampler is importable
 (``benchmarks/install_sampler.sh`` builds its CPU kernel), its output is also
@@ -332,6 +339,76 @@ FLOWNET_CASES = [
 ]
 
 
+# ---------------------------------------------------------------------------
+# Stereo cost volumes (GwcNet, DispNetC), as their Python builds them
+
+
+def gwcnet_build_gwc_volume(left, right, max_disparity, num_groups):
+    """GwcNet's ``build_gwc_volume``: ``(B, num_groups, max_disparity, H, W)``,
+    slot ``d`` the group-wise mean of ``left[..., x] * right[..., x - d]``, left
+    at zero for ``x < d``."""
+    B, C, H, W = left.shape
+    volume = left.new_zeros(B, num_groups, max_disparity, H, W)
+    for d in range(max_disparity):
+        if d == 0:
+            prod = left * right
+        else:
+            prod = left[..., d:] * right[..., :-d]
+        # The group-wise correlation: mean over each group's channels.
+        cost = prod.view(B, num_groups, C // num_groups, H, prod.shape[-1]).mean(2)
+        volume[:, :, d, :, d:] = cost
+    return volume.contiguous()
+
+
+def dispnetc_correlation(left, right, max_disparity):
+    """DispNetC's 1-D correlation: ``(B, max_disparity, H, W)``, channel ``d``
+    the channel mean of ``left[..., x] * right[..., x - d]``, zero for ``x < d``."""
+    B, C, H, W = left.shape
+    volume = left.new_zeros(B, max_disparity, H, W)
+    for d in range(max_disparity):
+        if d == 0:
+            volume[:, d] = (left * right).mean(1)
+        else:
+            volume[:, d, :, d:] = (left[..., d:] * right[..., :-d]).mean(1)
+    return volume.contiguous()
+
+
+def gwcnet_recipe(left, right, max_disparity, num_groups):
+    """The docstring's recipe: disparity d = -(horizontal displacement), taken
+    from 0 down to 1 - max_disparity."""
+    B, C, H, W = left.shape
+    return F.correlation(
+        left,
+        right,
+        (0, 0),
+        min_displacement=(0, 1 - max_disparity),
+        displacement_stride=(1, -1),
+        groups=num_groups,
+        scale=num_groups / C,
+    ).view(B, num_groups, max_disparity, H, W)
+
+
+def dispnetc_recipe(left, right, max_disparity):
+    return F.correlation(
+        left,
+        right,
+        (0, 0),
+        min_displacement=(0, 1 - max_disparity),
+        displacement_stride=(1, -1),
+        scale=1 / left.shape[1],
+    )
+
+
+# (max_disparity, num_groups, shape); the last reaches past the image width.
+STEREO_CASES = [
+    (1, 1, (1, 2, 3, 4)),
+    (4, 2, (2, 4, 3, 7)),
+    (6, 3, (1, 6, 4, 9)),
+    (5, 4, (1, 8, 2, 16)),
+    (9, 2, (1, 4, 3, 6)),
+]
+
+
 class TestCorrelationRecipes(TestCase):
     @parametrize("case", SAMPLER_CASES)
     def test_sampler_cpu_recipe(self, case):
@@ -433,6 +510,41 @@ class TestCorrelationRecipes(TestCase):
             if pad >= m:
                 caffe = flownet_forward(f1, f2, pad, k, m, s1, s2, layer="caffe")
                 self.assertNotEqual(caffe[inside], expected[inside])
+
+    def _check_stereo(self, recipe, peer, shape):
+        # Forward and both gradients, the recipe against the peer's loop.
+        left, right = torch.randn(2, *shape, dtype=torch.float64).unbind(0)
+        results = []
+        for fn in (recipe, peer):
+            a = left.clone().requires_grad_()
+            b = right.clone().requires_grad_()
+            out = fn(a, b)
+            grad_output = torch.randn(
+                out.shape, generator=torch.Generator().manual_seed(0), dtype=out.dtype
+            )
+            results.append((out, *torch.autograd.grad(out, (a, b), grad_output)))
+        for name, actual, expected in zip(
+            ("volume", "grad left", "grad right"), *results
+        ):
+            self.assertEqual(actual, expected, atol=1e-12, rtol=0, msg=name)
+
+    @parametrize("case", STEREO_CASES)
+    def test_gwcnet_recipe(self, case):
+        D, G, shape = case
+        self._check_stereo(
+            lambda a, b: gwcnet_recipe(a, b, D, G),
+            lambda a, b: gwcnet_build_gwc_volume(a, b, D, G),
+            shape,
+        )
+
+    @parametrize("case", STEREO_CASES)
+    def test_dispnetc_recipe(self, case):
+        D, _, shape = case
+        self._check_stereo(
+            lambda a, b: dispnetc_recipe(a, b, D),
+            lambda a, b: dispnetc_correlation(a, b, D),
+            shape,
+        )
 
 
 instantiate_parametrized_tests(TestCorrelationRecipes)

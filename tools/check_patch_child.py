@@ -176,6 +176,14 @@ if decomp is not None:
                 dilation=(1, 2),
             ),
         ),
+        # Descending orders: GwcNet's disparities, and a range walked from
+        # the top that is not a multiple of the step.
+        (
+            (1, 4, 3, 7),
+            (0, 0),
+            dict(min_displacement=(0, -4), displacement_stride=(1, -1), groups=2),
+        ),
+        ((1, 2, 6, 5), (2, 1), dict(min_displacement=-1, displacement_stride=-2)),
     ]:
         x1 = torch.randn(shape, dtype=torch.float64, generator=gen)
         x2 = torch.randn(shape, dtype=torch.float64, generator=gen)

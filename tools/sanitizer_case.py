@@ -3,8 +3,8 @@ compute-sanitizer (tools/gpu_check.sh runs it under memcheck and racecheck).
 
 Covers the tiled kernels (kernel_size 1, stride 1: PWC-Net-, FlowNetC- and
 GwcNet-like shapes, tile and halo edges, channels_last) and the generic ones
-(kernel_size > 1, stride > 1, large vertical displacement step), in float32
-and float16. Sizes are tiny: the sanitizers slow kernels down a lot.
+(kernel_size > 1, stride > 1, large vertical displacement step), ascending and
+descending displacement orders, in float32 and float16. Sizes are tiny: the sanitizers slow kernels down a lot.
 
 Run with PYTORCH_NO_CUDA_MEMORY_CACHING=1 so that every tensor is its own
 allocation and an out-of-bounds access is not hidden inside a cached block.
@@ -30,6 +30,18 @@ CASES = [
     ((4, 6, 34), 2, dict(padding=(1, 3), scale=0.5)),  # unbatched
     ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2, dilation=2, padding=2)),  # generic
     ((1, 4, 8, 11), 9, dict(displacement_stride=9)),  # generic (large vertical step)
+    # Descending orders (negative displacement_stride), tiled and generic.
+    (
+        (1, 8, 5, 37),
+        (0, 0),
+        dict(min_displacement=(0, -19), displacement_stride=(1, -1), groups=4),
+    ),
+    (
+        (1, 5, 9, 33),
+        (3, 6),
+        dict(min_displacement=(-4, -5), displacement_stride=(-2, -3)),
+    ),
+    ((1, 4, 8, 11), 1, dict(kernel_size=3, stride=2, displacement_stride=(-1, -1))),
 ]
 
 

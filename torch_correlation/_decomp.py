@@ -31,10 +31,13 @@ __all__ = ["activate"]
 
 # [decomp begin]
 def _correlation_displacements(max_d: int, min_d: int | None, step: int) -> list[int]:
-    # The displacements along one axis, in output-channel order.
+    # The displacements along one axis, in output-channel order: a negative
+    # step walks down from the top (max_d, or the symmetric range's top).
     if min_d is None:
-        half = max_d // step
+        half = max_d // abs(step)
         return [k * step for k in range(-half, half + 1)]
+    if step < 0:
+        return list(range(max_d, min_d - 1, step))
     return list(range(min_d, max_d + 1, step))
 
 
@@ -104,10 +107,11 @@ def correlation(
     x1 = aten.constant_pad_nd(x1, [pad_w, pad_w, pad_h, pad_h])
     # input2 padded so that every shifted window is in bounds: padded row r
     # of input1 pairs with row r - pad_h + dy of input2.
-    top = max(pad_h - dys[0], 0)
-    bottom = max(pad_h + dys[-1], 0)
-    left = max(pad_w - dxs[0], 0)
-    right = max(pad_w + dxs[-1], 0)
+    # (The lists may be descending: take their extremes, not their ends.)
+    top = max(pad_h - min(dys), 0)
+    bottom = max(pad_h + max(dys), 0)
+    left = max(pad_w - min(dxs), 0)
+    right = max(pad_w + max(dxs), 0)
     x2 = aten.constant_pad_nd(x2, [left, right, top, bottom])
     row_step, col_step = (stride_h, stride_w) if one_by_one else (1, 1)
     rows = out_h if one_by_one else span_h

@@ -44,19 +44,30 @@ correlation = _add_docstr(
     :math:`[g C / \text{groups}, (g + 1) C / \text{groups})` of group :math:`g`,
     and both inputs read as zero outside the image.
 
-    The displacements along each axis are
+    The displacements along each axis, with :math:`s` =
+    :attr:`displacement_stride` (nonzero), are, in output-channel order:
 
     * if :attr:`min_displacement` is ``None``: the symmetric range
-      :math:`\{k s : |k s| \le \text{max\_displacement}\}` with
-      :math:`s` = :attr:`displacement_stride` (always contains 0);
-    * otherwise :math:`\{\text{min}, \text{min} + s, \text{min} + 2s, \dots\}` up to
-      and including at most :attr:`max_displacement` (one-sided ranges, e.g. for
-      stereo).
+      :math:`\{k |s| : |k s| \le \text{max\_displacement}\}` (always contains
+      0), ascending for :math:`s > 0` and descending for :math:`s < 0`;
+    * otherwise, for :math:`s > 0`,
+      :math:`\text{min}, \text{min} + s, \text{min} + 2s, \dots` up to and
+      including at most :attr:`max_displacement` (one-sided ranges, e.g. for
+      stereo); for :math:`s < 0`,
+      :math:`\text{max}, \text{max} + s, \text{max} + 2s, \dots` down to and
+      including at least :attr:`min_displacement`. When
+      :math:`\text{max} - \text{min}` is not a multiple of :math:`|s|` the two
+      sets differ: ``min_displacement=0, max_displacement=5`` gives
+      :math:`0, 2, 4` with :math:`s = 2` and :math:`5, 3, 1` with :math:`s = -2`.
+
+    A negative :attr:`displacement_stride` thus only orders an axis from the
+    largest displacement down, at no extra cost: the output is written in that
+    order directly, with no flip or copy.
 
     :math:`K_y` and :math:`K_x` are the numbers of displacements per axis and
     :math:`D = K_y K_x`; output channel :math:`g D + a K_x + b` holds group
     :math:`g`, the :math:`a`-th vertical and the :math:`b`-th horizontal
-    displacement (horizontal fastest).
+    displacement in the order above (horizontal fastest).
 
     Shape:
         - input1, input2: :math:`(N, C, H_{in}, W_{in})` or :math:`(C, H_{in}, W_{in})`,
@@ -103,11 +114,16 @@ correlation = _add_docstr(
       the sampler's CPU kernel and CUDA backward; for even ``P`` with ``t >= 2``
       its CUDA forward uses another one: ``min_displacement=-((t * (P - 1)) // 2)``,
       ``max_displacement=min_displacement + (P - 1) * t``.
-    * GwcNet group-wise volume with ``D`` disparities and ``G`` groups:
-      ``correlation(left, right, (0, 0), min_displacement=(0, 1 - D), groups=G,
-      scale=G / C)``; channel ``g * D + b`` holds disparity ``D - 1 - b``.
-    * DispNetC 1-D correlation over ``D`` disparities:
-      ``correlation(left, right, (0, 0), min_displacement=(0, 1 - D), scale=1 / C)``.
+    * GwcNet's group-wise volume (``build_gwc_volume``) with ``D`` disparities
+      and ``G`` groups: ``correlation(left, right, (0, 0),
+      min_displacement=(0, 1 - D), displacement_stride=(1, -1), groups=G,
+      scale=G / C).view(N, G, D, H, W)``. Disparity ``d`` (``left[..., x]``
+      against ``right[..., x - d]``, horizontal displacement ``-d``) is at
+      index ``d``, as in GwcNet, zero where ``x < d``; no flip is needed.
+    * DispNetC's 1-D correlation over ``D`` disparities: the same with one
+      group, ``correlation(left, right, (0, 0), min_displacement=(0, 1 - D),
+      displacement_stride=(1, -1), scale=1 / C)``; channel ``d`` holds
+      disparity ``d``.
 
     Args:
         input1 (Tensor): first feature map, :math:`(N, C, H, W)` or :math:`(C, H, W)`.
@@ -123,7 +139,8 @@ correlation = _add_docstr(
         padding (int or tuple): implicit zero padding of :attr:`input1` on both
             sides. Default: 0
         dilation (int or tuple): spacing of the kernel window. Default: 1
-        displacement_stride (int or tuple): spacing of the displacements.
+        displacement_stride (int or tuple): spacing of the displacements;
+            nonzero, and negative to order them from the largest down.
             Default: 1
         groups (int): number of channel groups, each giving its own ``D``
             output channels; must divide ``C``. Default: 1
@@ -142,6 +159,13 @@ correlation = _add_docstr(
         >>> best = cost[:, :, 8:16, 8:24].mean((0, 2, 3)).argmax().item()
         >>> divmod(best, 9)  # (dy + 4, dx + 4) of the true motion (1, -2)
         (5, 2)
+        >>> # Stereo: a GwcNet volume indexed by disparity d = 0 .. 7.
+        >>> left = torch.randn(1, 8, 4, 16)
+        >>> right = torch.roll(left, shifts=-3, dims=3)  # right[x - 3] = left[x]
+        >>> volume = F.correlation(left, right, (0, 0), min_displacement=(0, -7),
+        ...                        displacement_stride=(1, -1), groups=2, scale=2 / 8)
+        >>> volume.view(1, 2, 8, 4, 16)[..., 8:13].mean((0, 1, 3, 4)).argmax().item()
+        3
     """,
 )
 # [correlation end]

@@ -30,7 +30,7 @@ class Correlation(Module):
         max_displacement (int or tuple): largest displacement ``(dy, dx)``.
         min_displacement (int or tuple, optional): smallest displacement;
             ``None`` gives the symmetric range
-            :math:`\{k s : |k s| \le \text{max\_displacement}\}`. Default: ``None``
+            :math:`\{k |s| : |k s| \le \text{max\_displacement}\}`. Default: ``None``
         kernel_size (int or tuple): size of the window summed per displacement.
             Default: 1
         stride (int or tuple): stride of the output grid over ``input1``.
@@ -39,7 +39,11 @@ class Correlation(Module):
             sides. Default: 0
         dilation (int or tuple): spacing of the kernel window. Default: 1
         displacement_stride (int or tuple): spacing :math:`s` of the
-            displacements. Default: 1
+            displacements, nonzero. A negative :math:`s` orders the output
+            channels of its axis from the largest displacement down
+            (``max_displacement``, ``max_displacement + s``, ... down to at
+            least ``min_displacement``), e.g. by disparity for stereo.
+            Default: 1
         groups (int): number of channel groups, each giving its own :math:`D`
             output channels; must divide :math:`C`. Default: 1
         scale (float): factor applied to every sum (e.g. ``1 / C``). Default: 1.0
@@ -50,8 +54,8 @@ class Correlation(Module):
         - Output: :math:`(N, \text{groups} \cdot D, H_{out}, W_{out})` or
           :math:`(\text{groups} \cdot D, H_{out}, W_{out})`, where :math:`D = K_y K_x`
           is the number of displacements (:math:`K = 2 \lfloor \text{max\_displacement}
-          / s \rfloor + 1` per axis when ``min_displacement`` is ``None``, else
-          :math:`\lfloor (\text{max} - \text{min}) / s \rfloor + 1`) and
+          / |s| \rfloor + 1` per axis when ``min_displacement`` is ``None``, else
+          :math:`\lfloor (\text{max} - \text{min}) / |s| \rfloor + 1`) and
 
           .. math::
               H_{out} = \left\lfloor\frac{H_{in} + 2 \times \text{padding}_h -
@@ -76,6 +80,14 @@ class Correlation(Module):
         torch.Size([2, 81, 24, 32])
         >>> corr
         Correlation(max_displacement=(4, 4), scale=0.03125)
+        >>> # GwcNet's volume: 40 groups, disparities 0 .. 47 in that order.
+        >>> gwc = nn.Correlation((0, 0), min_displacement=(0, -47),
+        ...                      displacement_stride=(1, -1), groups=40, scale=40 / 320)
+        >>> gwc
+        Correlation(max_displacement=(0, 0), min_displacement=(0, -47), displacement_stride=(1, -1), groups=40, scale=0.125)
+        >>> left, right = torch.randn(2, 1, 320, 8, 60).unbind(0)
+        >>> gwc(left, right).view(1, 40, 48, 8, 60).shape
+        torch.Size([1, 40, 48, 8, 60])
     """
 
     __constants__ = [

@@ -35,7 +35,11 @@
 // Notation (see NOTE [ correlation Native Functions ] in
 // SpatialCorrelation.cpp): displacement (a, b) is (dy, dx) = (disp_min_h +
 // a*step_h, disp_min_w + b*step_w), a < Ky, b < Kx, D = Ky*Kx, G is
-// grad_output.
+// grad_output. The kernels walk the displacement numbers (a, b) in
+// ascending order; a negative displacement_stride only reverses the output
+// channels they land in, so every output write and grad_output read goes
+// through displacement_channel(geo, a, b) (a*Kx + b when ascending, which
+// the formulas below write for short).
 //
 // Two paths compute the same sums:
 //
@@ -147,6 +151,7 @@ struct CorrelationGeometry {
   index_t pad_h, pad_w, dilation_h, dilation_w;
   index_t disp_min_h, disp_min_w, disp_step_h, disp_step_w, disp_count_h,
       disp_count_w;
+  bool disp_descending_h, disp_descending_w;
 
   explicit CorrelationGeometry(const CorrelationParams& p)
       : groups(p.groups),
@@ -169,8 +174,31 @@ struct CorrelationGeometry {
         disp_step_h(effective_step(p.disp_count_h, p.disp_step_h)),
         disp_step_w(effective_step(p.disp_count_w, p.disp_step_w)),
         disp_count_h(p.disp_count_h),
-        disp_count_w(p.disp_count_w) {}
+        disp_count_w(p.disp_count_w),
+        disp_descending_h(p.disp_descending_h),
+        disp_descending_w(p.disp_descending_w) {}
 };
+
+// Position along one axis of the output channels of displacement number i
+// (ascending): reversed for a descending axis. An involution, so it also
+// maps a channel position back to its displacement number.
+template <typename index_t>
+__device__ __forceinline__ index_t
+displacement_position(index_t i, index_t count, bool descending) {
+  return descending ? count - 1 - i : i;
+}
+
+// Output channel (within a group) of displacement numbers (a, b):
+// CorrelationParams::displacement_channel on the device.
+template <typename index_t>
+__device__ __forceinline__ index_t displacement_channel(
+    const CorrelationGeometry<index_t>& geo,
+    index_t a,
+    index_t b) {
+  return displacement_position(a, geo.disp_count_h, geo.disp_descending_h) *
+      geo.disp_count_w +
+      displacement_position(b, geo.disp_count_w, geo.disp_descending_w);
+}
 
 // The row phases P of the tiled kernels for a call, or 0 when it needs the
 // generic kernels: the tiled kernels take kernel_size 1 and stride 1, and
@@ -467,7 +495,13 @@ __device__ __forceinline__ void store_forward_tile(
   const index_t so_n = output.strides[0], so_c = output.strides[1];
   const index_t so_h = output.strides[2], so_w = output.strides[3];
   scalar_t* out = output.data + t.n * so_n + ox * so_w +
-      (t.group * geo.displacements + t.a_first * geo.disp_count_w + t.b) * so_c;
+      (t.group * geo.displacements +
+       displacement_channel(geo, t.a_first, t.b)) *
+          so_c;
+  // Displacement rows a_first + al are Kx channels apart, backwards when
+  // the vertical order is descending.
+  const index_t so_a =
+      (geo.disp_descending_h ? -geo.disp_count_w : geo.disp_count_w) * so_c;
 #pragma unroll
   for (int q = 0; q < kRows; ++q) {
     const index_t oy = t.oy0 + t.row1 + q * plan.row_phases;
@@ -475,7 +509,7 @@ __device__ __forceinline__ void store_forward_tile(
 #pragma unroll
       for (int al = 0; al < kDispRows; ++al) {
         if (al < t.na) {
-          out[oy * so_h + al * geo.disp_count_w * so_c] =
+          out[oy * so_h + al * so_a] =
               static_cast<scalar_t>(acc[q][al] * scale);
         }
       }
@@ -787,7 +821,8 @@ __device__ __forceinline__ void stage_grad_output(
           return opmath_t(0);
         }
         return static_cast<opmath_t>(
-            grad_base[(a * geo.disp_count_w + b) * sgc + y * sgh + xx * sgw]);
+            grad_base
+                [displacement_channel(geo, a, b) * sgc + y * sgh + xx * sgw]);
       });
 }
 
@@ -1012,10 +1047,13 @@ __global__ void correlation_forward_generic_kernel(
     const index_t n = index / (geo.out_w * geo.out_h * out_channels);
     const index_t group = channel / geo.displacements;
     const index_t d = channel % geo.displacements;
-    const index_t dy =
-        geo.disp_min_h + (d / geo.disp_count_w) * geo.disp_step_h;
-    const index_t dx =
-        geo.disp_min_w + (d % geo.disp_count_w) * geo.disp_step_w;
+    // The displacement numbers of channel d (displacement_channel inverted).
+    const index_t a = displacement_position(
+        d / geo.disp_count_w, geo.disp_count_h, geo.disp_descending_h);
+    const index_t b = displacement_position(
+        d % geo.disp_count_w, geo.disp_count_w, geo.disp_descending_w);
+    const index_t dy = geo.disp_min_h + a * geo.disp_step_h;
+    const index_t dx = geo.disp_min_w + b * geo.disp_step_w;
     const index_t c_begin = group * geo.channels_per_group;
     const scalar_t* base1 = input1.data + n * s1n + c_begin * s1c;
     const scalar_t* base2 = input2.data + n * s2n + c_begin * s2c;
@@ -1127,7 +1165,7 @@ __global__ void correlation_backward_input1_generic_kernel(
                       continue;
                     }
                     acc += static_cast<opmath_t>(
-                               g[(a * geo.disp_count_w + b) * sgc]) *
+                               g[displacement_channel(geo, a, b) * sgc]) *
                         static_cast<opmath_t>(
                                in2[y2 * input2.strides[2] +
                                    x2 * input2.strides[3]]);
@@ -1179,7 +1217,7 @@ __global__ void correlation_backward_input2_generic_kernel(
         if (v < 0 || v >= geo.width) {
           continue;
         }
-        const scalar_t* g = grad + (a * geo.disp_count_w + b) * sgc;
+        const scalar_t* g = grad + displacement_channel(geo, a, b) * sgc;
         opmath_t grad_sum = 0;
         for_each_window(
             u,
