@@ -5,12 +5,13 @@
 Times F.correlation (from the ``torch_correlation`` preview package) against
 spatial-correlation-sampler (when importable), a pure-PyTorch shift loop, an
 unfold+einsum composite and RAFT's all-pairs matmul (benchmarks/peers.py), on
-optical-flow and stereo shapes, forward and forward+backward, float32 and
-bfloat16, 1 and 2 threads, contiguous and channels_last. Reports medians,
-GFLOP/s, the ratio to the same-run torch.mm throughput, peak extra memory and
-a roofline bound, checks the CPU or CUDA targets (benchmarks/targets.py), and
-writes <out>/bench_<device>.md, .json and .png. See benchmarks/README.md for
-the method.
+optical-flow and stereo shapes, against GwcNet's and VCN's own volume loops
+on their cases, forward and forward+backward, float32 and bfloat16, 1 and 2
+threads, contiguous and channels_last. Reports medians, GFLOP/s, the ratio to
+the same-run torch.mm throughput, peak extra memory, the memory roofline and
+the compute bound, checks the targets (benchmarks/targets.py), and writes
+<out>/bench_<device>.md, .json and .png. See benchmarks/README.md for the
+method.
 
 The parts: cases.py (what is timed), measure.py (how), targets.py (the
 targets, as data), report.py (tables and files); this file runs them.
@@ -42,6 +43,7 @@ from cases import (
     DTYPES,
     PASS_FLOP_FACTOR,
     PASSES,
+    SLOW_PEER_SECONDS,
     Case,
     Config,
     Result,
@@ -58,16 +60,12 @@ from measure import (
     mm_gflops,
 )
 from report import Run, device_name, write_report
-from targets import CPU_TARGETS, NO_SLOWER_VARIANTS
-
-# A peer whose first configuration of a (case, pass) takes longer than this
-# per call is timed only in that configuration (float32, most threads,
-# contiguous), to keep the default run near 10 minutes on 2 cores.
-SLOW_PEER_SECONDS = 1.5
+from targets import CPU_TARGETS, NO_SLOWER_VARIANTS, peer_configs
 
 
 def run_config(cfg: Config, case: Case, device: torch.device, budget_s: float,
-               mm: dict[tuple[str, int], float], fma_rate: float, bandwidth: float) -> Result:
+               mm: dict[tuple[str, int], float], bandwidth: dict[int, float],
+               single: bool = False) -> Result:
     res = Result(cfg)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -75,7 +73,7 @@ def run_config(cfg: Config, case: Case, device: torch.device, budget_s: float,
         step, geo, _, res.needed_mib, traffic = make_step(cfg, case, device)
         flop = geo.flop() * PASS_FLOP_FACTOR[cfg.pass_]
         res.gflop = flop / 1e9
-        m = measure(step, device, budget_s)
+        m = measure(step, device, budget_s, single=single)
     except peers.PeerUnsupported as exc:
         res.skipped = str(exc)
         return res
@@ -93,17 +91,23 @@ def run_config(cfg: Config, case: Case, device: torch.device, budget_s: float,
     res.mm_ratio = res.gflops / mm[(cfg.dtype, cfg.threads)]
     res.peak_mib = None if m.peak_bytes is None else m.peak_bytes / 2**20
     res.peak_rss_mib = None if m.peak_rss_bytes is None else m.peak_rss_bytes / 2**20
-    bound_s = max(traffic / (bandwidth * 1e9), flop / (fma_rate * 1e9))
-    res.roofline_ms = bound_s * 1e3
-    res.roofline_fraction = bound_s / m.median_s
+    # Both bounds at this configuration's thread count: one thread moves
+    # and multiplies less than two.
+    memory_s = traffic / (bandwidth[cfg.threads] * 1e9)
+    compute_s = flop / (mm[("float32", cfg.threads)] * 1e9)
+    res.roofline_ms = memory_s * 1e3
+    res.roofline_fraction = memory_s / m.median_s
+    res.compute_ms = compute_s * 1e3
+    res.compute_fraction = compute_s / m.median_s
     return res
 
 
 def references(device: torch.device, thread_counts: list[int], max_threads: int,
-               budget_s: float) -> tuple[dict[tuple[str, int], float], int, float, float]:
-    """torch.mm GFLOP/s per (dtype, threads), the mm size, the roofline's FMA
-    rate (float32 mm, most threads) and the copy bandwidth, all from this run."""
+               budget_s: float) -> tuple[dict[tuple[str, int], float], int, dict[int, float]]:
+    """torch.mm GFLOP/s per (dtype, threads), the mm size and the copy
+    bandwidth per thread count, all from this run."""
     mm: dict[tuple[str, int], float] = {}
+    bandwidth: dict[int, float] = {}
     mm_n = 8192 if device.type == "cuda" else 2048
     if device.type == "cuda":
         # float32 mm on CUDA cores (the FMA rate of the roofline), not TF32.
@@ -113,36 +117,43 @@ def references(device: torch.device, thread_counts: list[int], max_threads: int,
             torch.set_num_threads(threads)
         for dname, dtype in DTYPES.items():
             mm[(dname, threads)] = mm_gflops(dtype, device, mm_n, budget_s)
+        bandwidth[threads] = copy_gbytes_per_s(device, budget_s)
     if device.type == "cpu":
         torch.set_num_threads(max_threads)
-    fma = mm[("float32", max_threads)]
-    bandwidth = copy_gbytes_per_s(device, budget_s)
     for (dname, threads), g in sorted(mm.items()):
         print(f"torch.mm {mm_n}x{mm_n} {dname}, {threads} thread(s): {g:.1f} GFLOP/s")
-    print(f"roofline inputs: FMA rate {fma:.1f} GFLOP/s (float32 mm), copy bandwidth {bandwidth:.1f} GB/s")
-    return mm, mm_n, fma, bandwidth
+    for threads, bw in sorted(bandwidth.items()):
+        print(f"copy bandwidth, {threads} thread(s): {bw:.1f} GB/s")
+    return mm, mm_n, bandwidth
 
 
 def run_matrix(cases: list[Case], thread_counts: list[int], max_threads: int, device: torch.device,
-               quick: bool, budget_s: float, mm: dict[tuple[str, int], float], fma: float,
-               bandwidth: float) -> list[Result]:
+               quick: bool, budget_s: float, mm: dict[tuple[str, int], float],
+               bandwidth: dict[int, float]) -> list[Result]:
     """Every configuration of every case, timed or skipped with the reason."""
     results: list[Result] = []
     slow: dict[tuple[str, str, str], float] = {}
+    target_peers = peer_configs(device.type, max_threads)
     for case in cases:
         for pass_, impl, configs in configs_for(case, thread_counts):
             for cfg in configs:
-                reason = skip_reason(cfg, case, quick, slow, max_threads)
+                reason = skip_reason(cfg, case, quick, slow, max_threads, target_peers)
                 if reason is not None:
                     results.append(Result(cfg, skipped=reason))
                     continue
-                res = run_config(cfg, case, device, budget_s, mm, fma, bandwidth)
+                # A slow peer timed again because a target compares with it:
+                # one call (it takes seconds; its memory was measured once).
+                single = (case.key, pass_, impl) in slow
+                res = run_config(cfg, case, device, budget_s, mm, bandwidth, single)
                 results.append(res)
                 if (impl != "ours" and res.median_ms is not None and cfg.dtype == "float32"
                         and cfg.threads == max_threads and res.median_ms / 1e3 > SLOW_PEER_SECONDS):
                     slow[(case.key, pass_, impl)] = res.median_ms / 1e3
                 status = (f"{res.median_ms:9.3f} ms  {res.gflops:7.1f} GFLOP/s  "
-                          f"{100 * res.mm_ratio:5.1f}% of mm" if res.median_ms is not None
+                          f"{100 * res.mm_ratio:5.1f}% of mm  "
+                          f"{100 * res.roofline_fraction:5.1f}% of memory roofline  "
+                          f"{100 * res.compute_fraction:5.1f}% of compute bound"
+                          if res.median_ms is not None
                           else f"skipped: {res.skipped}" if res.skipped else f"ERROR {res.error}")
                 print(f"  {case.key:9s} {pass_:7s} {cfg.dtype:8s} {cfg.threads}t {cfg.layout:13s} "
                       f"{impl:13s} {status}", flush=True)
@@ -175,11 +186,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--quick", action="store_true",
-                        help="~1 minute smoke subset: PWC-Net level and FlowNetC, most threads only")
+                        help="~1 minute smoke subset: PWC-Net level and FlowNetC (or --cases), "
+                             "most threads only, fewer peers")
     parser.add_argument("--out", default=str(REPO_ROOT / "docs" / "benchmarks"),
                         help="folder for bench_<device>.md/.json/.png (default: docs/benchmarks)")
     parser.add_argument("--cases", default=None,
-                        help="comma-separated subset of " + ",".join(c.key for c in CASES))
+                        help="comma-separated subset of " + ",".join(c.key for c in CASES)
+                             + " (e.g. gwcnet,dispnetc,vcn: the stereo cases)")
     parser.add_argument("--budget", type=float, default=None,
                         help="seconds of timed calls per configuration (default 0.5; --quick 0.2)")
     args = parser.parse_args(argv)
@@ -242,15 +255,15 @@ def main(argv: list[str] | None = None) -> int:
           f"(output and both gradients) in {time.time() - t_verify:.1f} s")
     # 2. Reference throughputs from this run; 3. the matrix; 4. the
     # interleaved "no slower" ratios; 5. the report.
-    mm, mm_n, fma, bandwidth = references(device, thread_counts, max_threads, budget)
-    results = run_matrix(cases, thread_counts, max_threads, device, args.quick, budget, mm, fma,
-                         bandwidth)
+    mm, mm_n, bandwidth = references(device, thread_counts, max_threads, budget)
+    results = run_matrix(cases, thread_counts, max_threads, device, args.quick, budget, mm, bandwidth)
     interleaved: dict[tuple[str, str, str, str], float] = {}
-    if device.type == "cpu":
+    if device.type == "cpu" and any(c.key in CPU_TARGETS.cases for c in cases):
         print("no-slower targets, timed interleaved with float32 contiguous:")
         interleaved = no_slower_ratios(cases, device, max_threads, budget)
     run = Run(device=device, name=name, quick=args.quick, budget_s=budget, max_threads=max_threads,
-              cases=cases, mm=mm, mm_n=mm_n, fma_gflops=fma, bandwidth=bandwidth, results=results,
+              thread_counts=thread_counts, cases=cases, argv=sys.argv[1:] if argv is None else argv,
+              mm=mm, mm_n=mm_n, bandwidth=bandwidth, results=results,
               interleaved=interleaved, elapsed_s=time.time() - started, load_before=load_before,
               load_after=os.getloadavg(), other_share=others.share())
     write_report(run, Path(args.out))

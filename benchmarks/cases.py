@@ -38,18 +38,35 @@ CASES = [
     Case("pwc", "PWC-Net level", (4, 128, 48, 64), 4, {"scale": 1.0 / 128}),
     Case("pwc_fine", "PWC-Net fine level", (4, 32, 96, 128), 4),
     Case("flownetc", "FlowNetC", (4, 256, 48, 64), 20, {"displacement_stride": 2}),
+    # GwcNet's group-wise volume (48 disparities, 40 groups) in its own order:
+    # disparity d, i.e. displacement -d, in channel g * 48 + d.
     Case("gwcnet", "GwcNet stereo", (2, 320, 64, 128), (0, 0),
-         {"min_displacement": (0, -47), "groups": 40}),
+         {"min_displacement": (0, -47), "displacement_stride": (1, -1), "groups": 40,
+          "scale": 40 / 320}),
+    # DispNetC's 1-D correlation at 1/4 resolution of a 384x768 pair, 40
+    # disparities in the same order.
+    Case("dispnetc", "DispNetC stereo", (2, 256, 96, 192), (0, 0),
+         {"min_displacement": (0, -39), "displacement_stride": (1, -1), "scale": 1 / 256}),
+    # VCN's per-channel 4-D volume (9x9 displacements, one group per channel).
+    Case("vcn", "VCN 4-D volume", (2, 16, 56, 128), 4, {"groups": 16}),
     Case("small", "small", (1, 64, 64, 64), 3),
 ]
 
-IMPLS = ("ours", "sampler", "shift_loop", "unfold_einsum", "all_pairs")
+IMPLS = ("ours", "sampler", "shift_loop", "unfold_einsum", "all_pairs", "gwc_loop", "vcn_loop")
 IMPL_LABELS = {
     "ours": "F.correlation",
     "sampler": "spatial-correlation-sampler",
     "shift_loop": "shift loop (PyTorch)",
     "unfold_einsum": "unfold+einsum (PyTorch)",
     "all_pairs": "all-pairs matmul (PyTorch)",
+    "gwc_loop": "GwcNet loop (PyTorch)",
+    "vcn_loop": "VCN loop (PyTorch)",
+}
+# The peers that only compute their own model's geometry, and the check
+# that says why they cannot compute another.
+MODEL_LOOP_REASONS = {
+    "gwc_loop": peers.gwc_loop_unsupported_reason,
+    "vcn_loop": peers.vcn_loop_unsupported_reason,
 }
 PASSES = ("fwd", "fwd+bwd")
 # Forward is one correlation pass; the backward computes grad_input1 and
@@ -65,22 +82,24 @@ UNFOLD_LIMIT_BYTES = 2 * 2**30
 ALL_PAIRS_LIMIT_BYTES = 2 * 2**30
 # A peer whose first configuration of a (case, pass) takes longer than this
 # per call is timed only in that configuration (float32, most threads,
-# contiguous), to keep the default run near 10 minutes on 2 cores.
+# contiguous), to keep the default run near 15 minutes on 2 cores, except
+# where a target compares with it (targets.peer_configs).
 SLOW_PEER_SECONDS = 1.5
 
 
+_CALLS = {
+    "ours": lambda *args, **kwargs: F.correlation(*args, **kwargs),  # F.correlation is bound on import
+    "sampler": peers.sampler_correlation,
+    "shift_loop": peers.shift_loop_correlation,
+    "unfold_einsum": peers.unfold_einsum_correlation,
+    "all_pairs": peers.all_pairs_correlation,
+    "gwc_loop": peers.gwc_loop_correlation,
+    "vcn_loop": peers.vcn_loop_correlation,
+}
+
+
 def call_impl(impl: str, a: torch.Tensor, b: torch.Tensor, case: Case) -> torch.Tensor:
-    if impl == "ours":
-        return F.correlation(a, b, case.max_displacement, **case.kwargs)
-    if impl == "sampler":
-        return peers.sampler_correlation(a, b, case.max_displacement, **case.kwargs)
-    if impl == "shift_loop":
-        return peers.shift_loop_correlation(a, b, case.max_displacement, **case.kwargs)
-    if impl == "unfold_einsum":
-        return peers.unfold_einsum_correlation(a, b, case.max_displacement, **case.kwargs)
-    if impl == "all_pairs":
-        return peers.all_pairs_correlation(a, b, case.max_displacement, **case.kwargs)
-    raise ValueError(impl)
+    return _CALLS[impl](a, b, case.max_displacement, **case.kwargs)
 
 
 # --------------------------------------------------------------------------
@@ -88,8 +107,15 @@ def call_impl(impl: str, a: torch.Tensor, b: torch.Tensor, case: Case) -> torch.
 # --------------------------------------------------------------------------
 
 def _small_version(case: Case) -> tuple[int, int, int, int]:
+    """Two images of 11x17 or more (wider and taller than the displacement
+    reach, so that every displacement meets the image) with the case's groups
+    and up to 2 channels per group (6 channels for one group)."""
+    n, c, h, w = case.shape
     groups = int(case.kwargs.get("groups", 1))
-    return (2, 2 * groups if groups > 1 else 6, 11, 17)
+    channels = groups * min(c // groups, 2) if groups > 1 else 6
+    g = peers.geometry(torch.empty(case.shape, device="meta"), case.max_displacement, **case.kwargs)
+    reach = [max(abs(g.disp_lo(axis)), abs(g.disp_hi(axis))) for axis in range(2)]
+    return (2, channels, max(11, reach[0] + 6), max(17, reach[1] + 6))
 
 
 def verify(device: torch.device) -> list[str]:
@@ -97,12 +123,22 @@ def verify(device: torch.device) -> list[str]:
     every case (same arguments, small tensors) plus one case exercising
     kernel_size/stride/padding/dilation; forward and both gradients."""
     lines = []
-    extra = Case("general", "general geometry", (2, 8, 11, 17), (2, 3),
-                 {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": (1, 2),
-                  "displacement_stride": (1, 2), "groups": 2, "scale": 0.5})
+    general = {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": (1, 2), "groups": 2,
+               "scale": 0.5}
+    extras = [
+        Case("general", "general geometry", (2, 8, 11, 17), (2, 3),
+             {**general, "displacement_stride": (1, 2)}),
+        # Descending order on both axes, symmetric and one-sided.
+        Case("general_desc", "general geometry, descending", (2, 8, 11, 17), (2, 3),
+             {**general, "displacement_stride": (-1, -2)}),
+        Case("one_sided_desc", "one-sided, descending", (2, 8, 11, 17), (2, 3),
+             {"min_displacement": (-1, -3), "displacement_stride": (-1, -2), "groups": 2}),
+        Case("sym_desc", "symmetric, descending", (2, 6, 11, 17), 4,
+             {"displacement_stride": (-2, -1), "scale": 0.25}),
+    ]
     gen = torch.Generator().manual_seed(0)
-    for case in CASES + [extra]:
-        shape = _small_version(case) if case is not extra else extra.shape
+    for case in CASES + extras:
+        shape = case.shape if case in extras else _small_version(case)
         for dtype, tol in ((torch.float64, {"rtol": 1e-7, "atol": 1e-7}),
                            (torch.float32, {"rtol": 1e-4, "atol": 1e-5})):
             a = torch.randn(shape, generator=gen, dtype=torch.float64).to(device, dtype)
@@ -117,7 +153,7 @@ def verify(device: torch.device) -> list[str]:
             b_cl = b.detach().to(memory_format=torch.channels_last).requires_grad_(True)
             out_cl = call_impl("ours", a_cl, b_cl, case)
             checks = [("ours channels_last", out_cl, torch.autograd.grad(out_cl, (a_cl, b_cl), gout))]
-            for impl in ("sampler", "shift_loop", "unfold_einsum", "all_pairs"):
+            for impl in IMPLS[1:]:
                 try:
                     out = call_impl(impl, a, b, case)
                 except peers.PeerUnsupported:
@@ -163,8 +199,14 @@ class Result:
     peak_mib: float | None = None      # allocator (profiler / CUDA caching allocator)
     peak_rss_mib: float | None = None  # CPU only: resident-set growth
     needed_mib: float = 0.0          # output (+ both gradients for fwd+bwd)
+    # Memory roofline: compulsory DRAM traffic at the same run's copy
+    # bandwidth (same thread count); the fraction is bound / median.
     roofline_ms: float | None = None
     roofline_fraction: float | None = None
+    # Compute bound: FLOP at the same run's float32 torch.mm rate (same
+    # thread count); the fraction is bound / median.
+    compute_ms: float | None = None
+    compute_fraction: float | None = None
 
 
 def configs_for(case: Case, thread_counts: list[int]):
@@ -182,8 +224,11 @@ def configs_for(case: Case, thread_counts: list[int]):
 
 
 def skip_reason(cfg: Config, case: Case, quick: bool, slow: dict[tuple[str, str, str], float],
-                max_threads: int) -> str | None:
-    """Why a configuration is not timed, or None."""
+                max_threads: int, target_peers: frozenset[tuple[str, str, str, str, int]] = frozenset()
+                ) -> str | None:
+    """Why a configuration is not timed, or None. A peer configuration that
+    a target compares with (target_peers: (case, pass, impl, dtype, threads),
+    contiguous) is timed even when the peer is slow."""
     probe = torch.empty(case.shape, device="meta", dtype=DTYPES[cfg.dtype])
     if cfg.impl == "ours":
         return None
@@ -196,6 +241,10 @@ def skip_reason(cfg: Config, case: Case, quick: bool, slow: dict[tuple[str, str,
         if need > UNFOLD_LIMIT_BYTES:
             return (f"would materialize a {need / 2**30:.1f} GiB unfolded input2 (plus einsum's copy); "
                     f"limit {UNFOLD_LIMIT_BYTES / 2**30:.1f} GiB")
+    if cfg.impl in MODEL_LOOP_REASONS:
+        reason = MODEL_LOOP_REASONS[cfg.impl](probe, case.max_displacement, **case.kwargs)
+        if reason:
+            return reason
     if cfg.impl == "all_pairs":
         reason = peers.all_pairs_unsupported_reason(probe, case.max_displacement, **case.kwargs)
         if reason:
@@ -211,7 +260,7 @@ def skip_reason(cfg: Config, case: Case, quick: bool, slow: dict[tuple[str, str,
     if quick and cfg.impl == "shift_loop" and (case.key != "pwc" or cfg.dtype != "float32"):
         return "--quick: the shift loop is timed only on the PWC-Net level in float32"
     key = (cfg.case, cfg.pass_, cfg.impl)
-    if key in slow:
+    if key in slow and (*key, cfg.dtype, cfg.threads) not in target_peers:
         return (f"slow peer ({slow[key]:.1f} s per call in float32 with {max_threads} threads, "
                 "contiguous): timed only there")
     return None

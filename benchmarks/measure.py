@@ -167,13 +167,18 @@ class Measurement:
 
 
 def measure(step: Callable[[], None], device: torch.device, budget_s: float,
-            max_reps: int = 50, memory: bool = True) -> Measurement:
+            max_reps: int = 50, memory: bool = True, single: bool = False) -> Measurement:
     """Two or three warm-up calls (the first profiled for allocator memory,
     the second measured for RSS growth on CPU), then an adaptive number of
-    timed calls: about budget_s worth, at least 3 unless one call exceeds the
-    budget (then 1), at most max_reps."""
+    timed calls: about budget_s worth, at least 3, at most max_reps; when the
+    second call alone exceeds the budget, it is the one timed call. With
+    `single`, for calls known to take seconds: one timed call, no warm-up and
+    no memory figures."""
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     sync()
+    if single:
+        times = time_step(step, device, 1)
+        return Measurement(times[0], times, times[0], None, None)
     t0 = time.perf_counter()
     if memory:
         peak = peak_cuda_bytes(step, device) if device.type == "cuda" else peak_cpu_bytes(step)
@@ -194,10 +199,12 @@ def measure(step: Callable[[], None], device: torch.device, budget_s: float,
     if warm < 0.1 * budget_s:
         warm = min(warm, time_step(step, device, 1)[0])
     if warm >= budget_s:
-        reps = 1
+        # One call exceeds the budget: that second call is the one timed call
+        # (a third would double the cost of the slowest peers for nothing).
+        times = [warm]
     else:
         reps = max(3, min(max_reps, int(budget_s / max(warm, 1e-6))))
-    times = time_step(step, device, reps)
+        times = time_step(step, device, reps)
     return Measurement(statistics.median(times), times, first, peak, rss)
 
 

@@ -10,11 +10,24 @@
 * ``sampler_correlation``: spatial-correlation-sampler's
   ``spatial_correlation_sample`` (a third-party C++/OpenMP/CUDA extension),
   with our arguments mapped onto its ``patch_size``/``dilation_patch``.
+* ``all_pairs_correlation``: RAFT's route, one batched matmul of every pixel
+  pair, then a gather of each pixel's displacements.
+* ``gwc_loop_correlation``: the group-wise stereo volume as GwcNet builds it
+  in Python: a zero volume (B, G, D, H, W) and, for every disparity d, the
+  product of the overlapping column slices of the two feature maps, averaged
+  over each group's channels and assigned into the volume. With one group it
+  is DispNetC's 1-D correlation as its PyTorch ports write it.
+* ``vcn_loop_correlation``: VCN's per-channel 4-D volume: a zero volume
+  (B, C, Dy, Dx, H, W) and, for every (dy, dx), the elementwise product of
+  input1 and the shifted input2 over their overlap (groups == channels).
 
-Both composites follow the full contract of ``F.correlation`` (kernel_size,
-stride, padding, dilation, displacement_stride, min_displacement, groups,
-scale) for batched (N, C, H, W) inputs; the benchmark checks them against
-``F.correlation`` at start-up, so it never compares wrong results.
+The shift loop and unfold+einsum follow the full contract of
+``F.correlation`` (kernel_size, stride, padding, dilation,
+displacement_stride of either sign, min_displacement, groups, scale) for
+batched (N, C, H, W) inputs; the all-pairs matmul its kernel_size=1 form, the
+sampler what its own arguments express; the other peers and configurations
+raise ``PeerUnsupported`` with the reason. The benchmark checks every peer
+against ``F.correlation`` at start-up, so it never compares wrong results.
 """
 
 from __future__ import annotations
@@ -53,7 +66,12 @@ def _pair(value: IntPair, name: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class Geometry:
-    """The derived geometry of one correlation call (mirrors CorrelationParams)."""
+    """The derived geometry of one correlation call (mirrors CorrelationParams).
+
+    ``disp_first``/``disp_step``/``disp_count`` give each axis's displacements
+    in output-channel order: ``disp_first + i * disp_step``; a negative
+    ``disp_step`` (a negative ``displacement_stride``) walks them from the
+    largest down."""
 
     batch: int
     channels: int
@@ -63,7 +81,7 @@ class Geometry:
     stride: tuple[int, int]
     padding: tuple[int, int]
     dilation: tuple[int, int]
-    disp_min: tuple[int, int]
+    disp_first: tuple[int, int]
     disp_step: tuple[int, int]
     disp_count: tuple[int, int]
     groups: int
@@ -76,7 +94,19 @@ class Geometry:
         return self.disp_count[0] * self.disp_count[1]
 
     def disp_values(self, axis: int) -> list[int]:
-        return [self.disp_min[axis] + i * self.disp_step[axis] for i in range(self.disp_count[axis])]
+        """The displacements along `axis` in output order."""
+        return [self.disp_first[axis] + i * self.disp_step[axis] for i in range(self.disp_count[axis])]
+
+    def disp_lo(self, axis: int) -> int:
+        return min(self.disp_values(axis))
+
+    def disp_hi(self, axis: int) -> int:
+        return max(self.disp_values(axis))
+
+    def descending_axes(self, first_dim: int) -> list[int]:
+        """The dims (first_dim for the vertical axis, first_dim + 1 for the
+        horizontal one) whose displacements run in descending order."""
+        return [first_dim + axis for axis in range(2) if self.disp_step[axis] < 0]
 
     def flop(self) -> int:
         """Multiply-adds counted as 2 FLOP: 2 * N * C * H_out * W_out * D * k_h * k_w."""
@@ -102,23 +132,36 @@ def geometry(
     n, c, h, w = input1.shape
     max_d = _pair(max_displacement, "max_displacement")
     steps = _pair(displacement_stride, "displacement_stride")
-    if min_displacement is None:
-        halves = [max_d[a] // steps[a] for a in range(2)]
-        disp_min = tuple(-halves[a] * steps[a] for a in range(2))
-        disp_count = tuple(2 * halves[a] + 1 for a in range(2))
-    else:
-        min_d = _pair(min_displacement, "min_displacement")
-        disp_min = min_d
-        disp_count = tuple((max_d[a] - min_d[a]) // steps[a] + 1 for a in range(2))
+    if 0 in steps:
+        raise ValueError(f"peers: displacement_stride must be nonzero, but got {steps}")
+    first, count = [], []
+    for a in range(2):
+        s = steps[a]
+        if min_displacement is None:
+            # The symmetric range {k |s| : |k s| <= max}, from the smallest
+            # (s > 0) or the largest (s < 0) end.
+            half = max_d[a] // abs(s)
+            first.append(-half * s)
+            count.append(2 * half + 1)
+        else:
+            # {min, min + s, ...} <= max for s > 0; {max, max + s, ...} >= min for s < 0.
+            lo = _pair(min_displacement, "min_displacement")[a]
+            first.append(lo if s > 0 else max_d[a])
+            count.append((max_d[a] - lo) // abs(s) + 1)
     k = _pair(kernel_size, "kernel_size")
-    s = _pair(stride, "stride")
+    st = _pair(stride, "stride")
     p = _pair(padding, "padding")
     dil = _pair(dilation, "dilation")
-    out = [(size + 2 * p[a] - dil[a] * (k[a] - 1) - 1) // s[a] + 1 for a, size in enumerate((h, w))]
+    out = [(size + 2 * p[a] - dil[a] * (k[a] - 1) - 1) // st[a] + 1 for a, size in enumerate((h, w))]
     if c % groups != 0:
         raise ValueError(f"peers: channels ({c}) not divisible by groups ({groups})")
-    return Geometry(n, c, h, w, k, s, p, dil, disp_min, steps, disp_count,  # type: ignore[arg-type]
+    return Geometry(n, c, h, w, k, st, p, dil, tuple(first), steps, tuple(count),  # type: ignore[arg-type]
                     groups, float(scale), out[0], out[1])
+
+
+def _plain_geometry(g: Geometry) -> bool:
+    """kernel_size=1, stride=1, padding=0, dilation=1: the form the model loops have."""
+    return g.kernel == (1, 1) and g.stride == (1, 1) and g.padding == (0, 0) and g.dilation == (1, 1)
 
 
 def _padded_for_displacements(x: torch.Tensor, g: Geometry, with_displacements: bool):
@@ -130,8 +173,8 @@ def _padded_for_displacements(x: torch.Tensor, g: Geometry, with_displacements: 
     offsets = []
     pads = []
     for axis, size in enumerate((g.height, g.width)):
-        d_lo = g.disp_min[axis] if with_displacements else 0
-        d_hi = g.disp_values(axis)[-1] if with_displacements else 0
+        d_lo = g.disp_lo(axis) if with_displacements else 0
+        d_hi = g.disp_hi(axis) if with_displacements else 0
         out = (g.out_h, g.out_w)[axis]
         lo = -g.padding[axis] + d_lo
         hi = (out - 1) * g.stride[axis] - g.padding[axis] + (g.kernel[axis] - 1) * g.dilation[axis] + d_hi
@@ -190,7 +233,9 @@ def unfold_einsum_correlation(
     input1: torch.Tensor, input2: torch.Tensor, max_displacement: IntPair, **kwargs
 ) -> torch.Tensor:
     """F.unfold gathers input2's displacement window for every output pixel,
-    then einsum contracts each group's channels (summed over the kernel window)."""
+    then einsum contracts each group's channels (summed over the kernel window).
+    unfold walks the window in ascending order; a descending axis (negative
+    displacement_stride) is flipped in the output, one copy of it."""
     g = geometry(input1, max_displacement, **kwargs)
     n, c, groups = g.batch, g.channels, g.groups
     cg = c // groups
@@ -199,20 +244,24 @@ def unfold_einsum_correlation(
     kh, kw = g.kernel
     dh, dw = g.dilation
     ph, pw = g.padding
-    (sh, sw), (ssh, ssw), (ky, kx) = g.stride, g.disp_step, g.disp_count
+    (sh, sw), (ky, kx) = g.stride, g.disp_count
+    ssh, ssw = (abs(v) for v in g.disp_step)
     pixels = g.out_h * g.out_w
     out = None
     for i in range(kh):
         for j in range(kw):
             a = _window(p1, t1 - ph + i * dh, l1 - pw + j * dw, g).reshape(n, groups, cg, pixels)
-            top = t2 - ph + i * dh + g.disp_min[0]
-            left = l2 - pw + j * dw + g.disp_min[1]
+            top = t2 - ph + i * dh + g.disp_lo(0)
+            left = l2 - pw + j * dw + g.disp_lo(1)
             region = p2[..., top: top + sh * (g.out_h - 1) + ssh * (ky - 1) + 1,
                         left: left + sw * (g.out_w - 1) + ssw * (kx - 1) + 1]
             cols = F.unfold(region, kernel_size=(ky, kx), dilation=(ssh, ssw), stride=(sh, sw))
             cols = cols.view(n, groups, cg, ky * kx, pixels)
             term = torch.einsum("ngcp,ngcdp->ngdp", a, cols)
             out = term if out is None else out + term
+    flip = g.descending_axes(2)
+    if flip:
+        out = out.view(n, groups, ky, kx, pixels).flip(flip)
     out = out.reshape(n, groups * g.displacements, g.out_h, g.out_w)
     return out * g.scale if g.scale != 1.0 else out
 
@@ -243,18 +292,23 @@ def sampler_correlation(
 ) -> torch.Tensor:
     """spatial-correlation-sampler with our arguments mapped onto its own:
     patch_size P = displacements per axis, dilation_patch s = displacement_stride,
-    i.e. max_displacement = (P // 2) * s; its (N, P, P, H, W) output is viewed as
-    (N, P * P, H, W). It cannot express groups, one-sided (min_displacement)
+    i.e. max_displacement = (P // 2) * |s|; its (N, P, P, H, W) output is viewed
+    as (N, P * P, H, W). It cannot express groups, one-sided (min_displacement)
     windows or our kernel window, and it does not scale, so scale != 1 costs
-    one extra multiply here (as it would in a model using it)."""
+    one extra multiply here (as it would in a model using it); its order is
+    ascending, so a negative displacement_stride costs a flip (one copy of the
+    output) likewise."""
     reason = sampler_unsupported_reason(input1, max_displacement, **kwargs)
     if reason is not None:
         raise PeerUnsupported(reason)
     g = geometry(input1, max_displacement, **kwargs)
     out = _sampler_op(
         input1, input2, kernel_size=1, patch_size=g.disp_count, stride=1, padding=0,
-        dilation=1, dilation_patch=g.disp_step)
-    out = out.view(g.batch, g.displacements, g.out_h, g.out_w)
+        dilation=1, dilation_patch=tuple(abs(v) for v in g.disp_step))
+    flip = g.descending_axes(1)
+    if flip:
+        out = out.flip(flip)
+    out = out.reshape(g.batch, g.displacements, g.out_h, g.out_w)
     return out * g.scale if g.scale != 1.0 else out
 
 
@@ -304,4 +358,89 @@ def all_pairs_correlation(
     picked = picked * inside.to(picked.dtype)
     # (N, G, P, D) -> channel g * D + d at pixel p.
     out = picked.transpose(2, 3).reshape(n, groups * d, h, w)
+    return out * g.scale if g.scale != 1.0 else out
+
+
+
+def gwc_loop_unsupported_reason(
+    input1: torch.Tensor, max_displacement: IntPair, **kwargs
+) -> str | None:
+    """Why GwcNet's disparity loop does not compute this configuration, or None."""
+    g = geometry(input1, max_displacement, **kwargs)
+    if not _plain_geometry(g):
+        return "GwcNet's loop has no kernel window, stride, padding or dilation"
+    if g.disp_values(0) != [0]:
+        return "GwcNet's loop builds a 1-D horizontal (disparity) volume: no vertical displacements"
+    if g.disp_values(1) != [-d for d in range(g.disp_count[1])]:
+        return ("GwcNet's loop puts disparity d (displacement -d) at index d: the horizontal "
+                "displacements must be 0, -1, ..., 1 - D in that (descending) order")
+    return None
+
+
+def gwc_loop_correlation(
+    input1: torch.Tensor, input2: torch.Tensor, max_displacement: IntPair, **kwargs
+) -> torch.Tensor:
+    """GwcNet's build_gwc_volume as its Python writes it: a zero volume
+    (B, G, D, H, W); for every disparity d, the product of input1's columns
+    d.. and input2's columns ..W-d, viewed as (B, G, C/G, H, W-d), averaged
+    over each group's channels and assigned into volume[:, :, d, :, d:].
+    Returned as the (B, G * D, H, W) view (channel g * D + d). With one group
+    it is DispNetC's 1-D correlation (the mean over channels). GwcNet's mean is
+    scale = groups / C; another scale costs one multiply of the volume."""
+    reason = gwc_loop_unsupported_reason(input1, max_displacement, **kwargs)
+    if reason is not None:
+        raise PeerUnsupported(reason)
+    g = geometry(input1, max_displacement, **kwargs)
+    b, c, h, w, groups = g.batch, g.channels, g.height, g.width, g.groups
+    cg, disparities = c // groups, g.disp_count[1]
+    volume = input1.new_zeros(b, groups, disparities, h, w)
+    for d in range(min(disparities, w)):
+        if d > 0:
+            product = input1[:, :, :, d:] * input2[:, :, :, : w - d]
+            volume[:, :, d, :, d:] = product.view(b, groups, cg, h, w - d).mean(dim=2)
+        else:
+            volume[:, :, d] = (input1 * input2).view(b, groups, cg, h, w).mean(dim=2)
+    out = volume.view(b, groups * disparities, h, w)
+    factor = g.scale * cg
+    return out * factor if factor != 1.0 else out
+
+
+def vcn_loop_unsupported_reason(
+    input1: torch.Tensor, max_displacement: IntPair, **kwargs
+) -> str | None:
+    """Why VCN's per-channel volume loop does not compute this configuration, or None."""
+    g = geometry(input1, max_displacement, **kwargs)
+    if not _plain_geometry(g):
+        return "VCN's loop has no kernel window, stride, padding or dilation"
+    if g.groups != g.channels:
+        return f"VCN's volume is per channel (groups == channels), not {g.groups} groups of {g.channels}"
+    return None
+
+
+def vcn_loop_correlation(
+    input1: torch.Tensor, input2: torch.Tensor, max_displacement: IntPair, **kwargs
+) -> torch.Tensor:
+    """VCN's per-channel 4-D volume: a zero volume (B, C, Dy, Dx, H, W); for
+    every (dy, dx), the elementwise product of input1 and input2 shifted by
+    (dy, dx) over the rows and columns where both exist, assigned into
+    volume[:, :, i, j] (zero elsewhere). Returned as the (B, C * D, H, W) view;
+    scale != 1 costs one multiply of the volume."""
+    reason = vcn_loop_unsupported_reason(input1, max_displacement, **kwargs)
+    if reason is not None:
+        raise PeerUnsupported(reason)
+    g = geometry(input1, max_displacement, **kwargs)
+    b, c, h, w = g.batch, g.channels, g.height, g.width
+    ky, kx = g.disp_count
+    volume = input1.new_zeros(b, c, ky, kx, h, w)
+    for i, dy in enumerate(g.disp_values(0)):
+        y0, y1 = max(0, -dy), min(h, h - dy)
+        if y0 >= y1:
+            continue
+        for j, dx in enumerate(g.disp_values(1)):
+            x0, x1 = max(0, -dx), min(w, w - dx)
+            if x0 >= x1:
+                continue
+            volume[:, :, i, j, y0:y1, x0:x1] = (
+                input1[:, :, y0:y1, x0:x1] * input2[:, :, y0 + dy: y1 + dy, x0 + dx: x1 + dx])
+    out = volume.view(b, c * ky * kx, h, w)
     return out * g.scale if g.scale != 1.0 else out

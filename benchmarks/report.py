@@ -14,7 +14,7 @@ from pathlib import Path
 import peers
 import torch
 from cases import CASES, IMPL_LABELS, IMPLS, PASSES, Case, Result, find, speedup_vs
-from targets import CPU_TARGETS, CUDA_TARGETS, _f, peak_of, target_table
+from targets import _f, peak_of, target_sets, target_table, thread_counts
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,7 +30,7 @@ def results_table(results: list[Result], device: torch.device) -> list[str]:
         lines.append("")
         head = ["pass", "dtype"] + (["threads"] if thread_col else []) + [
             "layout", "implementation", "median ms", "reps", "GFLOP/s", "% of mm",
-            "roofline %", "peak MiB" + (" alloc / RSS" if thread_col else ""),
+            "memory roofline %", "compute bound %", "peak MiB" + (" alloc / RSS" if thread_col else ""),
             "peak / (out+grads)", "F.correlation speed-up"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -44,7 +44,7 @@ def results_table(results: list[Result], device: torch.device) -> list[str]:
             cells = [c.pass_, c.dtype] + ([str(c.threads)] if thread_col else []) + [
                 c.layout, IMPL_LABELS[c.impl]]
             if r.error:
-                cells += ["error: " + r.error.replace("|", "/")] + [""] * 8
+                cells += ["error: " + r.error.replace("|", "/")] + [""] * 9
             else:
                 peak = peak_of(r)
                 ratio = None if peak is None else peak / r.needed_mib
@@ -54,6 +54,7 @@ def results_table(results: list[Result], device: torch.device) -> list[str]:
                     _f(r.median_ms, ".3f"), str(r.reps), _f(r.gflops, ".1f"),
                     _f(None if r.mm_ratio is None else 100 * r.mm_ratio, ".1f"),
                     _f(None if r.roofline_fraction is None else 100 * r.roofline_fraction, ".1f"),
+                    _f(None if r.compute_fraction is None else 100 * r.compute_fraction, ".1f"),
                     mem, _f(ratio, ".2f"),
                     "" if c.impl == "ours" else _f(sp, ".1f") + "x"]
             lines.append("| " + " | ".join(cells) + " |")
@@ -137,11 +138,12 @@ class Run:
     quick: bool
     budget_s: float
     max_threads: int
+    thread_counts: list[int]
     cases: list[Case]
+    argv: list[str]
     mm: dict[tuple[str, int], float]
     mm_n: int
-    fma_gflops: float
-    bandwidth: float
+    bandwidth: dict[int, float]   # copy GB/s per thread count
     results: list[Result]
     interleaved: dict[tuple[str, str, str, str], float]
     elapsed_s: float = 0.0
@@ -153,8 +155,8 @@ class Run:
 def _header(run: Run, stamp: str) -> list[str]:
     cpu = run.device.type == "cpu"
     md = [f"# correlation benchmark: {run.name}", ""]
-    md.append(f"`python benchmarks/bench_correlation.py --device {run.device.type}"
-              f"{' --quick' if run.quick else ''}` at {stamp}, commit {git_commit()}, "
+    md.append(f"`{' '.join(['python benchmarks/bench_correlation.py', *run.argv])}`"
+              f" at {stamp}, commit {git_commit()}, "
               f"torch {torch.__version__}" + (
                   f", CPU capability {torch.backends.cpu.get_cpu_capability()}" if cpu
                   else f", CUDA {torch.version.cuda}")
@@ -173,14 +175,19 @@ def _header(run: Run, stamp: str) -> list[str]:
     for (dname, threads), g in sorted(run.mm.items()):
         md.append(f"- torch.mm {run.mm_n}x{run.mm_n} {dname}" + (f", {threads} thread(s)" if cpu else "")
                   + f": {g:.1f} GFLOP/s")
-    md.append(f"- roofline: FMA rate {run.fma_gflops:.1f} GFLOP/s (float32 mm{'' if cpu else ', TF32 off'}),"
-              f" copy bandwidth {run.bandwidth:.1f} GB/s (read+write of a "
-              f"{'256 MiB' if cpu else '1 GiB'} copy)")
+    for threads, bw in sorted(run.bandwidth.items()):
+        md.append("- copy bandwidth" + (f", {threads} thread(s)" if cpu else "") + f": {bw:.1f} GB/s "
+                  f"(read+write of a {'256 MiB' if cpu else '1 GiB'} copy)")
     md.append("")
     md.append("Medians of an adaptive number of timed calls after warm-up. GFLOP/s counts "
               "2*N*C*H_out*W_out*D*k*k per pass (fwd+bwd = 3 passes). '% of mm' divides by torch.mm "
-              "of the same dtype and thread count. 'roofline %' is max(DRAM traffic / copy bandwidth, "
-              "FLOP / float32 mm rate) divided by the median. 'peak MiB' is the peak extra memory of one call: " + (
+              "of the same dtype and thread count. 'memory roofline %' is the compulsory DRAM traffic "
+              "(inputs and output; for fwd+bwd also grad_output, the inputs again and both gradients) "
+              "over the copy bandwidth of the same thread count, divided by the median; 'compute bound %' "
+              "is the FLOP over float32 torch.mm of the same thread count"
+              + ("" if cpu else " (TF32 off)") + ", divided by the median: a row far below its memory "
+              "roofline but near its compute bound is compute-bound. 'peak MiB' is the peak extra "
+              "memory of one call: " + (
               "'alloc' from torch.profiler's memory events of the CPU allocator (calling thread), "
               "'RSS' the resident-set high-water mark growth (all threads, raw mallocs too)"
               if cpu else "torch.cuda.max_memory_allocated minus the baseline")
@@ -209,13 +216,21 @@ def write_report(run: Run, out_dir: Path) -> str:
     stamp = datetime.datetime.now().isoformat(timespec="seconds")
     md = _header(run, stamp)
     md += results_table(run.results, run.device)
-    target_set = CPU_TARGETS if cpu else CUDA_TARGETS
-    tlines, tally = target_table(target_set, run.results, run.max_threads if cpu else None,
-                                 run.interleaved)
-    scope = (f"{', '.join(target_set.dtypes)}, {run.max_threads} threads, {target_set.layout} unless stated"
-             if cpu else f"{target_set.layout}")
-    md += [f"## {target_set.title} ({scope})", ""] + tlines
-    md.append("")
+    tally = {"PASS": 0, "FAIL": 0, "SKIP": 0}
+    run_cases = [c.key for c in run.cases]
+    for target_set in target_sets(run.device.type):
+        if not any(key in run_cases for key in target_set.cases):
+            continue
+        threads = thread_counts(target_set, run.device.type, run.max_threads)
+        tlines, counts = target_table(target_set, run.results, threads, run.interleaved,
+                                      cases=run_cases, run_threads=run.thread_counts if cpu else None)
+        for verdict, count in counts.items():
+            tally[verdict] += count
+        scope = ", ".join(target_set.dtypes)
+        if cpu:
+            scope += f", {'/'.join(str(t) for t in threads)} thread(s)"
+        scope += f", {target_set.layout} unless stated"
+        md += [f"## {target_set.title} ({scope})", ""] + tlines + [""]
     md.append(f"Targets: {tally['PASS']} PASS, {tally['FAIL']} FAIL, {tally['SKIP']} SKIP (not measured).")
     note = plot(run.results, run.mm, run.max_threads, png_path, run.name, show_threads=cpu)
     if note:
@@ -229,8 +244,9 @@ def write_report(run: Run, out_dir: Path) -> str:
         "commit": git_commit(), "date": stamp, "quick": run.quick, "budget_s": run.budget_s,
         "elapsed_s": run.elapsed_s, "load_before": run.load_before, "load_after": run.load_after,
         "other_processes_cpu_share": run.other_share,
+        "argv": run.argv, "thread_counts": run.thread_counts,
         "mm_gflops": {f"{d}/{t}": g for (d, t), g in run.mm.items()}, "mm_n": run.mm_n,
-        "fma_gflops": run.fma_gflops, "copy_gbytes_per_s": run.bandwidth,
+        "copy_gbytes_per_s": {str(t): bw for t, bw in run.bandwidth.items()},
         "sampler": peers.SAMPLER_IMPORT_ERROR or "available",
         "cases": {c.key: {"title": c.title, "shape": c.shape, "max_displacement": c.max_displacement,
                           "kwargs": c.kwargs} for c in run.cases},
