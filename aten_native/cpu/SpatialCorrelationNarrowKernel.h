@@ -188,16 +188,28 @@ void prefetch_row(
 }
 
 // The register tiles: NB displacements times NX vectors of pixels.
-template <int NB, int NX>
+//
+// The streamed operand of displacement k of a tile is row b + k * step of a
+// scratch row: with kStep = +-1 (unit displacement steps, the common case)
+// the offsets are constants of the addressing mode; with kStep = 0 they use
+// the runtime `step`. (An array of NB row pointers would not fit in the
+// general registers beside the loop's own and be reloaded from the stack
+// for every FMA.)
+template <int NB, int NX, int kStep>
 struct NarrowTile {
-  // out[k][v * size + t] (+)= sum_c a[c][v * size + t] * b[k][c][v * size + t]
+  static int64_t row_offset(int k, int64_t step) {
+    return k * (kStep != 0 ? kStep : step);
+  }
+
+  // out[k][v * size + t] (+)= sum_c a[c][v * size + t] * b_k[c][v * size + t]
   // (channel strides a_cs and b_cs) for k < NB, v < NX, all lanes t; the
   // sums start from out's values if `accumulate`, else from zero.
   template <typename opmath_t>
   static void forward(
       opmath_t* const* out,
       const opmath_t* a,
-      const opmath_t* const* b,
+      const opmath_t* b,
+      int64_t step,
       int64_t channels,
       int64_t a_cs,
       int64_t b_cs,
@@ -213,10 +225,11 @@ struct NarrowTile {
       Vec av[NX];
       for (int v = 0; v < NX; ++v)
         av[v] = load_shared<NB>(a + c * a_cs + v * V);
+      const opmath_t* bc = b + c * b_cs;
       for (int k = 0; k < NB; ++k) {
         for (int v = 0; v < NX; ++v) {
           sums[k][v] = vec::fmadd(
-              av[v], Vec::loadu(b[k] + c * b_cs + v * V), sums[k][v]);
+              av[v], Vec::loadu(bc + row_offset(k, step) + v * V), sums[k][v]);
         }
       }
     }
@@ -226,14 +239,15 @@ struct NarrowTile {
     }
   }
 
-  // g[c][v * size + t] += sum_k w[k][v * size + t] * b[k][c][v * size + t]
+  // g[c][v * size + t] += sum_k w[k][v * size + t] * b_k[c][v * size + t]
   // (channel strides g_cs and b_cs) for all channels c: the weights stay in
   // registers across the channel loop.
   template <typename opmath_t>
   static void gather(
       opmath_t* g,
       const opmath_t* const* w,
-      const opmath_t* const* b,
+      const opmath_t* b,
+      int64_t step,
       int64_t channels,
       int64_t g_cs,
       int64_t b_cs) {
@@ -248,10 +262,13 @@ struct NarrowTile {
       Vec sums[NX];
       for (int v = 0; v < NX; ++v)
         sums[v] = Vec::loadu(g + c * g_cs + v * V);
+      const opmath_t* bc = b + c * b_cs;
       for (int k = 0; k < NB; ++k) {
         for (int v = 0; v < NX; ++v) {
           sums[v] = vec::fmadd(
-              weights[k][v], Vec::loadu(b[k] + c * b_cs + v * V), sums[v]);
+              weights[k][v],
+              Vec::loadu(bc + row_offset(k, step) + v * V),
+              sums[v]);
         }
       }
       for (int v = 0; v < NX; ++v)
@@ -260,16 +277,23 @@ struct NarrowTile {
   }
 };
 
-// Calls fn(NarrowTile<nb, NX>) for a runtime nb in [1, narrow_max_block(NX)].
+// Calls fn(NarrowTile<nb, NX, kStep>) for a runtime nb in
+// [1, narrow_max_block(NX)], kStep = step if step is +-1, else 0.
 template <int NX, int NB = 1, typename Fn>
-void dispatch_narrow_tile(int nb, const Fn& fn) {
+void dispatch_narrow_tile(int nb, int64_t step, const Fn& fn) {
   if constexpr (NB < narrow_max_block(NX)) {
     if (nb != NB) {
-      dispatch_narrow_tile<NX, NB + 1>(nb, fn);
+      dispatch_narrow_tile<NX, NB + 1>(nb, step, fn);
       return;
     }
   }
-  fn(NarrowTile<NB, NX>{});
+  if (step == 1) {
+    fn(NarrowTile<NB, NX, 1>{});
+  } else if (step == -1) {
+    fn(NarrowTile<NB, NX, -1>{});
+  } else {
+    fn(NarrowTile<NB, NX, 0>{});
+  }
 }
 
 // Calls fn(x, tile) for the pixel columns [0, width) in whole vectors:
@@ -315,17 +339,16 @@ void narrow_forward_displacements(
           p.disp_count_w,
           [&](int64_t b0, int nb) {
             opmath_t* out[kMaxBlock];
-            const opmath_t* b_rows[kMaxBlock];
             for (const auto k : c10::irange(nb)) {
               out[k] = acc +
                   p.displacement_channel(a, b0 + k) * geo.width_padded + x;
-              b_rows[k] = b_piece + geo.offset(b0 + k) + x;
             }
-            dispatch_narrow_tile<NX>(nb, [&](auto tile) {
+            dispatch_narrow_tile<NX>(nb, p.disp_step_w, [&](auto tile) {
               tile.forward(
                   out,
                   a_piece + x,
-                  b_rows,
+                  b_piece + geo.offset(b0) + x,
+                  p.disp_step_w,
                   channels,
                   geo.in1.channel_stride(),
                   geo.in2.channel_stride(),
@@ -596,18 +619,17 @@ void narrow_backward_row(
                 p.disp_count_w,
                 [&](int64_t b0, int nb) {
                   const opmath_t* w[kMaxBlock];
-                  const opmath_t* b_rows[kMaxBlock];
                   for (const auto k : c10::irange(nb)) {
                     w[k] = s.go.data() +
                         p.displacement_channel(a, b0 + k) * geo.go_length +
                         geo.front + x;
-                    b_rows[k] = s.in2.data() + geo.offset(b0 + k) + x;
                   }
-                  dispatch_narrow_tile<NX>(nb, [&](auto tile) {
+                  dispatch_narrow_tile<NX>(nb, p.disp_step_w, [&](auto tile) {
                     tile.gather(
                         grad1 + x,
                         w,
-                        b_rows,
+                        s.in2.data() + geo.offset(b0) + x,
+                        p.disp_step_w,
                         Cg,
                         geo.grad1.channel_stride(),
                         geo.in2.channel_stride());
@@ -627,19 +649,19 @@ void narrow_backward_row(
                 p.disp_count_w,
                 [&](int64_t b0, int nb) {
                   const opmath_t* w[kMaxBlock];
-                  const opmath_t* a_rows[kMaxBlock];
                   for (const auto k : c10::irange(nb)) {
-                    const int64_t shift = geo.front + t - geo.offset(b0 + k);
                     w[k] = s.go.data() +
                         p.displacement_channel(a, b0 + k) * geo.go_length +
-                        shift;
-                    a_rows[k] = s.in1.data() + shift;
+                        geo.front + t - geo.offset(b0 + k);
                   }
-                  dispatch_narrow_tile<NX>(nb, [&](auto tile) {
+                  // Displacement b0 + k reads input1 offset(b0 + k)
+                  // columns before t.
+                  dispatch_narrow_tile<NX>(nb, -p.disp_step_w, [&](auto tile) {
                     tile.gather(
                         grad2 + t,
                         w,
-                        a_rows,
+                        s.in1.data() + geo.front + t - geo.offset(b0),
+                        -p.disp_step_w,
                         Cg,
                         geo.in2.channel_stride(),
                         geo.in1.channel_stride());
