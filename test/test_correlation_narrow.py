@@ -263,6 +263,20 @@ class TestCorrelationNarrow(TestCase):
                     shape, max_disp, kwargs, torch.float32, "contiguous", (False, False)
                 )
 
+    @parametrize("dtype", [torch.float32, torch.bfloat16], name_fn=DTYPE_NAMES.get)
+    def test_large_output(self, dtype):
+        # Outputs beyond 16 MiB are written with non-temporal stores; rows of
+        # 1000 pixels start off the vector alignment, so each row has a head
+        # and a tail written normally.
+        shape = (1, 4, 40, 1000)
+        kwargs = dict(
+            min_displacement=(0, -129),
+            displacement_stride=(1, -1),
+            groups=2,
+            scale=0.5,
+        )
+        self.check(shape, (0, 0), kwargs, dtype, "contiguous", (False, False))
+
     def test_gwcnet_loop(self):
         # GwcNet's group-wise volume, built by its loop over disparities.
         n, c, h, w, groups, d = 2, 16, 4, 30, 4, 9

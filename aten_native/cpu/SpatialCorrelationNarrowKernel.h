@@ -13,6 +13,7 @@
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/TensorBase.h>
+#include <ATen/cpu/vec/functional.h>
 #include <ATen/cpu/vec/vec.h>
 #include <ATen/native/SpatialCorrelationUtils.h>
 #include <c10/util/irange.h>
@@ -411,6 +412,19 @@ inline void store_streaming(T* dst, vec::Vectorized<T> v) {
 #endif
 }
 
+// The same for a vector of a half type (half or bfloat16), which ATen
+// keeps as integer lanes.
+template <typename T>
+inline void store_streaming_reduced(T* dst, vec::Vectorized<T> v) {
+#if defined(CPU_CAPABILITY_AVX512)
+  _mm512_stream_si512(reinterpret_cast<__m512i*>(dst), v);
+#elif defined(CPU_CAPABILITY_AVX2)
+  _mm256_stream_si256(reinterpret_cast<__m256i*>(dst), v);
+#else
+  v.store(dst);
+#endif
+}
+
 // Orders the non-temporal stores of this thread before its later stores
 // (and the end of the parallel region).
 inline void streaming_fence() {
@@ -457,6 +471,42 @@ void write_narrow_output_row(
           (Vec::loadu(src + x, p.out_w - x) * scale)
               .store(dst + x, p.out_w - x);
         }
+      }
+      return;
+    }
+  } else {
+    if (streaming && output.stride(3) == 1) {
+      // Half types: two float vectors make one vector of the output type.
+      using Vec = vec::Vectorized<opmath_t>;
+      using OutVec = vec::Vectorized<scalar_t>;
+      constexpr int64_t V = Vec::size();
+      constexpr int64_t VO = OutVec::size();
+      static_assert(VO == 2 * V);
+      const opmath_t scale = static_cast<opmath_t>(p.scale);
+      const int64_t D = p.displacements();
+      scalar_t* out = output.data_ptr<scalar_t>() + n * output.stride(0) +
+          g * D * output.stride(1) + oy * output.stride(2);
+      const auto scalars =
+          [&](const opmath_t* src, scalar_t* dst, int64_t begin, int64_t end) {
+            for (int64_t x = begin; x < end; ++x) {
+              dst[x] = static_cast<scalar_t>(src[x] * scale);
+            }
+          };
+      for (const auto d : c10::irange(D)) {
+        const opmath_t* src = acc + d * geo.width_padded;
+        scalar_t* dst = out + d * output.stride(1);
+        const int64_t lag =
+            (reinterpret_cast<uintptr_t>(dst) / sizeof(scalar_t)) % VO;
+        int64_t x = lag == 0 ? 0 : std::min(p.out_w, VO - lag);
+        scalars(src, dst, 0, x);
+        for (; x + VO <= p.out_w; x += VO) {
+          store_streaming_reduced(
+              dst + x,
+              vec::convert_from_float<scalar_t>(
+                  Vec::loadu(src + x) * Vec(scale),
+                  Vec::loadu(src + x + V) * Vec(scale)));
+        }
+        scalars(src, dst, x, p.out_w);
       }
       return;
     }
