@@ -4,7 +4,8 @@ per group or a one-row vertical displacement range (the stereo and
 per-channel cost volumes; see NOTE [ Narrow Correlation CPU Kernels ] in
 ``aten_native/cpu/SpatialCorrelationNarrowKernel.h``).
 
-The calls below are the ones that path takes: every output and gradient is
+The calls below are the ones that path takes (kernel_size 1, stride 1, and a
+one-row vertical range or at most 4 channels a group): every output and gradient is
 compared with the float64 reference of ``correlation_reference.py``, with the
 tolerances of ``test_correlation.py`` (derived from the sum of the magnitudes
 of the summed terms). Shapes are small; the file runs in a few seconds.
@@ -95,10 +96,12 @@ CASES = [
             scale=0.5,
         ),
     ),
-    # Groups of 1, 5 and 7 channels, vertical range only.
+    # A vertical range only (one channel a group), and one-row ranges with
+    # groups of 5 and 7 channels (two-dimensional ranges take these kernels
+    # up to 4 channels a group).
     ("column_range", (1, 5, 9, 17), (3, 0), dict(groups=5)),
-    ("five_channels", (2, 10, 4, 33), (1, 6), dict(groups=2, scale=-2.0)),
-    ("seven_channels", (1, 7, 5, 9), (2, 2), dict(min_displacement=(-1, 0))),
+    ("five_channels", (2, 10, 4, 33), (0, 6), dict(groups=2, scale=-2.0)),
+    ("seven_channels", (1, 7, 5, 9), (0, 2), dict(min_displacement=(0, -3))),
     # Ranges larger than the image, on either side.
     ("range_beyond_image", (1, 3, 3, 5), (4, 9), dict(groups=3)),
     (

@@ -65,10 +65,11 @@ namespace {
 
 // Channels per group up to which a two-dimensional displacement range takes
 // the narrow kernels. Above it, the general kernels' reuse of input rows
-// across neighbouring output rows and vertical displacements wins; a
-// one-row range has no such reuse, so it takes the narrow kernels at any
-// channel count.
-constexpr int64_t kNarrowMaxChannels = 32;
+// across neighbouring output rows and vertical displacements wins (measured
+// on a 9x9 range: the narrow forward is faster with 4 channels a group,
+// slower with 8); a one-row range has no such reuse, so it takes the narrow
+// kernels at any channel count (DispNetC's 256 included).
+constexpr int64_t kNarrowMaxChannels = 4;
 
 // Whether the narrow kernels compute this call.
 inline bool use_narrow_kernels(const CorrelationParams& p) {
@@ -149,44 +150,6 @@ struct NarrowGeometry {
         1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, work));
   }
 };
-
-// Asks for the cache lines of channels [0, channels) of row y (columns
-// [0, width)) of `plane`, which the next work item reads: a row of a channel
-// is only a few lines, one per channel plane far apart, too short a stream
-// for the hardware prefetchers, so without this every work item would wait
-// for its rows from memory. Rows whose channels and columns are both strided
-// are not prefetched.
-template <typename scalar_t>
-void prefetch_row(
-    const Plane<const scalar_t>& plane,
-    int64_t y,
-    int64_t width,
-    int64_t channels) {
-#if defined(__GNUC__)
-  constexpr int64_t kLine = 64 / static_cast<int64_t>(sizeof(scalar_t));
-  const scalar_t* row = plane.data + y * plane.stride_h;
-  // The contiguous dimension is walked a line at a time, its last element
-  // included (the row need not start on a line).
-  const auto lines = [&](const scalar_t* first, int64_t count) {
-    for (int64_t i = 0; i < count; i += kLine) {
-      __builtin_prefetch(first + i);
-    }
-    __builtin_prefetch(first + count - 1);
-  };
-  if (width <= 0 || channels <= 0) {
-    return;
-  }
-  if (plane.stride_w == 1) {
-    for (const auto c : c10::irange(channels)) {
-      lines(row + c * plane.stride_c, width);
-    }
-  } else if (plane.stride_c == 1) {
-    for (const auto x : c10::irange(width)) {
-      lines(row + x * plane.stride_w, channels);
-    }
-  }
-#endif
-}
 
 // The register tiles: NB displacements times NX vectors of pixels.
 //
@@ -361,31 +324,6 @@ void narrow_forward_displacements(
   }
 }
 
-// Prefetches the input rows of forward work item `it` (see prefetch_row).
-template <typename scalar_t, typename opmath_t>
-void prefetch_forward_rows(
-    const TensorBase& input1,
-    const TensorBase& input2,
-    const NarrowGeometry<opmath_t>& geo,
-    const PlaneItem& it) {
-  const CorrelationParams& p = geo.p;
-  const int64_t Cg = p.channels_per_group();
-  const int64_t y1 = it.index - p.pad_h;
-  if (y1 < 0 || y1 >= p.height) {
-    return;
-  }
-  prefetch_row(
-      plane_of<const scalar_t>(input1, it.n, it.g * Cg), y1, p.width, Cg);
-  const Plane<const scalar_t> plane2 =
-      plane_of<const scalar_t>(input2, it.n, it.g * Cg);
-  for (const auto a : c10::irange(p.disp_count_h)) {
-    const int64_t y2 = y1 + geo.dy(a);
-    if (y2 >= 0 && y2 < p.height) {
-      prefetch_row(plane2, y2, p.width, Cg);
-    }
-  }
-}
-
 // Outputs larger than this go to memory with non-temporal stores: they
 // would not stay in the caches anyway, and a normal store reads each line
 // before writing it (GwcNet's volume is 126 MB).
@@ -546,13 +484,6 @@ void narrow_forward(
           const auto plane = [&](const TensorBase& t) {
             return plane_of<const scalar_t>(t, it.n, it.g * Cg);
           };
-          if (item + 1 < end) {
-            prefetch_forward_rows<scalar_t>(
-                input1,
-                input2,
-                geo,
-                plane_item(item + 1, p.groups, p.out_h, inner));
-          }
           if (y1 < 0 || y1 >= p.height) {
             std::fill(acc.begin(), acc.end(), opmath_t(0));
           } else {
@@ -723,42 +654,6 @@ void narrow_backward_row(
   }
 }
 
-// Prefetches the rows that input1 row y1 of plane (n, g) reads in the
-// backward: grad_output's, and the input rows the wanted gradients use.
-template <typename scalar_t, typename opmath_t>
-void prefetch_backward_rows(
-    const TensorBase& grad_output,
-    const TensorBase& input1,
-    const TensorBase& input2,
-    const NarrowGeometry<opmath_t>& geo,
-    bool want1,
-    bool want2,
-    int64_t n,
-    int64_t g,
-    int64_t y1) {
-  const CorrelationParams& p = geo.p;
-  const int64_t Cg = p.channels_per_group();
-  const int64_t D = p.displacements();
-  prefetch_row(
-      plane_of<const scalar_t>(grad_output, n, g * D),
-      y1 + p.pad_h,
-      p.out_w,
-      D);
-  if (want2) {
-    prefetch_row(plane_of<const scalar_t>(input1, n, g * Cg), y1, p.width, Cg);
-  }
-  if (want1) {
-    const Plane<const scalar_t> plane2 =
-        plane_of<const scalar_t>(input2, n, g * Cg);
-    for (const auto a : c10::irange(p.disp_count_h)) {
-      const int64_t y2 = y1 + geo.dy(a);
-      if (y2 >= 0 && y2 < p.height) {
-        prefetch_row(plane2, y2, p.width, Cg);
-      }
-    }
-  }
-}
-
 // The backward over the input1 rows ("steps") [begin, end) of plane (n, g),
 // in the step order of narrow_backward: step t processes input1 row t (if in
 // the image) and then finishes grad_input2's row t + dy_min (if in the
@@ -786,10 +681,6 @@ void narrow_backward_rows(
   const int64_t grad2_size = geo.in2.size();
   std::vector<opmath_t*> grad2_rows(p.disp_count_h);
   for (const auto t : c10::irange(begin, end)) {
-    if (t + 1 < end && t + 1 >= 0 && t + 1 < p.height) {
-      prefetch_backward_rows<scalar_t>(
-          grad_output, input1, input2, geo, want1, want2, n, g, t + 1);
-    }
     const int64_t y1 = t;
     if (y1 >= 0 && y1 < p.height) {
       load_narrow_grad_output<scalar_t, opmath_t>(
