@@ -471,6 +471,7 @@ SOURCE_FILES = {
     "aten_native/SpatialCorrelation.cpp": "// entry\n",
     "aten_native/cpu/SpatialCorrelationKernel.h": "#pragma once\n",
     "aten_native/cpu/SpatialCorrelationKernel.cpp": "// kernels\n",
+    "aten_native/cpu/SpatialCorrelationNarrowKernel.h": "#pragma once\n",
     "aten_native/cuda/SpatialCorrelation.cu": "// cuda kernels\n",
     "aten_native/cuda/SpatialCorrelation.cuh": "// cuda device code\n",
     "aten_native/cuda/.SpatialCorrelation.cu.swp": "editor junk, never copied\n",

@@ -2020,6 +2020,16 @@ void correlation_gradient(
       });
 }
 
+}  // namespace
+}  // namespace at::native
+
+// The kernels for a 1x1 kernel at unit stride with few channels per group or
+// a one-row vertical range, built on the row helpers above.
+#include <ATen/native/cpu/SpatialCorrelationNarrowKernel.h>
+
+namespace at::native {
+namespace {
+
 void correlation_kernel(
     const TensorBase& output,
     const TensorBase& input1,
@@ -2027,7 +2037,11 @@ void correlation_kernel(
     const CorrelationParams& params) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       kHalf, kBFloat16, input1.scalar_type(), "correlation_cpu", [&] {
-        correlation_forward_typed<scalar_t>(output, input1, input2, params);
+        if (use_narrow_kernels(params)) {
+          narrow_forward<scalar_t>(output, input1, input2, params);
+        } else {
+          correlation_forward_typed<scalar_t>(output, input1, input2, params);
+        }
       });
 }
 
@@ -2040,6 +2054,11 @@ void correlation_backward_kernel(
     const CorrelationParams& params) {
   AT_DISPATCH_FLOATING_TYPES_AND2(
       kHalf, kBFloat16, input1.scalar_type(), "correlation_backward_cpu", [&] {
+        if (use_narrow_kernels(params)) {
+          narrow_backward<scalar_t>(
+              grad_input1, grad_input2, grad_output, input1, input2, params);
+          return;
+        }
         // The caches' budget (see plan_strips) is a share of grad_output and
         // the gradients, which the caller holds while the backward runs,
         // counted in the accumulation type: half and bfloat16 calls are cut

@@ -40,6 +40,7 @@ NATIVE_REQUIRED = (
     "SpatialCorrelation.cpp",
     "cpu/SpatialCorrelationKernel.h",
     "cpu/SpatialCorrelationKernel.cpp",
+    "cpu/SpatialCorrelationNarrowKernel.h",
     "cuda/SpatialCorrelation.cu",
     "cuda/SpatialCorrelation.cuh",
 )
