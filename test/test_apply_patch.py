@@ -589,6 +589,7 @@ SOURCE_FILES = {
         """,
     "test/test_correlation_hypothesis.py": "import torch\n",
     "test/test_correlation_pt2.py": "import torch\n",
+    "test/test_correlation_narrow.py": "import torch\n",
     "test/correlation_reference.py": "def correlation_reference():\n    pass\n",
 }
 

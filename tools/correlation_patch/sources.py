@@ -21,6 +21,7 @@ TEST_FILES = [
     ("test/test_correlation.py", "test/nn/test_correlation.py"),
     ("test/test_correlation_hypothesis.py", "test/nn/test_correlation_hypothesis.py"),
     ("test/test_correlation_pt2.py", "test/nn/test_correlation_pt2.py"),
+    ("test/test_correlation_narrow.py", "test/nn/test_correlation_narrow.py"),
     ("test/correlation_reference.py", "test/nn/correlation_reference.py"),
 ]
 # In test files, top-level ``import torch_correlation`` statements (the preview
