@@ -57,6 +57,7 @@ from measure import (
     copy_gbytes_per_s,
     interleaved_ratio,
     measure,
+    first_touch_s_per_gb,
     mm_gflops,
 )
 from report import Run, device_name, write_report
@@ -65,7 +66,7 @@ from targets import CPU_TARGETS, NO_SLOWER_VARIANTS, peer_configs
 
 def run_config(cfg: Config, case: Case, device: torch.device, budget_s: float,
                mm: dict[tuple[str, int], float], bandwidth: dict[int, float],
-               single: bool = False) -> Result:
+               first_touch: dict[int, float], single: bool = False) -> Result:
     res = Result(cfg)
     if device.type == "cpu":
         torch.set_num_threads(cfg.threads)
@@ -99,6 +100,11 @@ def run_config(cfg: Config, case: Case, device: torch.device, budget_s: float,
     res.roofline_fraction = memory_s / m.median_s
     res.compute_ms = compute_s * 1e3
     res.compute_fraction = compute_s / m.median_s
+    # The same traffic plus the cost of the fresh pages of the tensors the
+    # call returns (output, and both gradients for fwd+bwd).
+    fresh_s = memory_s + res.needed_mib * 2**20 / 1e9 * first_touch[cfg.threads]
+    res.fresh_roofline_ms = fresh_s * 1e3
+    res.fresh_roofline_fraction = fresh_s / m.median_s
     return res
 
 
@@ -108,6 +114,7 @@ def references(device: torch.device, thread_counts: list[int], max_threads: int,
     bandwidth per thread count, all from this run."""
     mm: dict[tuple[str, int], float] = {}
     bandwidth: dict[int, float] = {}
+    first_touch: dict[int, float] = {}
     mm_n = 8192 if device.type == "cuda" else 2048
     if device.type == "cuda":
         # float32 mm on CUDA cores (the FMA rate of the roofline), not TF32.
@@ -118,18 +125,20 @@ def references(device: torch.device, thread_counts: list[int], max_threads: int,
         for dname, dtype in DTYPES.items():
             mm[(dname, threads)] = mm_gflops(dtype, device, mm_n, budget_s)
         bandwidth[threads] = copy_gbytes_per_s(device, budget_s)
+        first_touch[threads] = first_touch_s_per_gb(device, budget_s)
     if device.type == "cpu":
         torch.set_num_threads(max_threads)
     for (dname, threads), g in sorted(mm.items()):
         print(f"torch.mm {mm_n}x{mm_n} {dname}, {threads} thread(s): {g:.1f} GFLOP/s")
     for threads, bw in sorted(bandwidth.items()):
-        print(f"copy bandwidth, {threads} thread(s): {bw:.1f} GB/s")
-    return mm, mm_n, bandwidth
+        print(f"copy bandwidth, {threads} thread(s): {bw:.1f} GB/s; fresh memory "
+              f"{1e3 * first_touch[threads]:.1f} ms/GB beyond its first write")
+    return mm, mm_n, bandwidth, first_touch
 
 
 def run_matrix(cases: list[Case], thread_counts: list[int], max_threads: int, device: torch.device,
                quick: bool, budget_s: float, mm: dict[tuple[str, int], float],
-               bandwidth: dict[int, float]) -> list[Result]:
+               bandwidth: dict[int, float], first_touch: dict[int, float]) -> list[Result]:
     """Every configuration of every case, timed or skipped with the reason."""
     results: list[Result] = []
     slow: dict[tuple[str, str, str], float] = {}
@@ -144,7 +153,7 @@ def run_matrix(cases: list[Case], thread_counts: list[int], max_threads: int, de
                 # A slow peer timed again because a target compares with it:
                 # one call (it takes seconds; its memory was measured once).
                 single = (case.key, pass_, impl) in slow
-                res = run_config(cfg, case, device, budget_s, mm, bandwidth, single)
+                res = run_config(cfg, case, device, budget_s, mm, bandwidth, first_touch, single)
                 results.append(res)
                 if (impl != "ours" and res.median_ms is not None and cfg.dtype == "float32"
                         and cfg.threads == max_threads and res.median_ms / 1e3 > SLOW_PEER_SECONDS):
@@ -255,15 +264,16 @@ def main(argv: list[str] | None = None) -> int:
           f"(output and both gradients) in {time.time() - t_verify:.1f} s")
     # 2. Reference throughputs from this run; 3. the matrix; 4. the
     # interleaved "no slower" ratios; 5. the report.
-    mm, mm_n, bandwidth = references(device, thread_counts, max_threads, budget)
-    results = run_matrix(cases, thread_counts, max_threads, device, args.quick, budget, mm, bandwidth)
+    mm, mm_n, bandwidth, first_touch = references(device, thread_counts, max_threads, budget)
+    results = run_matrix(cases, thread_counts, max_threads, device, args.quick, budget, mm, bandwidth,
+                         first_touch)
     interleaved: dict[tuple[str, str, str, str], float] = {}
     if device.type == "cpu" and any(c.key in CPU_TARGETS.cases for c in cases):
         print("no-slower targets, timed interleaved with float32 contiguous:")
         interleaved = no_slower_ratios(cases, device, max_threads, budget)
     run = Run(device=device, name=name, quick=args.quick, budget_s=budget, max_threads=max_threads,
               thread_counts=thread_counts, cases=cases, argv=sys.argv[1:] if argv is None else argv,
-              mm=mm, mm_n=mm_n, bandwidth=bandwidth, results=results,
+              mm=mm, mm_n=mm_n, bandwidth=bandwidth, first_touch=first_touch, results=results,
               interleaved=interleaved, elapsed_s=time.time() - started, load_before=load_before,
               load_after=os.getloadavg(), other_share=others.share())
     write_report(run, Path(args.out))

@@ -207,6 +207,8 @@ class Result:
     # thread count); the fraction is bound / median.
     compute_ms: float | None = None
     compute_fraction: float | None = None
+    fresh_roofline_ms: float | None = None
+    fresh_roofline_fraction: float | None = None
 
 
 def configs_for(case: Case, thread_counts: list[int]):

@@ -226,6 +226,24 @@ def copy_gbytes_per_s(device: torch.device, budget_s: float) -> float:
 
 
 
+def first_touch_s_per_gb(device: torch.device, budget_s: float) -> float:
+    """Seconds per GB that a tensor in fresh memory costs beyond its first
+    write: a new 256 MiB tensor filled, minus the same fill of a tensor whose
+    pages are already mapped. On the CPU the allocator returns large blocks
+    to the system when they are freed, so every call that returns a large
+    tensor (a cost volume, its gradients) pays the page faults and the
+    kernel's zeroing of those pages again; any implementation pays them,
+    whatever its kernel. Zero on CUDA (the caching allocator keeps blocks)."""
+    if device.type != "cpu":
+        return 0.0
+    numel = 1 << 26
+    mapped = torch.empty(numel)
+    mapped.fill_(0.0)
+    fill = measure(lambda: mapped.fill_(1.0), device, budget_s, max_reps=20, memory=False)
+    fresh = measure(lambda: torch.empty(numel).fill_(1.0), device, budget_s, max_reps=20, memory=False)
+    return max(0.0, fresh.median_s - fill.median_s) / (numel * 4 / 1e9)
+
+
 def interleaved_ratio(base: Callable[[], None], other: Callable[[], None],
                       device: torch.device, budget_s: float, min_rounds: int = 9,
                       max_rounds: int = 60) -> float:

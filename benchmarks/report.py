@@ -30,7 +30,7 @@ def results_table(results: list[Result], device: torch.device) -> list[str]:
         lines.append("")
         head = ["pass", "dtype"] + (["threads"] if thread_col else []) + [
             "layout", "implementation", "median ms", "reps", "GFLOP/s", "% of mm",
-            "memory roofline %", "compute bound %", "peak MiB" + (" alloc / RSS" if thread_col else ""),
+            "memory roofline %", "with fresh memory %", "compute bound %", "peak MiB" + (" alloc / RSS" if thread_col else ""),
             "peak / (out+grads)", "F.correlation speed-up"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|" + "---|" * len(head))
@@ -44,7 +44,7 @@ def results_table(results: list[Result], device: torch.device) -> list[str]:
             cells = [c.pass_, c.dtype] + ([str(c.threads)] if thread_col else []) + [
                 c.layout, IMPL_LABELS[c.impl]]
             if r.error:
-                cells += ["error: " + r.error.replace("|", "/")] + [""] * 9
+                cells += ["error: " + r.error.replace("|", "/")] + [""] * 10
             else:
                 peak = peak_of(r)
                 ratio = None if peak is None else peak / r.needed_mib
@@ -54,6 +54,8 @@ def results_table(results: list[Result], device: torch.device) -> list[str]:
                     _f(r.median_ms, ".3f"), str(r.reps), _f(r.gflops, ".1f"),
                     _f(None if r.mm_ratio is None else 100 * r.mm_ratio, ".1f"),
                     _f(None if r.roofline_fraction is None else 100 * r.roofline_fraction, ".1f"),
+                    _f(None if r.fresh_roofline_fraction is None else 100 * r.fresh_roofline_fraction,
+                       ".1f"),
                     _f(None if r.compute_fraction is None else 100 * r.compute_fraction, ".1f"),
                     mem, _f(ratio, ".2f"),
                     "" if c.impl == "ours" else _f(sp, ".1f") + "x"]
@@ -144,6 +146,7 @@ class Run:
     mm: dict[tuple[str, int], float]
     mm_n: int
     bandwidth: dict[int, float]   # copy GB/s per thread count
+    first_touch: dict[int, float]  # seconds per GB of fresh memory, per thread count
     results: list[Result]
     interleaved: dict[tuple[str, str, str, str], float]
     elapsed_s: float = 0.0
@@ -177,13 +180,20 @@ def _header(run: Run, stamp: str) -> list[str]:
                   + f": {g:.1f} GFLOP/s")
     for threads, bw in sorted(run.bandwidth.items()):
         md.append("- copy bandwidth" + (f", {threads} thread(s)" if cpu else "") + f": {bw:.1f} GB/s "
-                  f"(read+write of a {'256 MiB' if cpu else '1 GiB'} copy)")
+                  f"(read+write of a {'256 MiB' if cpu else '1 GiB'} copy)"
+                  + (f"; fresh memory {1e3 * run.first_touch[threads]:.1f} ms/GB beyond its first write"
+                     if cpu else ""))
     md.append("")
     md.append("Medians of an adaptive number of timed calls after warm-up. GFLOP/s counts "
               "2*N*C*H_out*W_out*D*k*k per pass (fwd+bwd = 3 passes). '% of mm' divides by torch.mm "
               "of the same dtype and thread count. 'memory roofline %' is the compulsory DRAM traffic "
               "(inputs and output; for fwd+bwd also grad_output, the inputs again and both gradients) "
-              "over the copy bandwidth of the same thread count, divided by the median; 'compute bound %' "
+              "over the copy bandwidth of the same thread count, divided by the median; 'with fresh memory %' "
+              "adds to that bound the same run's cost of the fresh pages of the tensors a call returns "
+              "(output; for fwd+bwd also both gradients: a new 256 MiB tensor filled, minus the same "
+              "fill of mapped memory): the CPU allocator unmaps large blocks when they are freed, so "
+              "every call pays these page faults and the zeroing of the pages, whatever its kernel "
+              "(THP_MEM_ALLOC_ENABLE=1 makes them cheaper); 'compute bound %' "
               "is the FLOP over float32 torch.mm of the same thread count"
               + ("" if cpu else " (TF32 off)") + ", divided by the median: a row far below its memory "
               "roofline but near its compute bound is compute-bound. 'peak MiB' is the peak extra "
@@ -247,6 +257,8 @@ def write_report(run: Run, out_dir: Path) -> str:
         "argv": run.argv, "thread_counts": run.thread_counts,
         "mm_gflops": {f"{d}/{t}": g for (d, t), g in run.mm.items()}, "mm_n": run.mm_n,
         "copy_gbytes_per_s": {str(t): bw for t, bw in run.bandwidth.items()},
+        "fresh_memory_s_per_gb": {str(t): v for t, v in run.first_touch.items()},
+        "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE"),
         "sampler": peers.SAMPLER_IMPORT_ERROR or "available",
         "cases": {c.key: {"title": c.title, "shape": c.shape, "max_displacement": c.max_displacement,
                           "kwargs": c.kwargs} for c in run.cases},
