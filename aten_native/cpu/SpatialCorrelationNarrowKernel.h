@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 // NOTE [ Narrow Correlation CPU Kernels ]
@@ -151,6 +152,45 @@ struct NarrowGeometry {
   }
 };
 
+// Extra elements after the last channel of the in1 and in2 scratch rows:
+// NarrowWindows loads whole vectors past the last window it uses.
+constexpr int64_t kNarrowSlack = 16;
+
+// The streamed operands of a tile with unit displacement steps (kStep = +-1)
+// for one channel: windows k = 0..NB-1 of the row at offset k * kStep, NX
+// vectors each. With AVX512 floats they are cut out of NX + 1 loaded vectors
+// by valignd instead of each being an unaligned load: the tile's loads were
+// the bottleneck (one per FMA, most of them split across cache lines).
+// NB <= 16 keeps every window inside two neighbouring loaded vectors. It
+// reads up to kNarrowSlack elements past the tile's last window.
+template <int NB, int NX, int kStep, typename opmath_t>
+struct NarrowWindows {
+#if defined(CPU_CAPABILITY_AVX512)
+  static constexpr bool kEnabled =
+      std::is_same_v<opmath_t, float> && kStep != 0 && NB <= 16;
+  __m512 loaded[NX + 1];
+
+  explicit NarrowWindows(const float* row) {
+    // The leftmost window starts at the lowest offset.
+    const float* low = row + (kStep > 0 ? 0 : -(NB - 1));
+    for (int j = 0; j <= NX; ++j)
+      loaded[j] = _mm512_loadu_ps(low + j * 16);
+  }
+
+  // Window k, vector v.
+  template <int K>
+  __m512 get(int v) const {
+    constexpr int shift = kStep > 0 ? K : NB - 1 - K;
+    return _mm512_castsi512_ps(_mm512_alignr_epi32(
+        _mm512_castps_si512(loaded[v + 1]),
+        _mm512_castps_si512(loaded[v]),
+        shift));
+  }
+#else
+  static constexpr bool kEnabled = false;
+#endif
+};
+
 // The register tiles: NB displacements times NX vectors of pixels.
 //
 // The streamed operand of displacement k of a tile is row b + k * step of a
@@ -163,6 +203,38 @@ template <int NB, int NX, int kStep>
 struct NarrowTile {
   static int64_t row_offset(int k, int64_t step) {
     return k * (kStep != 0 ? kStep : step);
+  }
+
+  template <typename Windows, typename Vec, size_t... K>
+  static void forward_windows(
+      const Windows& windows,
+      const Vec* av,
+      Vec (*sums)[NX],
+      std::index_sequence<K...>) {
+    const auto one = [&](auto k) {
+      constexpr int kk = decltype(k)::value;
+      for (int v = 0; v < NX; ++v) {
+        sums[kk][v] =
+            vec::fmadd(av[v], Vec(windows.template get<kk>(v)), sums[kk][v]);
+      }
+    };
+    (one(std::integral_constant<int, static_cast<int>(K)>{}), ...);
+  }
+
+  template <typename Windows, typename Vec, size_t... K>
+  static void gather_windows(
+      const Windows& windows,
+      const Vec (*weights)[NX],
+      Vec* sums,
+      std::index_sequence<K...>) {
+    const auto one = [&](auto k) {
+      constexpr int kk = decltype(k)::value;
+      for (int v = 0; v < NX; ++v) {
+        sums[v] = vec::fmadd(
+            weights[kk][v], Vec(windows.template get<kk>(v)), sums[v]);
+      }
+    };
+    (one(std::integral_constant<int, static_cast<int>(K)>{}), ...);
   }
 
   // out[k][v * size + t] (+)= sum_c a[c][v * size + t] * b_k[c][v * size + t]
@@ -190,10 +262,17 @@ struct NarrowTile {
       for (int v = 0; v < NX; ++v)
         av[v] = load_shared<NB>(a + c * a_cs + v * V);
       const opmath_t* bc = b + c * b_cs;
-      for (int k = 0; k < NB; ++k) {
-        for (int v = 0; v < NX; ++v) {
-          sums[k][v] = vec::fmadd(
-              av[v], Vec::loadu(bc + row_offset(k, step) + v * V), sums[k][v]);
+      if constexpr (NarrowWindows<NB, NX, kStep, opmath_t>::kEnabled) {
+        const NarrowWindows<NB, NX, kStep, opmath_t> windows(bc);
+        forward_windows(windows, av, sums, std::make_index_sequence<NB>{});
+      } else {
+        for (int k = 0; k < NB; ++k) {
+          for (int v = 0; v < NX; ++v) {
+            sums[k][v] = vec::fmadd(
+                av[v],
+                Vec::loadu(bc + row_offset(k, step) + v * V),
+                sums[k][v]);
+          }
         }
       }
     }
@@ -227,12 +306,17 @@ struct NarrowTile {
       for (int v = 0; v < NX; ++v)
         sums[v] = Vec::loadu(g + c * g_cs + v * V);
       const opmath_t* bc = b + c * b_cs;
-      for (int k = 0; k < NB; ++k) {
-        for (int v = 0; v < NX; ++v) {
-          sums[v] = vec::fmadd(
-              weights[k][v],
-              Vec::loadu(bc + row_offset(k, step) + v * V),
-              sums[v]);
+      if constexpr (NarrowWindows<NB, NX, kStep, opmath_t>::kEnabled) {
+        const NarrowWindows<NB, NX, kStep, opmath_t> windows(bc);
+        gather_windows(windows, weights, sums, std::make_index_sequence<NB>{});
+      } else {
+        for (int k = 0; k < NB; ++k) {
+          for (int v = 0; v < NX; ++v) {
+            sums[v] = vec::fmadd(
+                weights[k][v],
+                Vec::loadu(bc + row_offset(k, step) + v * V),
+                sums[v]);
+          }
         }
       }
       for (int v = 0; v < NX; ++v)
@@ -473,8 +557,8 @@ void narrow_forward(
       geo.grain(1, 1),
       [&](int64_t begin, int64_t end) {
         // Zeros outside the image columns, which load_row never writes.
-        std::vector<opmath_t> in1(geo.in1.size());
-        std::vector<opmath_t> in2(geo.in2.size());
+        std::vector<opmath_t> in1(geo.in1.size() + kNarrowSlack);
+        std::vector<opmath_t> in2(geo.in2.size() + kNarrowSlack);
         std::vector<opmath_t> acc(row_size);
         std::vector<opmath_t> tile(kTransposeTile * std::max(D, Cg));
         for (const auto item : c10::irange(begin, end)) {
@@ -766,8 +850,8 @@ void narrow_backward(
       geo.grain(steps_per_item, passes),
       [&](int64_t begin, int64_t end) {
         NarrowBackwardScratch<opmath_t> s{
-            std::vector<opmath_t>(geo.in1.size()),
-            std::vector<opmath_t>(geo.in2.size()),
+            std::vector<opmath_t>(geo.in1.size() + kNarrowSlack),
+            std::vector<opmath_t>(geo.in2.size() + kNarrowSlack),
             std::vector<opmath_t>(D * geo.go_length),
             std::vector<opmath_t>(grad_input1.defined() ? geo.grad1.size() : 0),
             std::vector<opmath_t>(
