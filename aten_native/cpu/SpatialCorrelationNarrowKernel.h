@@ -205,36 +205,33 @@ struct NarrowTile {
     return k * (kStep != 0 ? kStep : step);
   }
 
-  template <typename Windows, typename Vec, size_t... K>
-  static void forward_windows(
-      const Windows& windows,
-      const Vec* av,
-      Vec (*sums)[NX],
-      std::index_sequence<K...>) {
-    const auto one = [&](auto k) {
-      constexpr int kk = decltype(k)::value;
-      for (int v = 0; v < NX; ++v) {
-        sums[kk][v] =
-            vec::fmadd(av[v], Vec(windows.template get<kk>(v)), sums[kk][v]);
+  // Calls fn(k, v, window) for every displacement k < NB and vector v < NX
+  // of the streamed operand of channel row bc, k outermost: through
+  // NarrowWindows where it applies (k a compile-time constant there, so the
+  // caller's register arrays stay in registers), else by unaligned loads.
+  template <typename opmath_t, typename Fn, size_t... K>
+  static void for_each_window(
+      const opmath_t* bc,
+      int64_t step,
+      std::index_sequence<K...>,
+      const Fn& fn) {
+    using Vec = vec::Vectorized<opmath_t>;
+    using Windows = NarrowWindows<NB, NX, kStep, opmath_t>;
+    if constexpr (Windows::kEnabled) {
+      const Windows windows(bc);
+      const auto window = [&](auto k) {
+        constexpr int kk = decltype(k)::value;
+        for (int v = 0; v < NX; ++v)
+          fn(kk, v, Vec(windows.template get<kk>(v)));
+      };
+      (window(std::integral_constant<int, static_cast<int>(K)>{}), ...);
+    } else {
+      constexpr int V = Vec::size();
+      for (int k = 0; k < NB; ++k) {
+        for (int v = 0; v < NX; ++v)
+          fn(k, v, Vec::loadu(bc + row_offset(k, step) + v * V));
       }
-    };
-    (one(std::integral_constant<int, static_cast<int>(K)>{}), ...);
-  }
-
-  template <typename Windows, typename Vec, size_t... K>
-  static void gather_windows(
-      const Windows& windows,
-      const Vec (*weights)[NX],
-      Vec* sums,
-      std::index_sequence<K...>) {
-    const auto one = [&](auto k) {
-      constexpr int kk = decltype(k)::value;
-      for (int v = 0; v < NX; ++v) {
-        sums[v] = vec::fmadd(
-            weights[kk][v], Vec(windows.template get<kk>(v)), sums[v]);
-      }
-    };
-    (one(std::integral_constant<int, static_cast<int>(K)>{}), ...);
+    }
   }
 
   // out[k][v * size + t] (+)= sum_c a[c][v * size + t] * b_k[c][v * size + t]
@@ -261,20 +258,13 @@ struct NarrowTile {
       Vec av[NX];
       for (int v = 0; v < NX; ++v)
         av[v] = load_shared<NB>(a + c * a_cs + v * V);
-      const opmath_t* bc = b + c * b_cs;
-      if constexpr (NarrowWindows<NB, NX, kStep, opmath_t>::kEnabled) {
-        const NarrowWindows<NB, NX, kStep, opmath_t> windows(bc);
-        forward_windows(windows, av, sums, std::make_index_sequence<NB>{});
-      } else {
-        for (int k = 0; k < NB; ++k) {
-          for (int v = 0; v < NX; ++v) {
-            sums[k][v] = vec::fmadd(
-                av[v],
-                Vec::loadu(bc + row_offset(k, step) + v * V),
-                sums[k][v]);
-          }
-        }
-      }
+      for_each_window(
+          b + c * b_cs,
+          step,
+          std::make_index_sequence<NB>{},
+          [&](int k, int v, Vec bv) {
+            sums[k][v] = vec::fmadd(av[v], bv, sums[k][v]);
+          });
     }
     for (int k = 0; k < NB; ++k) {
       for (int v = 0; v < NX; ++v)
@@ -305,20 +295,13 @@ struct NarrowTile {
       Vec sums[NX];
       for (int v = 0; v < NX; ++v)
         sums[v] = Vec::loadu(g + c * g_cs + v * V);
-      const opmath_t* bc = b + c * b_cs;
-      if constexpr (NarrowWindows<NB, NX, kStep, opmath_t>::kEnabled) {
-        const NarrowWindows<NB, NX, kStep, opmath_t> windows(bc);
-        gather_windows(windows, weights, sums, std::make_index_sequence<NB>{});
-      } else {
-        for (int k = 0; k < NB; ++k) {
-          for (int v = 0; v < NX; ++v) {
-            sums[v] = vec::fmadd(
-                weights[k][v],
-                Vec::loadu(bc + row_offset(k, step) + v * V),
-                sums[v]);
-          }
-        }
-      }
+      for_each_window(
+          b + c * b_cs,
+          step,
+          std::make_index_sequence<NB>{},
+          [&](int k, int v, Vec bv) {
+            sums[v] = vec::fmadd(weights[k][v], bv, sums[v]);
+          });
       for (int v = 0; v < NX; ++v)
         sums[v].store(g + c * g_cs + v * V);
     }
