@@ -8,7 +8,8 @@
 //   logical (N, C, H, W):  (B, N, C, H, W) -> (B * N, C, H, W), and each
 //                          result is unfolded back to (B, N, ...).
 //
-// An argument that is not vmapped is expanded to B first (a view; folding an
+// An argument that is not vmapped is expanded to B first (the optional
+// offset, when present, like the inputs) (a view; folding an
 // expanded (N, C, H, W) argument copies it). Every result has its vmapped
 // dimension in front. The kernels are then called once for the whole vmap,
 // instead of once per sample as the fallback would.
@@ -32,6 +33,32 @@ Tensor batch_dim_first(
   return ensure_has_bdim(tensor, false, batch_size);
 }
 
+// The vmapped size B, from the first of the tensors that is vmapped.
+c10::SymInt vmap_size(
+    std::initializer_list<std::pair<const Tensor*, std::optional<int64_t>>>
+        tensors) {
+  for (const auto& [tensor, bdim] : tensors) {
+    if (tensor->defined() && bdim.has_value()) {
+      return tensor->sym_size(*bdim);
+    }
+  }
+  TORCH_INTERNAL_ASSERT(false, "correlation: no vmapped argument");
+}
+
+// The optional offset, vmapped dimension in front and folded like the
+// inputs; undefined when absent.
+Tensor batch_offset(
+    const std::optional<Tensor>& offset,
+    std::optional<int64_t> offset_bdim,
+    const c10::SymInt& batch_size,
+    bool fold) {
+  if (!offset.has_value() || !offset->defined()) {
+    return Tensor();
+  }
+  auto offset_ = batch_dim_first(*offset, offset_bdim, batch_size);
+  return fold ? reshape_dim_into(0, 0, offset_) : offset_;
+}
+
 // Whether the per-sample tensor is batched (N, C, H, W). Any other rank than
 // 3 or 4 fails with the operator's own message about the per-sample sizes.
 bool sample_is_batched(const Tensor& input1) {
@@ -50,6 +77,8 @@ std::tuple<Tensor, std::optional<int64_t>> correlation_batch_rule(
     const Tensor& input2,
     std::optional<int64_t> input2_bdim,
     IntArrayRef max_displacement,
+    const std::optional<Tensor>& offset,
+    std::optional<int64_t> offset_bdim,
     at::OptionalIntArrayRef min_displacement,
     IntArrayRef kernel_size,
     IntArrayRef stride,
@@ -58,8 +87,11 @@ std::tuple<Tensor, std::optional<int64_t>> correlation_batch_rule(
     IntArrayRef displacement_stride,
     int64_t groups,
     double scale) {
-  const auto batch_size =
-      get_bdim_size2_symint(input1, input1_bdim, input2, input2_bdim);
+  const Tensor no_offset;
+  const auto batch_size = vmap_size(
+      {{&input1, input1_bdim},
+       {&input2, input2_bdim},
+       {offset.has_value() ? &*offset : &no_offset, offset_bdim}});
   auto input1_ = batch_dim_first(input1, input1_bdim, batch_size);
   auto input2_ = batch_dim_first(input2, input2_bdim, batch_size);
   const bool fold = sample_is_batched(input1_);
@@ -67,10 +99,12 @@ std::tuple<Tensor, std::optional<int64_t>> correlation_batch_rule(
     input1_ = reshape_dim_into(0, 0, input1_);
     input2_ = reshape_dim_into(0, 0, input2_);
   }
+  const auto offset_ = batch_offset(offset, offset_bdim, batch_size, fold);
   auto output = at::correlation(
       input1_,
       input2_,
       max_displacement,
+      offset_,
       min_displacement,
       kernel_size,
       stride,
@@ -85,7 +119,13 @@ std::tuple<Tensor, std::optional<int64_t>> correlation_batch_rule(
   return std::make_tuple(std::move(output), 0);
 }
 
-std::tuple<Tensor, std::optional<int64_t>, Tensor, std::optional<int64_t>>
+std::tuple<
+    Tensor,
+    std::optional<int64_t>,
+    Tensor,
+    std::optional<int64_t>,
+    Tensor,
+    std::optional<int64_t>>
 correlation_backward_batch_rule(
     const Tensor& grad_output,
     std::optional<int64_t> grad_output_bdim,
@@ -93,6 +133,8 @@ correlation_backward_batch_rule(
     std::optional<int64_t> input1_bdim,
     const Tensor& input2,
     std::optional<int64_t> input2_bdim,
+    const std::optional<Tensor>& offset,
+    std::optional<int64_t> offset_bdim,
     IntArrayRef max_displacement,
     at::OptionalIntArrayRef min_displacement,
     IntArrayRef kernel_size,
@@ -102,10 +144,13 @@ correlation_backward_batch_rule(
     IntArrayRef displacement_stride,
     int64_t groups,
     double scale,
-    std::array<bool, 2> output_mask) {
-  const auto batch_size = grad_output_bdim.has_value()
-      ? grad_output.sym_size(*grad_output_bdim)
-      : get_bdim_size2_symint(input1, input1_bdim, input2, input2_bdim);
+    std::array<bool, 3> output_mask) {
+  const Tensor no_offset;
+  const auto batch_size = vmap_size(
+      {{&grad_output, grad_output_bdim},
+       {&input1, input1_bdim},
+       {&input2, input2_bdim},
+       {offset.has_value() ? &*offset : &no_offset, offset_bdim}});
   auto grad_output_ =
       batch_dim_first(grad_output, grad_output_bdim, batch_size);
   auto input1_ = batch_dim_first(input1, input1_bdim, batch_size);
@@ -116,10 +161,12 @@ correlation_backward_batch_rule(
     input1_ = reshape_dim_into(0, 0, input1_);
     input2_ = reshape_dim_into(0, 0, input2_);
   }
-  auto [grad_input1, grad_input2] = at::correlation_backward(
+  const auto offset_ = batch_offset(offset, offset_bdim, batch_size, fold);
+  auto [grad_input1, grad_input2, grad_offset] = at::correlation_backward(
       grad_output_,
       input1_,
       input2_,
+      offset_,
       max_displacement,
       min_displacement,
       kernel_size,
@@ -142,8 +189,14 @@ correlation_backward_batch_rule(
   };
   auto [grad1, grad1_bdim] = unfold(std::move(grad_input1));
   auto [grad2, grad2_bdim] = unfold(std::move(grad_input2));
+  auto [grad3, grad3_bdim] = unfold(std::move(grad_offset));
   return std::make_tuple(
-      std::move(grad1), grad1_bdim, std::move(grad2), grad2_bdim);
+      std::move(grad1),
+      grad1_bdim,
+      std::move(grad2),
+      grad2_bdim,
+      std::move(grad3),
+      grad3_bdim);
 }
 
 }  // namespace

@@ -37,11 +37,17 @@ namespace at::native {
 // displacement number (a, b) is written to: output channel
 // g * D + displacement_channel(a, b) holds group g, vertical displacement
 // number a and horizontal displacement number b.
+//
+// With an offset, input2 is sampled bilinearly at fractional positions in
+// its own pixel grid, which may differ from input1's (height2, width2).
+// Without one, height2 == height and width2 == width.
 struct CorrelationParams {
   int64_t batch = 0;
   int64_t channels = 0;
   int64_t height = 0;
   int64_t width = 0;
+  int64_t height2 = 0;
+  int64_t width2 = 0;
   int64_t kernel_h = 1, kernel_w = 1;
   int64_t stride_h = 1, stride_w = 1;
   int64_t pad_h = 0, pad_w = 0;
@@ -139,13 +145,15 @@ inline int64_t window_count_for_message(
 
 }  // namespace correlation_detail
 
-// Checks the two inputs: defined, strided, 3D or 4D, same shape, device and
-// dtype, and a dtype every backend has a kernel for. This is the only dtype
-// check: Meta rejects exactly what CPU and CUDA reject (Float8, integer,
-// complex, ...), so FakeTensor and the real kernels agree.
+// Checks the two inputs: defined, strided, 3D or 4D, same shape (with an
+// offset: same batch and channels, any height and width), device and dtype,
+// and a dtype every backend has a kernel for. This is the only dtype check:
+// Meta rejects exactly what CPU and CUDA reject (Float8, integer, complex,
+// ...), so FakeTensor and the real kernels agree.
 inline void check_correlation_inputs(
     const TensorBase& input1,
-    const TensorBase& input2) {
+    const TensorBase& input2,
+    bool has_offset) {
   TORCH_CHECK(
       input1.defined() && input2.defined(),
       "correlation(): expected input1 and input2 to be defined");
@@ -161,13 +169,30 @@ inline void check_correlation_inputs(
       "correlation(): expected input1 to be a 3D (C, H, W) or 4D (N, C, H, W) "
       "tensor, but got input1 with sizes ",
       input1.sym_sizes());
-  TORCH_CHECK(
-      input1.sym_sizes() == input2.sym_sizes(),
-      "correlation(): expected input1 and input2 to have the same shape, but got "
-      "input1 with sizes ",
-      input1.sym_sizes(),
-      " and input2 with sizes ",
-      input2.sym_sizes());
+  if (has_offset) {
+    // input2 is sampled in its own pixel grid (e.g. a coarser level of a
+    // pyramid), so only the batch and channel sizes must agree.
+    const auto sizes1 = input1.sym_sizes();
+    const auto sizes2 = input2.sym_sizes();
+    TORCH_CHECK(
+        sizes2.size() == sizes1.size() &&
+            sizes1.slice(0, sizes1.size() - 2) ==
+                sizes2.slice(0, sizes2.size() - 2),
+        "correlation(): with an offset, expected input2 to have the same "
+        "number of dimensions, batch size and channels as input1 (its height "
+        "and width may differ), but got input1 with sizes ",
+        sizes1,
+        " and input2 with sizes ",
+        sizes2);
+  } else {
+    TORCH_CHECK(
+        input1.sym_sizes() == input2.sym_sizes(),
+        "correlation(): expected input1 and input2 to have the same shape, but "
+        "got input1 with sizes ",
+        input1.sym_sizes(),
+        " and input2 with sizes ",
+        input2.sym_sizes());
+  }
   TORCH_CHECK(
       input1.device() == input2.device(),
       "correlation(): expected input1 and input2 to be on the same device, but "
@@ -361,6 +386,45 @@ inline c10::SymDimVector correlation_output_sym_sizes(
   return out;
 }
 
+// Checks the offset of a call that has one: strided, input1's device and
+// dtype, and (N, 2, H_out, W_out) (unbatched: (2, H_out, W_out)) for the
+// output sizes `output_sizes`.
+inline void check_correlation_offset(
+    const TensorBase& offset,
+    const TensorBase& input1,
+    c10::SymIntArrayRef output_sizes) {
+  TORCH_CHECK(
+      offset.layout() == kStrided,
+      "correlation(): expected offset to have torch.strided layout, but got ",
+      offset.layout());
+  TORCH_CHECK(
+      offset.device() == input1.device(),
+      "correlation(): expected offset to be on the same device as input1, but "
+      "offset is on ",
+      offset.device(),
+      " and input1 is on ",
+      input1.device());
+  TORCH_CHECK(
+      offset.scalar_type() == input1.scalar_type(),
+      "correlation(): expected offset to have the same dtype as input1 (",
+      input1.scalar_type(),
+      "), but got ",
+      offset.scalar_type());
+  c10::SymDimVector expected(output_sizes.begin(), output_sizes.end());
+  expected[expected.size() - 3] = c10::SymInt(2);
+  const char* const layout = output_sizes.size() == 4
+      ? "(N, 2, H_out, W_out) = "
+      : "(2, H_out, W_out) = ";
+  TORCH_CHECK(
+      offset.sym_sizes() == c10::SymIntArrayRef(expected),
+      "correlation(): expected offset of sizes ",
+      layout,
+      c10::SymIntArrayRef(expected),
+      " (the displacement (u, v) of input2's samples at each output "
+      "location), but got offset with sizes ",
+      offset.sym_sizes());
+}
+
 // Every check of the forward, in the one order all backends (CPU, CUDA,
 // Meta) share, so that a bad call fails with the same error on each; returns
 // the geometry with the sizes filled in when they are concrete.
@@ -372,6 +436,7 @@ struct CorrelationChecked {
 inline CorrelationChecked check_correlation(
     const TensorBase& input1,
     const TensorBase& input2,
+    const TensorBase& offset,
     IntArrayRef max_displacement,
     at::OptionalIntArrayRef min_displacement,
     IntArrayRef kernel_size,
@@ -381,7 +446,7 @@ inline CorrelationChecked check_correlation(
     IntArrayRef displacement_stride,
     int64_t groups,
     double scale) {
-  check_correlation_inputs(input1, input2);
+  check_correlation_inputs(input1, input2, offset.defined());
   CorrelationChecked checked;
   checked.params = correlation_arguments(
       max_displacement,
@@ -394,14 +459,18 @@ inline CorrelationChecked check_correlation(
       groups,
       scale);
   checked.output_sizes = correlation_output_sym_sizes(input1, checked.params);
+  if (offset.defined()) {
+    check_correlation_offset(offset, input1, checked.output_sizes);
+  }
   return checked;
 }
 
 // The geometry for the CPU and CUDA kernels, whose inputs have concrete
-// sizes. `input1` may be batched (4D) or unbatched (3D); the returned batch
+// sizes. The inputs may be batched (4D) or unbatched (3D); the returned batch
 // is 1 for the latter.
 inline CorrelationParams correlation_params(
     const TensorBase& input1,
+    const TensorBase& input2,
     const CorrelationChecked& checked) {
   CorrelationParams p = checked.params;
   const bool batched = input1.dim() == 4;
@@ -409,6 +478,8 @@ inline CorrelationParams correlation_params(
   p.channels = input1.size(batched ? 1 : 0);
   p.height = input1.size(batched ? 2 : 1);
   p.width = input1.size(batched ? 3 : 2);
+  p.height2 = input2.size(batched ? 2 : 1);
+  p.width2 = input2.size(batched ? 3 : 2);
   const auto& out = checked.output_sizes;
   p.out_h = out[out.size() - 2].expect_int();
   p.out_w = out[out.size() - 1].expect_int();
