@@ -40,18 +40,19 @@
 // the kernels (correlation_offset_stub) compute integer-position dot
 // products on a grid one row and column wider than the displacement window
 // and mix them with those weights. A non-finite offset component makes the
-// location's outputs NaN (there is no position to sample). The geometry (displacement
-// ranges, output size) is derived once in correlation_params()
+// location's outputs NaN (there is no position to sample). The geometry
+// (displacement ranges, output size) is derived once in correlation_params()
 // (SpatialCorrelationUtils.h), which every backend calls.
 //
 // One entry point serves CPU and CUDA: it checks, allocates and calls the
-// device's kernel (the integer or the offset one) through a DispatchStub (cpu/SpatialCorrelationKernel.cpp,
-// cuda/SpatialCorrelation.cu). The Meta kernels (FakeTensor, torch.compile,
-// export) run the same checks, check_correlation(), on concrete or symbolic
-// sizes and allocate the same outputs without computing them. Kernels take
-// batched 4D tensors with arbitrary strides; the unbatched (C, H, W) form is
-// handled here with a view. The backward is a gather over the outputs that
-// touch each input element, so it is deterministic on every backend.
+// device's kernel (the integer or the offset one) through a DispatchStub
+// (cpu/SpatialCorrelationKernel.cpp, cuda/SpatialCorrelation.cu). The Meta
+// kernels (FakeTensor, torch.compile, export) run the same checks,
+// check_correlation(), on concrete or symbolic sizes and allocate the same
+// outputs without computing them. Kernels take batched 4D tensors with
+// arbitrary strides; the unbatched (C, H, W) form is handled here with a view.
+// The backward is a gather over the outputs that touch each input element, so
+// it is deterministic on every backend.
 
 namespace at::native {
 
@@ -202,15 +203,13 @@ std::tuple<Tensor, Tensor, Tensor> correlation_backward(
   Tensor grad_input1 = output_mask[0] ? empty_like_input(input1) : Tensor();
   Tensor grad_input2 = output_mask[1] ? empty_like_input(input2) : Tensor();
   // Without an offset there is no offset gradient, whatever the mask says.
-  Tensor grad_offset = output_mask[2] && offset.defined()
-      ? empty_like_input(offset)
-      : Tensor();
+  Tensor grad_offset =
+      output_mask[2] && offset.defined() ? empty_like_input(offset) : Tensor();
   if (!grad_input1.defined() && !grad_input2.defined() &&
       !grad_offset.defined()) {
     return std::make_tuple(grad_input1, grad_input2, grad_offset);
   }
-  if (grad_output.numel() == 0 || input1.numel() == 0 ||
-      input2.numel() == 0) {
+  if (grad_output.numel() == 0 || input1.numel() == 0 || input2.numel() == 0) {
     // Nothing to gather (an empty output, or an empty input, which makes
     // the output zero): the gradients are empty or zero.
     for (Tensor* grad : {&grad_input1, &grad_input2, &grad_offset}) {
@@ -282,8 +281,7 @@ std::tuple<Tensor, Tensor, Tensor> correlation_backward_meta(
   return std::make_tuple(
       output_mask[0] ? empty_like_input(input1) : Tensor(),
       output_mask[1] ? empty_like_input(input2) : Tensor(),
-      output_mask[2] && offset.defined() ? empty_like_input(offset)
-                                         : Tensor());
+      output_mask[2] && offset.defined() ? empty_like_input(offset) : Tensor());
 }
 
 }  // namespace at::native

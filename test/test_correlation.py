@@ -282,13 +282,14 @@ def reference_backward(x1, x2, grad_output, max_displacement, kwargs):
 def backward_args(max_displacement, kwargs):
     """The positional arguments of aten::correlation_backward after
     (grad_output, input1, input2), before output_mask (its schema, like
-    convolution_backward's, has no defaults)."""
+    convolution_backward's, has no defaults), starting with offset (None)."""
 
     def as_list(v):
         return list(pair(v))
 
     min_d = kwargs.get("min_displacement")
     return [
+        kwargs.get("offset"),
         as_list(max_displacement),
         None if min_d is None else as_list(min_d),
         as_list(kwargs.get("kernel_size", 1)),
@@ -872,16 +873,16 @@ class TestCorrelation(TestCase):
         (e1, e2), (b1, b2) = reference_backward(x1, x2, g, 2, kwargs)
         args = backward_args(2, kwargs)
         op = torch.ops.aten.correlation_backward
-        both = op(g, x1, x2, *args, [True, True])
+        both = op(g, x1, x2, *args, [True, True, False])
         self.assertCloseToReference(both[0], e1, b1, torch.float64)
         self.assertCloseToReference(both[1], e2, b2, torch.float64)
-        first = op(g, x1, x2, *args, [True, False])
+        first = op(g, x1, x2, *args, [True, False, False])
         self.assertEqual(first[0], both[0], atol=0, rtol=0)
         self.assertIsNone(first[1])
-        second = op(g, x1, x2, *args, [False, True])
+        second = op(g, x1, x2, *args, [False, True, False])
         self.assertIsNone(second[0])
         self.assertEqual(second[1], both[1], atol=0, rtol=0)
-        neither = op(g, x1, x2, *args, output_mask=[False, False])
+        neither = op(g, x1, x2, *args, output_mask=[False, False, False])
         self.assertIsNone(neither[0])
         self.assertIsNone(neither[1])
 
@@ -1048,7 +1049,11 @@ class TestCorrelation(TestCase):
                 )
                 out = torch.ops.aten.correlation(x1, x2, max_disp, **kwargs)
                 g = torch.randn_like(out)
-                for mask in ([True, True], [True, False], [False, True]):
+                for mask in (
+                    [True, True, False],
+                    [True, False, False],
+                    [False, True, False],
+                ):
                     torch.library.opcheck(
                         torch.ops.aten.correlation_backward.default,
                         (
@@ -1077,10 +1082,12 @@ class TestCorrelation(TestCase):
         # The backward's out variant.
         g = torch.randn_like(expected)
         args = backward_args([1, 2], kwargs)
-        e1, e2 = torch.ops.aten.correlation_backward(g, x1, x2, *args, [True, True])
+        e1, e2, _ = torch.ops.aten.correlation_backward(
+            g, x1, x2, *args, [True, True, False]
+        )
         o1, o2 = torch.empty_like(x1), torch.empty_like(x2)
-        r1, r2 = torch.ops.aten.correlation_backward.out(
-            g, x1, x2, *args, [True, True], out0=o1, out1=o2
+        r1, r2, _ = torch.ops.aten.correlation_backward.out(
+            g, x1, x2, *args, [True, True, False], out0=o1, out1=o2, out2=torch.empty(0)
         )
         self.assertIs(r1, o1)
         self.assertIs(r2, o2)
@@ -1724,38 +1731,44 @@ class TestCorrelationErrors(TestCase):
         args = backward_args(1, {})
         g = torch.randn(2, 9, 5, 6)
         m = self.message(
-            ValueError, op, torch.randn(2, 9, 5, 5), x, y, *args, [True, True]
+            ValueError, op, torch.randn(2, 9, 5, 5), x, y, *args, [True, True, False]
         )
         self.assertExpectedInline(
             m,
             """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [2, 9, 5, 5]""",
         )
         m = self.message(
-            ValueError, op, torch.randn(2, 25, 5, 6), x, y, *args, [True, True]
+            ValueError, op, torch.randn(2, 25, 5, 6), x, y, *args, [True, True, False]
         )
         self.assertExpectedInline(
             m,
             """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [2, 25, 5, 6]""",
         )
         m = self.message(
-            ValueError, op, torch.randn(9, 5, 6), x, y, *args, [True, True]
+            ValueError, op, torch.randn(9, 5, 6), x, y, *args, [True, True, False]
         )
         self.assertExpectedInline(
             m,
             """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [9, 5, 6]""",
         )
-        m = self.message(RuntimeError, op, g.double(), x, y, *args, [True, True])
+        m = self.message(RuntimeError, op, g.double(), x, y, *args, [True, True, False])
         self.assertExpectedInline(
             m,
             """correlation_backward(): expected grad_output to have dtype Float, but got Double""",
         )
-        m = self.message(RuntimeError, op, g, x, y.double(), *args, [True, True])
+        m = self.message(RuntimeError, op, g, x, y.double(), *args, [True, True, False])
         self.assertExpectedInline(
             m,
             """correlation(): expected input1 and input2 to have the same dtype, but input1 has Float and input2 has Double""",
         )
         m = self.message(
-            RuntimeError, op, g, x, y, *backward_args(1, dict(groups=0)), [True, True]
+            RuntimeError,
+            op,
+            g,
+            x,
+            y,
+            *backward_args(1, dict(groups=0)),
+            [True, True, False],
         )
         self.assertExpectedInline(
             m, """correlation(): expected groups to be positive, but got groups=0"""
@@ -1767,7 +1780,7 @@ class TestCorrelationErrors(TestCase):
             x,
             y,
             *backward_args(1, dict(kernel_size=0)),
-            [False, True],
+            [False, True, False],
         )
         self.assertExpectedInline(
             m,

@@ -143,8 +143,12 @@ def split(kwargs):
 
 
 def correlation_backward(grad, x1, x2, max_displacement, output_mask, **kwargs):
-    """aten.correlation_backward (all arguments positional) with F's defaults."""
+    """aten.correlation_backward (all arguments positional) with F's defaults.
+
+    A two-element ``output_mask`` asks for the input gradients only and
+    returns those two; three elements include the offset's gradient."""
     args = dict(
+        offset=None,
         min_displacement=None,
         kernel_size=1,
         stride=1,
@@ -159,10 +163,12 @@ def correlation_backward(grad, x1, x2, max_displacement, output_mask, **kwargs):
     def listed(v):
         return [v, v] if isinstance(v, int) else (None if v is None else list(v))
 
-    return aten.correlation_backward(
+    mask = list(output_mask) + [False] * (3 - len(output_mask))
+    grads = aten.correlation_backward(
         grad,
         x1,
         x2,
+        args["offset"],
         listed(max_displacement),
         listed(args["min_displacement"]),
         *[
@@ -177,8 +183,9 @@ def correlation_backward(grad, x1, x2, max_displacement, output_mask, **kwargs):
         ],
         args["groups"],
         args["scale"],
-        output_mask,
+        mask,
     )
+    return grads[: len(output_mask)]
 
 
 def make_inputs(shape, dtype=torch.float64, seed=0, **kw):

@@ -57,6 +57,7 @@ def correlation_backward_flop(
     grad_out_shape,
     input1_shape,
     input2_shape,
+    offset_shape,
     max_displacement,
     min_displacement,
     kernel_size,
@@ -76,7 +77,7 @@ def correlation_backward_flop(
     the same products as the forward: the forward's count per gradient.
     """
     forward = correlation_flop_count(input1_shape, grad_out_shape, kernel_size, groups)
-    return forward * sum(bool(m) for m in output_mask)
+    return forward * sum(bool(m) for m in output_mask[:2])
 
 
 # [correlation end]

@@ -154,27 +154,27 @@ at::Tensor correlation_backward_jvp(
       "(its gradients with respect to input1 and input2 are supported)");
   std::array<bool, 3> mask{false, false, false};
   mask[which] = true;
-  const auto part = [&](const at::Tensor& go,
-                        const at::Tensor& x1,
-                        const at::Tensor& x2) {
-    auto grads = at::correlation_backward(
-        go,
-        x1,
-        x2,
-        offset_p,
-        max_displacement,
-        min_displacement,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        displacement_stride,
-        groups,
-        scale,
-        mask);
-    return which == 0 ? std::get<0>(grads)
-                      : (which == 1 ? std::get<1>(grads) : std::get<2>(grads));
-  };
+  const auto part =
+      [&](const at::Tensor& go, const at::Tensor& x1, const at::Tensor& x2) {
+        auto grads = at::correlation_backward(
+            go,
+            x1,
+            x2,
+            offset_p,
+            max_displacement,
+            min_displacement,
+            kernel_size,
+            stride,
+            padding,
+            dilation,
+            displacement_stride,
+            groups,
+            scale,
+            mask);
+        return which == 0
+            ? std::get<0>(grads)
+            : (which == 1 ? std::get<1>(grads) : std::get<2>(grads));
+      };
   auto result = part(grad_output_t, input1_p, input2_p);
   if (which != 1) {
     result = result + part(grad_output_p, input1_p, input2_t);
