@@ -472,6 +472,7 @@ SOURCE_FILES = {
     "aten_native/cpu/SpatialCorrelationKernel.h": "#pragma once\n",
     "aten_native/cpu/SpatialCorrelationKernel.cpp": "// kernels\n",
     "aten_native/cpu/SpatialCorrelationNarrowKernel.h": "#pragma once\n",
+    "aten_native/cpu/SpatialCorrelationOffsetKernel.cpp": "// offset kernels\n",
     "aten_native/cuda/SpatialCorrelation.cu": "// cuda kernels\n",
     "aten_native/cuda/SpatialCorrelation.cuh": "// cuda device code\n",
     "aten_native/cuda/.SpatialCorrelation.cu.swp": "editor junk, never copied\n",
@@ -590,6 +591,7 @@ SOURCE_FILES = {
     "test/test_correlation_hypothesis.py": "import torch\n",
     "test/test_correlation_pt2.py": "import torch\n",
     "test/test_correlation_narrow.py": "import torch\n",
+    "test/test_correlation_offset.py": "import torch\n",
     "test/correlation_reference.py": "def correlation_reference():\n    pass\n",
 }
 

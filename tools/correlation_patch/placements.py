@@ -116,7 +116,9 @@ BUILD_LISTS = (
 
 
 def edit_build_variables(tree: Tree, native_files: list[str]) -> None:
-    for rel in native_files:
+    # Each file goes right after the list's anchor, so inserting in reverse
+    # order leaves ours in sorted order after it.
+    for rel in sorted(native_files, reverse=True):
         for folder, ext, variable, anchor in BUILD_LISTS:
             if rel.endswith(ext) and (
                 rel.startswith(folder) if folder else "/" not in rel

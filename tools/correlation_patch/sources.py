@@ -22,6 +22,7 @@ TEST_FILES = [
     ("test/test_correlation_hypothesis.py", "test/nn/test_correlation_hypothesis.py"),
     ("test/test_correlation_pt2.py", "test/nn/test_correlation_pt2.py"),
     ("test/test_correlation_narrow.py", "test/nn/test_correlation_narrow.py"),
+    ("test/test_correlation_offset.py", "test/nn/test_correlation_offset.py"),
     ("test/correlation_reference.py", "test/nn/correlation_reference.py"),
 ]
 # In test files, top-level ``import torch_correlation`` statements (the preview
@@ -42,6 +43,7 @@ NATIVE_REQUIRED = (
     "cpu/SpatialCorrelationKernel.h",
     "cpu/SpatialCorrelationKernel.cpp",
     "cpu/SpatialCorrelationNarrowKernel.h",
+    "cpu/SpatialCorrelationOffsetKernel.cpp",
     "cuda/SpatialCorrelation.cu",
     "cuda/SpatialCorrelation.cuh",
 )
