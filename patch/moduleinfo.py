@@ -33,6 +33,11 @@ def module_inputs_torch_nn_Correlation(
     make_input = partial(
         make_tensor, device=device, dtype=dtype, requires_grad=requires_grad
     )
+    # Offsets never require grad here: the generic gradgrad test would
+    # differentiate through them, which correlation does not implement (RAFT
+    # detaches its coordinates too); the OpInfo covers their first-order
+    # gradients. Values within a few pixels keep most samples inside input2.
+    make_offset = partial(make_tensor, device=device, dtype=dtype, low=-2.5, high=2.5)
 
     return [
         ModuleInput(
@@ -74,6 +79,38 @@ def module_inputs_torch_nn_Correlation(
                 make_input((2, 4, 4, 7)), make_input((2, 4, 4, 7))
             ),
             desc="descending",
+        ),
+        ModuleInput(
+            constructor_input=FunctionInput(1, scale=0.5),
+            forward_input=FunctionInput(
+                make_input((2, 3, 5, 6)),
+                make_input((2, 3, 4, 8)),
+                offset=make_offset((2, 2, 5, 6)),
+            ),
+            desc="offset",
+        ),
+        ModuleInput(
+            constructor_input=FunctionInput(1),
+            forward_input=FunctionInput(
+                make_input((3, 5, 6)),
+                make_input((3, 7, 4)),
+                offset=make_offset((2, 5, 6)),
+            ),
+            reference_fn=partial(
+                no_batch_dim_reference_fn, kwargs_to_batchify={"offset": 0}
+            ),
+            desc="offset_no_batch_dim",
+        ),
+        ModuleInput(
+            constructor_input=FunctionInput(
+                (2, 1), kernel_size=3, padding=1, stride=2, groups=2
+            ),
+            forward_input=FunctionInput(
+                make_input((1, 4, 7, 6)),
+                make_input((1, 4, 5, 9)),
+                offset=make_offset((1, 2, 4, 3)),
+            ),
+            desc="offset_window_groups",
         ),
     ]
 

@@ -26,6 +26,15 @@ class Correlation(Module):
     the exact formula. This is the correlation layer of FlowNetC, PWC-Net,
     DispNetC and GwcNet. The module has no parameters.
 
+    ``forward(input1, input2, offset=None)``: with an ``offset`` of shape
+    :math:`(N, 2, H_{out}, W_{out})`, ``input2`` is read at every output
+    location's window moved by that location's :math:`(u, v)` =
+    ``offset[n, :, y, x]`` (horizontal, vertical; in pixels of ``input2``),
+    sampled bilinearly with zeros outside ``input2``: RAFT's lookup around
+    ``x + flow(x)`` and a PWC-Net level that correlates with the unwarped
+    ``input2`` (``offset`` = the upsampled flow). ``input2`` may then have
+    another height and width than ``input1``.
+
     Args:
         max_displacement (int or tuple): largest displacement ``(dy, dx)``.
         min_displacement (int or tuple, optional): smallest displacement;
@@ -50,7 +59,11 @@ class Correlation(Module):
 
     Shape:
         - Input1, Input2: :math:`(N, C, H_{in}, W_{in})` or :math:`(C, H_{in}, W_{in})`,
-          same shape, dtype and device.
+          same shape, dtype and device. With an offset, Input2 is
+          :math:`(N, C, H_2, W_2)` or :math:`(C, H_2, W_2)`, any
+          :math:`H_2, W_2 \ge 1`.
+        - Offset (optional): :math:`(N, 2, H_{out}, W_{out})` or
+          :math:`(2, H_{out}, W_{out})`, the dtype and device of the inputs.
         - Output: :math:`(N, \text{groups} \cdot D, H_{out}, W_{out})` or
           :math:`(\text{groups} \cdot D, H_{out}, W_{out})`, where :math:`D = K_y K_x`
           is the number of displacements (:math:`K = 2 \lfloor \text{max\_displacement}
@@ -88,6 +101,12 @@ class Correlation(Module):
         >>> left, right = torch.randn(2, 1, 320, 8, 60).unbind(0)
         >>> gwc(left, right).view(1, 40, 48, 8, 60).shape
         torch.Size([1, 40, 48, 8, 60])
+        >>> # A flow-guided 9 x 9 window (RAFT-style lookup) in a coarser input2.
+        >>> lookup = nn.Correlation(4, scale=1 / 32)
+        >>> coarse = torch.randn(2, 32, 12, 16)
+        >>> flow = torch.randn(2, 2, 24, 32)  # (u, v) in pixels of coarse
+        >>> lookup(f1, coarse, flow).shape
+        torch.Size([2, 81, 24, 32])
     """
 
     __constants__ = [
@@ -137,11 +156,14 @@ class Correlation(Module):
         self.groups = groups
         self.scale = float(scale)
 
-    def forward(self, input1: Tensor, input2: Tensor) -> Tensor:
+    def forward(
+        self, input1: Tensor, input2: Tensor, offset: Tensor | None = None
+    ) -> Tensor:
         return F.correlation(
             input1,
             input2,
             self.max_displacement,
+            offset=offset,
             min_displacement=self.min_displacement,
             kernel_size=self.kernel_size,
             stride=self.stride,
