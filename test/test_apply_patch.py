@@ -592,6 +592,7 @@ SOURCE_FILES = {
     "test/test_correlation_pt2.py": "import torch\n",
     "test/test_correlation_narrow.py": "import torch\n",
     "test/test_correlation_offset.py": "import torch\n",
+    "test/test_correlation_module_offset.py": "import torch\n",
     "test/correlation_reference.py": "def correlation_reference():\n    pass\n",
 }
 

@@ -23,6 +23,10 @@ TEST_FILES = [
     ("test/test_correlation_pt2.py", "test/nn/test_correlation_pt2.py"),
     ("test/test_correlation_narrow.py", "test/nn/test_correlation_narrow.py"),
     ("test/test_correlation_offset.py", "test/nn/test_correlation_offset.py"),
+    (
+        "test/test_correlation_module_offset.py",
+        "test/nn/test_correlation_module_offset.py",
+    ),
     ("test/correlation_reference.py", "test/nn/correlation_reference.py"),
 ]
 # In test files, top-level ``import torch_correlation`` statements (the preview
