@@ -1079,20 +1079,28 @@ class TestCorrelation(TestCase):
         out = torch.empty(0, dtype=dtype, device=device)
         torch.ops.aten.correlation.out(x1, x2, [1, 2], out=out, **kwargs)
         self.assertEqual(out, expected, atol=0, rtol=0)
-        # The backward's out variant.
+        # The backward's out variant. Like every autogen'd out variant of a
+        # function with an output_mask, it needs all results defined, so it
+        # runs with an offset (whose gradient exists) and the full mask.
         g = torch.randn_like(expected)
-        args = backward_args([1, 2], kwargs)
-        e1, e2, _ = torch.ops.aten.correlation_backward(
-            g, x1, x2, *args, [True, True, False]
+        offset = torch.rand(2, 2, *expected.shape[-2:], dtype=dtype, device=device)
+        args = backward_args([1, 2], dict(kwargs, offset=offset))
+        mask = [True, True, True]
+        e1, e2, e3 = torch.ops.aten.correlation_backward(g, x1, x2, *args, mask)
+        o1, o2, o3 = (
+            torch.empty_like(x1),
+            torch.empty_like(x2),
+            torch.empty_like(offset),
         )
-        o1, o2 = torch.empty_like(x1), torch.empty_like(x2)
-        r1, r2, _ = torch.ops.aten.correlation_backward.out(
-            g, x1, x2, *args, [True, True, False], out0=o1, out1=o2, out2=torch.empty(0)
+        r1, r2, r3 = torch.ops.aten.correlation_backward.out(
+            g, x1, x2, *args, mask, out0=o1, out1=o2, out2=o3
         )
         self.assertIs(r1, o1)
         self.assertIs(r2, o2)
+        self.assertIs(r3, o3)
         self.assertEqual(o1, e1, atol=0, rtol=0)
         self.assertEqual(o2, e2, atol=0, rtol=0)
+        self.assertEqual(o3, e3, atol=0, rtol=0)
 
     # ------------------------------------------------------ determinism
 
