@@ -20,6 +20,27 @@ reading as zero outside the image.
   every channel and every kernel offset; it is far too slow for real tests and
   only exists to validate :func:`correlation_reference` on tiny inputs
   (:func:`self_check`, also run by the test-suite).
+
+With ``offset`` (``(N, 2, H_out, W_out)``: ``(u, v) = offset[n, :, oy, ox]``),
+input2 (which may then have its own height ``H2`` and width ``W2``) is read
+at the moved position ``(y, x) = (y0 + i*dil_h + dy_a + v, x0 + j*dil_w + dx_b
++ u)`` by bilinear interpolation whose taps outside input2 read zero: with
+``fy = v - floor(v)``, ``fx = u - floor(u)``, tap ``(ty, tx)`` in ``{0, 1}^2``
+is the pixel ``(y0 + i*dil_h + dy_a + floor(v) + ty, x0 + j*dil_w + dx_b +
+floor(u) + tx)`` with weight ``(ty ? fy : 1 - fy) * (tx ? fx : 1 - fx)``. A
+location whose offset has a non-finite component has NaN outputs.
+
+* :func:`correlation_offset_reference` reads every tap with explicit index
+  arithmetic (floor, bounds mask, ``gather``), in float64 and from
+  differentiable operations only (the fractions ``u - floor(u)`` carry the
+  offset's gradient, which is therefore the right-sided derivative at integer
+  positions); it shares nothing with the kernels or with ``grid_sample``.
+* :func:`correlation_offset_sensitivities` gives ``d out / du`` and
+  ``d out / dv`` explicitly (the tap weights' derivatives), and with
+  ``absolute=True`` the same sums with the magnitudes of those weights, for
+  error bounds of the offset gradient.
+* :func:`correlation_offset_bruteforce` is the scalar loop (Python floats and
+  integers) that validates both (:func:`offset_self_check`).
 """
 
 import itertools
@@ -36,6 +57,10 @@ __all__ = [
     "correlation_reference",
     "correlation_bruteforce",
     "self_check",
+    "correlation_offset_reference",
+    "correlation_offset_sensitivities",
+    "correlation_offset_bruteforce",
+    "offset_self_check",
 ]
 
 IntOrPair = int | tuple[int, int] | list[int]
@@ -325,6 +350,513 @@ def self_check(seed: int = 0) -> None:
     assert math.prod(map(len, displacements((2, 3)))) == 35
 
 
+# ----------------------------------------------------------------- offset
+
+
+def _batched(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.unsqueeze(0) for t in tensors]
+
+
+def _read_pixels(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
+    """``x[n, :, rows[n, ...], cols[n, ...]]`` as an (N, C, ...) tensor, zero
+    where the position is outside x's image.
+
+    ``rows`` and ``cols`` hold integer values in float64 (of any magnitude:
+    positions far outside simply read zero) and broadcast to (N, ...).
+    """
+    n, c, h, w = x.shape
+    rows, cols = torch.broadcast_tensors(rows, cols)
+    rows = rows.expand(n, *rows.shape[1:])
+    cols = cols.expand(n, *cols.shape[1:])
+    where = rows.shape[1:]
+    if h == 0 or w == 0:
+        return x.new_zeros(n, c, *where)
+    inside = (rows >= 0) & (rows <= h - 1) & (cols >= 0) & (cols <= w - 1)
+    # Clamped only so that the gather stays in bounds; the mask zeroes them.
+    r = rows.clamp(0, h - 1).long()
+    k = cols.clamp(0, w - 1).long()
+    flat = (r * w + k).reshape(n, 1, -1).expand(n, c, -1)
+    values = x.reshape(n, c, h * w).gather(2, flat).reshape(n, c, *where)
+    return torch.where(inside.unsqueeze(1), values, 0.0)
+
+
+def _value_weight(fy, fx, ty, tx):
+    return (fy if ty else 1 - fy) * (fx if tx else 1 - fx)
+
+
+def _du_weight(fy, fx, ty, tx, absolute=False):
+    sign = 1.0 if (tx or absolute) else -1.0
+    return (fy if ty else 1 - fy) * sign
+
+
+def _dv_weight(fy, fx, ty, tx, absolute=False):
+    sign = 1.0 if (ty or absolute) else -1.0
+    return sign * (fx if tx else 1 - fx)
+
+
+def _sampled_correlation(
+    input1,
+    input2,
+    offset,
+    max_displacement,
+    min_displacement,
+    kernel_size,
+    stride,
+    padding,
+    dilation,
+    displacement_stride,
+    groups,
+    scale,
+    tap_weight,
+):
+    """The offset formula with the tap weights given by
+    ``tap_weight(fy, fx, ty, tx)`` (each (N, H_out, W_out)); float64,
+    differentiable, NaN at non-finite offsets."""
+    assert input1.dim() in (3, 4) and input2.dim() == input1.dim()
+    assert offset.dim() == input1.dim()
+    unbatched = input1.dim() == 3
+    x1 = input1.to(torch.float64)
+    x2 = input2.to(torch.float64)
+    off = offset.to(torch.float64)
+    if unbatched:
+        x1, x2, off = _batched(x1, x2, off)
+    n, c, h, w = x1.shape
+    assert x2.shape[:2] == (n, c), (x1.shape, x2.shape)
+    assert c % groups == 0
+    kh, kw = pair(kernel_size)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    dh, dw = pair(dilation)
+    dys, dxs = displacements(max_displacement, min_displacement, displacement_stride)
+    h_out = output_size(h, kh, sh, ph, dh)
+    w_out = output_size(w, kw, sw, pw, dw)
+    assert h_out >= 1 and w_out >= 1
+    assert off.shape == (n, 2, h_out, w_out), (off.shape, (n, 2, h_out, w_out))
+
+    u, v = off[:, 0], off[:, 1]
+    finite = torch.isfinite(u) & torch.isfinite(v)
+    # Non-finite locations compute with offset 0 and are set to NaN at the
+    # end, so they contribute nothing to any gradient.
+    u = torch.where(finite, u, 0.0)
+    v = torch.where(finite, v, 0.0)
+    # floor has a zero derivative: the offset's gradient flows through the
+    # fractions only.
+    floor_u = torch.floor(u).detach()
+    floor_v = torch.floor(v).detach()
+    fx = u - floor_u
+    fy = v - floor_v
+
+    # Unshifted window origins: (H_out, 1) rows and (1, W_out) columns.
+    rows0 = (torch.arange(h_out, dtype=torch.float64) * sh - ph).view(h_out, 1)
+    cols0 = (torch.arange(w_out, dtype=torch.float64) * sw - pw).view(1, w_out)
+    rows0 = rows0.to(x1.device)
+    cols0 = cols0.to(x1.device)
+
+    # Every displacement at once: positions of shape (N, Ky, Kx, H_out, W_out).
+    dy = torch.tensor(dys, dtype=torch.float64, device=x1.device).view(-1, 1, 1, 1)
+    dx = torch.tensor(dxs, dtype=torch.float64, device=x1.device).view(1, -1, 1, 1)
+    base_v = floor_v.view(n, 1, 1, h_out, w_out)
+    base_u = floor_u.view(n, 1, 1, h_out, w_out)
+    num = len(dys) * len(dxs)
+    acc = x1.new_zeros(n, groups, num, h_out, w_out)
+    for i in range(kh):
+        for j in range(kw):
+            r1 = rows0 + i * dh
+            k1 = cols0 + j * dw
+            a = _read_pixels(x1, r1.unsqueeze(0), k1.unsqueeze(0)).unsqueeze(2)
+            for ty in (0, 1):
+                for tx in (0, 1):
+                    b = _read_pixels(
+                        x2,
+                        (r1 + dy).unsqueeze(0) + base_v + ty,
+                        (k1 + dx).unsqueeze(0) + base_u + tx,
+                    ).reshape(n, c, num, h_out, w_out)
+                    dots = (
+                        (a * b)
+                        .reshape(n, groups, c // groups, num, h_out, w_out)
+                        .sum(2)
+                    )
+                    weight = tap_weight(fy, fx, ty, tx).view(n, 1, 1, h_out, w_out)
+                    acc = acc + dots * weight
+    # (N, G, D, H_out, W_out) -> channel g*D + a*Kx + b.
+    out = acc.reshape(n, groups * num, h_out, w_out)
+    out = torch.where(finite.unsqueeze(1), out * scale, math.nan)
+    return out[0] if unbatched else out
+
+
+def correlation_offset_reference(
+    input1: torch.Tensor,
+    input2: torch.Tensor,
+    max_displacement: IntOrPair,
+    *,
+    offset: torch.Tensor,
+    min_displacement: IntOrPair | None = None,
+    kernel_size: IntOrPair = 1,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    displacement_stride: IntOrPair = 1,
+    groups: int = 1,
+    scale: float = 1.0,
+) -> torch.Tensor:
+    """float64 reference of the call with ``offset``; differentiable by
+    autograd with respect to input1, input2 and offset (its gradients and
+    double backward through the inputs are the reference ones).
+
+    Accepts (N, C, H, W) input1, (N, C, H2, W2) input2 and (N, 2, H_out,
+    W_out) offset, or the unbatched forms, of any floating dtype and device;
+    returns a float64 tensor on that device.
+    """
+    return _sampled_correlation(
+        input1,
+        input2,
+        offset,
+        max_displacement,
+        min_displacement,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        displacement_stride,
+        groups,
+        scale,
+        _value_weight,
+    )
+
+
+def correlation_offset_sensitivities(
+    input1: torch.Tensor,
+    input2: torch.Tensor,
+    max_displacement: IntOrPair,
+    *,
+    offset: torch.Tensor,
+    min_displacement: IntOrPair | None = None,
+    kernel_size: IntOrPair = 1,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    displacement_stride: IntOrPair = 1,
+    groups: int = 1,
+    scale: float = 1.0,
+    absolute: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(d out / du, d out / dv)``, each shaped like the output (float64).
+
+    The derivative of tap ``(ty, tx)``'s weight is ``(ty ? fy : 1 - fy) *
+    (tx ? 1 : -1)`` along u (likewise along v): the right-sided derivative at
+    integer positions. The offset gradient of ``grad_output`` is
+    ``(grad_output * d_du).sum(channels)`` (likewise v). With
+    ``absolute=True`` the signs are dropped: called on ``|input1|``,
+    ``|input2|`` and ``|scale|``, the result bounds the sum of the magnitudes
+    of the terms.
+    """
+    args = (
+        input1,
+        input2,
+        offset,
+        max_displacement,
+        min_displacement,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        displacement_stride,
+        groups,
+        scale,
+    )
+
+    def du(fy, fx, ty, tx):
+        return _du_weight(fy, fx, ty, tx, absolute)
+
+    def dv(fy, fx, ty, tx):
+        return _dv_weight(fy, fx, ty, tx, absolute)
+
+    return _sampled_correlation(*args, du), _sampled_correlation(*args, dv)
+
+
+def correlation_offset_bruteforce(
+    input1: torch.Tensor,
+    input2: torch.Tensor,
+    max_displacement: IntOrPair,
+    *,
+    offset: torch.Tensor,
+    min_displacement: IntOrPair | None = None,
+    kernel_size: IntOrPair = 1,
+    stride: IntOrPair = 1,
+    padding: IntOrPair = 0,
+    dilation: IntOrPair = 1,
+    displacement_stride: IntOrPair = 1,
+    groups: int = 1,
+    scale: float = 1.0,
+    derivative: str | None = None,
+) -> torch.Tensor:
+    """Scalar loops straight from the formula, only for tiny inputs.
+
+    ``derivative``: None for the output, ``"u"`` or ``"v"`` for its
+    (right-sided) derivative with respect to that offset component.
+    Positions are Python integers, so any finite offset is exact.
+    """
+    unbatched = input1.dim() == 3
+    t1, t2, t3 = input1, input2, offset
+    if unbatched:
+        t1, t2, t3 = _batched(t1, t2, t3)
+    a1 = t1.to(torch.float64).tolist()
+    a2 = t2.to(torch.float64).tolist()
+    off = t3.to(torch.float64).tolist()
+    n, c, h, w = t1.shape
+    h2, w2 = t2.shape[-2:]
+    kh, kw = pair(kernel_size)
+    sh, sw = pair(stride)
+    ph, pw = pair(padding)
+    dh, dw = pair(dilation)
+    dys, dxs = displacements(max_displacement, min_displacement, displacement_stride)
+    cg = c // groups
+    h_out = output_size(h, kh, sh, ph, dh)
+    w_out = output_size(w, kw, sw, pw, dw)
+
+    def first(b, ch, y, x):
+        return a1[b][ch][y][x] if 0 <= y < h and 0 <= x < w else 0.0
+
+    def second(b, ch, y, x):
+        return a2[b][ch][y][x] if 0 <= y < h2 and 0 <= x < w2 else 0.0
+
+    def weight(fy, fx, ty, tx):
+        wy = fy if ty else 1.0 - fy
+        wx = fx if tx else 1.0 - fx
+        if derivative == "u":
+            wx = 1.0 if tx else -1.0
+        elif derivative == "v":
+            wy = 1.0 if ty else -1.0
+        return wy * wx
+
+    d = len(dys) * len(dxs)
+    out = [
+        [[[0.0] * w_out for _ in range(h_out)] for _ in range(groups * d)]
+        for _ in range(n)
+    ]
+    for b, g, (a, dy), (k, dx), oy, ox in itertools.product(
+        range(n),
+        range(groups),
+        enumerate(dys),
+        enumerate(dxs),
+        range(h_out),
+        range(w_out),
+    ):
+        u, v = off[b][0][oy][ox], off[b][1][oy][ox]
+        if not (math.isfinite(u) and math.isfinite(v)):
+            out[b][g * d + a * len(dxs) + k][oy][ox] = math.nan
+            continue
+        base_x, base_y = math.floor(u), math.floor(v)
+        fx, fy = u - base_x, v - base_y
+        y0 = oy * sh - ph
+        x0 = ox * sw - pw
+        total = 0.0
+        for ch in range(g * cg, (g + 1) * cg):
+            for i in range(kh):
+                for j in range(kw):
+                    y = y0 + i * dh
+                    x = x0 + j * dw
+                    sample = 0.0
+                    for ty in (0, 1):
+                        for tx in (0, 1):
+                            sample += weight(fy, fx, ty, tx) * second(
+                                b, ch, y + dy + base_y + ty, x + dx + base_x + tx
+                            )
+                    total += first(b, ch, y, x) * sample
+        out[b][g * d + a * len(dxs) + k][oy][ox] = scale * total
+    result = torch.tensor(out, dtype=torch.float64).reshape(n, groups * d, h_out, w_out)
+    return result[0] if unbatched else result
+
+
+# Tiny cases that together exercise every argument of the offset reference:
+# (input1 shape, input2 height and width, offset kind, kwargs). Offset kinds:
+# "fraction" (integer part in [-2, 2], fraction in [0.1, 0.9]), "wide"
+# (uniform in [-6, 6]: samples partly and fully outside input2), "integer",
+# "special" (exact integers, huge values, NaN and infinities mixed in).
+OFFSET_SELF_CHECK_CASES = [
+    ((1, 2, 4, 5), (4, 5), "fraction", dict(max_displacement=1)),
+    (
+        (2, 3, 5, 4),
+        (3, 6),
+        "wide",
+        dict(max_displacement=(2, 1), kernel_size=3, padding=1),
+    ),
+    (
+        (1, 4, 5, 5),
+        (7, 4),
+        "fraction",
+        dict(max_displacement=2, displacement_stride=2, groups=2, scale=0.25),
+    ),
+    (
+        (1, 2, 7, 6),
+        (5, 5),
+        "wide",
+        dict(
+            max_displacement=(1, 2),
+            kernel_size=(2, 3),
+            stride=(2, 1),
+            padding=(1, 2),
+            dilation=(2, 1),
+        ),
+    ),
+    (
+        (2, 2, 5, 5),
+        (5, 5),
+        "integer",
+        dict(
+            max_displacement=(3, -1),
+            min_displacement=(1, -4),
+            displacement_stride=(2, 3),
+            stride=2,
+        ),
+    ),
+    (
+        (2, 4, 4),
+        (5, 3),
+        "special",
+        dict(max_displacement=1, kernel_size=2, padding=1, groups=2, scale=-1.5),
+    ),
+    (
+        (1, 2, 5, 6),
+        (1, 1),
+        "wide",
+        dict(max_displacement=(1, 2), displacement_stride=(-1, 2)),
+    ),
+    (
+        (1, 4, 3, 6),
+        (3, 6),
+        "fraction",
+        dict(
+            max_displacement=(0, 0),
+            min_displacement=(0, -3),
+            displacement_stride=(1, -1),
+            groups=2,
+        ),
+    ),
+]
+
+
+def _self_check_offset(kind, shape, gen):
+    if kind == "fraction":
+        whole = torch.randint(-2, 3, shape, generator=gen).to(torch.float64)
+        return whole + 0.1 + 0.8 * torch.rand(shape, generator=gen, dtype=torch.float64)
+    if kind == "wide":
+        return 12 * torch.rand(shape, generator=gen, dtype=torch.float64) - 6
+    if kind == "integer":
+        return torch.randint(-3, 4, shape, generator=gen).to(torch.float64)
+    assert kind == "special"
+    values = torch.tensor(
+        [
+            0.0,
+            -1.0,
+            2.0,
+            0.5,
+            -0.25,
+            1e30,
+            -1e30,
+            2.0**62,
+            math.nan,
+            math.inf,
+            -math.inf,
+        ]
+    ).to(torch.float64)
+    index = torch.randint(0, values.numel(), shape, generator=gen)
+    return values[index]
+
+
+def offset_self_check(seed: int = 0) -> None:
+    """Validates correlation_offset_reference and
+    correlation_offset_sensitivities against correlation_offset_bruteforce,
+    the reference's autograd offset gradient against the sensitivities, and
+    integer offsets against correlation_reference with shifted displacements.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    tol = dict(rtol=1e-12, atol=1e-12, equal_nan=True)
+    shifted_checks = 0
+    for shape, (h2, w2), kind, kwargs in OFFSET_SELF_CHECK_CASES:
+        kwargs = dict(kwargs)
+        max_d = kwargs.pop("max_displacement")
+        x1 = torch.randn(shape, generator=gen, dtype=torch.float64)
+        x2 = torch.randn(*shape[:-2], h2, w2, generator=gen, dtype=torch.float64)
+        out_shape = correlation_reference(x1, x1, max_d, **kwargs).shape
+        off_shape = (*out_shape[:-3], 2, *out_shape[-2:])
+        off = _self_check_offset(kind, off_shape, gen)
+
+        def msg(m, shape=shape, kwargs=kwargs):
+            return f"{shape} {kwargs}: {m}"
+
+        expected = correlation_offset_bruteforce(x1, x2, max_d, offset=off, **kwargs)
+        actual = correlation_offset_reference(x1, x2, max_d, offset=off, **kwargs)
+        torch.testing.assert_close(actual, expected, **tol, msg=msg)
+        d_du, d_dv = correlation_offset_sensitivities(
+            x1, x2, max_d, offset=off, **kwargs
+        )
+        for which, got in (("u", d_du), ("v", d_dv)):
+            want = correlation_offset_bruteforce(
+                x1, x2, max_d, offset=off, derivative=which, **kwargs
+            )
+            torch.testing.assert_close(got, want, **tol, msg=msg)
+        # Autograd through the reference gives the same offset gradient.
+        o = off.clone().requires_grad_()
+        out = correlation_offset_reference(x1, x2, max_d, offset=o, **kwargs)
+        g = torch.randn(out.shape, generator=gen, dtype=torch.float64)
+        (grad,) = torch.autograd.grad(out, o, g)
+        finite = off.isfinite().all(-3, keepdim=True)
+        want = torch.cat(
+            [(g * d_du).sum(-3, keepdim=True), (g * d_dv).sum(-3, keepdim=True)], -3
+        )
+        torch.testing.assert_close(
+            torch.where(finite, grad, math.nan), want, **tol, msg=msg
+        )
+        if kind == "integer" and (h2, w2) == shape[-2:]:
+            # A per-location integer offset picks the integer op's value at
+            # the shifted displacement (checked for one constant here; the
+            # test-suite checks per-location offsets).
+            const = off.clone()
+            const[..., 0, :, :] = 2.0
+            const[..., 1, :, :] = -1.0
+            dys, dxs = displacements(
+                max_d, kwargs.get("min_displacement"), kwargs["displacement_stride"]
+            )
+            step = pair(kwargs["displacement_stride"])
+            shifted = dict(
+                kwargs,
+                min_displacement=(min(dys) - 1, min(dxs) + 2),
+            )
+            shifted_max = (max(dys) - 1, max(dxs) + 2)
+            assert step[0] > 0 and step[1] > 0
+            torch.testing.assert_close(
+                correlation_offset_reference(x1, x2, max_d, offset=const, **kwargs),
+                correlation_reference(x1, x2, shifted_max, **shifted),
+                **tol,
+                msg=msg,
+            )
+            shifted_checks += 1
+    assert shifted_checks == 1
+    # Finite differences of the reference (away from integer positions)
+    # agree with the sensitivities.
+    shape, (h2, w2), _, kwargs = OFFSET_SELF_CHECK_CASES[2]
+    kwargs = dict(kwargs)
+    max_d = kwargs.pop("max_displacement")
+    x1 = torch.randn(shape, generator=gen, dtype=torch.float64)
+    x2 = torch.randn(*shape[:-2], h2, w2, generator=gen, dtype=torch.float64)
+    out_shape = correlation_reference(x1, x1, max_d, **kwargs).shape
+    off = _self_check_offset("fraction", (out_shape[0], 2, *out_shape[-2:]), gen)
+    eps = 1e-6
+    for component, sensitivity in enumerate(
+        correlation_offset_sensitivities(x1, x2, max_d, offset=off, **kwargs)
+    ):
+        step = torch.zeros_like(off)
+        step[:, component] = eps
+        hi = correlation_offset_reference(x1, x2, max_d, offset=off + step, **kwargs)
+        lo = correlation_offset_reference(x1, x2, max_d, offset=off - step, **kwargs)
+        torch.testing.assert_close(
+            (hi - lo) / (2 * eps), sensitivity, rtol=1e-6, atol=1e-7
+        )
+
+
 if __name__ == "__main__":
     self_check()
     print("correlation_reference agrees with correlation_bruteforce")
+    offset_self_check()
+    print("correlation_offset_reference agrees with correlation_offset_bruteforce")
