@@ -12,6 +12,8 @@
 #include <ATen/ops/empty.h>
 #endif
 
+#include <limits>
+
 // NOTE [ correlation Native Functions ]
 //
 // correlation(input1, input2, ...) is the cost volume of optical flow and
@@ -211,11 +213,17 @@ std::tuple<Tensor, Tensor, Tensor> correlation_backward(
   }
   if (grad_output.numel() == 0 || input1.numel() == 0 || input2.numel() == 0) {
     // Nothing to gather (an empty output, or an empty input, which makes
-    // the output zero): the gradients are empty or zero.
+    // the output zero where the offset is finite and NaN where it is not):
+    // the gradients are empty or zero, and NaN at non-finite offsets.
     for (Tensor* grad : {&grad_input1, &grad_input2, &grad_offset}) {
       if (grad->defined()) {
         grad->zero_();
       }
+    }
+    if (grad_offset.defined()) {
+      grad_offset.masked_fill_(
+          offset.isfinite().all(-3, /*keepdim=*/true).logical_not(),
+          std::numeric_limits<double>::quiet_NaN());
     }
     return std::make_tuple(grad_input1, grad_input2, grad_offset);
   }
