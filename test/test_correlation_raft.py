@@ -16,7 +16,7 @@ replacement: it keeps the feature maps (``fmap2`` pooled per level) and never
 builds the volume. The tests check that its correlation features equal
 ``CorrBlock``'s for the same coordinates (float32 and float64, values and the
 gradients of both feature maps), and that ``raft_small`` with it returns the
-same flow and parameter gradients as with ``CorrBlock``. About 2 s of CPU time
+same flow and parameter gradients as with ``CorrBlock``. A few seconds of CPU time
 (one thread; more where OpenMP threads spin on a busy machine).
 
 ``benchmarks/bench_raft.py`` times the same class.
