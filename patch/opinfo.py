@@ -66,6 +66,63 @@ def sample_inputs_correlation(op_info, device, dtype, requires_grad, **kwargs):
         1,
     )
 
+    # Bilinearly sampled input2 (offset=), which may have its own height and
+    # width. Each offset component is an integer in [-3, 2] plus a fraction
+    # in [0.2, 0.8]: the samples are smooth in the offset there (bilinear
+    # interpolation has kinks at integer positions), and some taps fall
+    # outside input2. The offset is a keyword argument, which gradcheck and
+    # gradgradcheck hold constant, so it does not require grad (double
+    # backward through the offset is not implemented).
+    def make_offset(shape, **kwargs):
+        whole = make_tensor(shape, device=device, dtype=dtype, low=-3, high=3)
+        fraction = make_tensor(shape, device=device, dtype=dtype, low=0.2, high=0.8)
+        return (whole.floor() + fraction).contiguous(**kwargs)
+
+    # (shape of input1, shape of input2, max_displacement, offset shape,
+    # keyword arguments)
+    offset_cases = (
+        ((2, 4, 6, 7), (2, 4, 5, 9), 1, (2, 2, 6, 7), {}),
+        # unbatched, grouped, kernel window (RAFT-like lookup of a coarser level)
+        (
+            (4, 5, 6),
+            (4, 3, 4),
+            (1, 2),
+            (2, 5, 6),
+            {"kernel_size": 3, "padding": 1, "groups": 2},
+        ),
+        # descending horizontal order, output stride and dilation
+        (
+            (1, 3, 7, 6),
+            (1, 3, 8, 5),
+            (0, 0),
+            (1, 2, 4, 3),
+            {
+                "min_displacement": (0, -2),
+                "displacement_stride": (1, -1),
+                "kernel_size": (1, 2),
+                "stride": 2,
+                "dilation": (1, 2),
+                "padding": (0, 1),
+                "scale": 0.5,
+            },
+        ),
+    )
+    for shape1, shape2, max_displacement, offset_shape, op_kwargs in offset_cases:
+        yield SampleInput(
+            make_arg(shape1),
+            make_arg(shape2),
+            max_displacement,
+            offset=make_offset(offset_shape),
+            **op_kwargs,
+        )
+    # channels_last inputs and offset
+    yield SampleInput(
+        make_arg((2, 3, 5, 6), memory_format=torch.channels_last),
+        make_arg((2, 3, 6, 4), memory_format=torch.channels_last),
+        1,
+        offset=make_offset((2, 2, 5, 6), memory_format=torch.channels_last),
+    )
+
 
 # [sample_inputs end]
 

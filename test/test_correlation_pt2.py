@@ -9,7 +9,8 @@ What each class exercises:
   tensors, the same errors as the real kernels (also for every dtype torch
   has, under FakeTensorMode too), FakeTensor with symbolic (dynamic) sizes, and
   ``opcheck`` (schema, autograd registration, FakeTensor, AOT dispatch with
-  dynamic shapes).
+  dynamic shapes); with ``offset=`` too (input2 of its own size, the offset's
+  sizes, dtype and device errors, symbolic sizes).
 * TestCorrelationBinding: F.correlation is the generated binding
   ``torch._C._nn.correlation`` with its docstring (argument parsing, int[2]
   expansion, ``__torch_function__``), and TorchScript maps it to the operator
@@ -18,12 +19,16 @@ What each class exercises:
   (torch_correlation/_decomp.py) against the kernel for every argument, in
   float64/float32/bfloat16, channels_last, unbatched and empty inputs; its
   traced graph only holds core ATen operators and no per-displacement copy.
+  With ``offset=`` (grid_sampler_2d sampling): forward and autograd gradients
+  against the kernel's, NaN/inf offsets included, and a constant integer
+  offset against the reference with the shifted displacement range.
 * TestCorrelationCompile: ``torch.compile(fullgraph=True)`` (Inductor) of a
   module using F.correlation, forward and backward, static and
-  ``dynamic=True``; the generated code calls the native kernel.
+  ``dynamic=True``; the generated code calls the native kernel (also with
+  ``offset=``).
 * TestCorrelationExport: ``torch.export.export`` keeps ``aten.correlation``;
   ``run_decompositions()`` leaves only core ATen and still matches, also
-  with dynamic dimensions.
+  with dynamic dimensions and with ``offset=``.
 * TestCorrelationONNX: ``torch.onnx.export(..., dynamo=True)`` of a PWC-style
   block run by onnxruntime (skipped when onnx/onnxscript/onnxruntime are not
   installed).
@@ -31,16 +36,18 @@ What each class exercises:
   nn.Correlation, ``torch.jit.trace``.
 * TestCorrelationVmap: the functorch C++ batching rules
   (aten_functorch/BatchRulesSpatialCorrelation.cpp) of both operators against a
-  Python loop for every in_dims combination, under ``torch.func.grad``
-  (per-sample gradients), ``jacrev`` and ``jacfwd``.
+  Python loop for every in_dims combination (input1, input2, offset), under
+  ``torch.func.grad`` (per-sample gradients), ``jacrev`` and ``jacfwd``.
 * TestCorrelationAutocast: the Autocast kernels (csrc/autocast_correlation.cpp):
-  bfloat16 under CPU autocast, float16 under CUDA autocast (needs CUDA).
+  bfloat16 under CPU autocast (the offset cast with the inputs), float16
+  under CUDA autocast (needs CUDA).
 * TestCorrelationModule: nn.Correlation (torch_correlation/modules.py) and its
   ModuleInfo (patch/moduleinfo.py).
 * TestCorrelationFlopCounter: ``FlopCounterMode`` counts the forward and the
-  backward (torch_correlation/_flop_counter.py).
+  backward, with and without an offset (torch_correlation/_flop_counter.py).
 """
 
+import contextlib
 import importlib.util
 import io
 import os
@@ -197,6 +204,102 @@ def make_inputs(shape, dtype=torch.float64, seed=0, **kw):
     )
 
 
+# (input1 shape, input2 shape, kwargs) of calls with an offset: input2 of
+# its own size (also of height or width 1), groups, kernel windows, output
+# strides and dilation, descending orders, unbatched.
+OFFSET_CASES = [
+    ((2, 4, 6, 7), (2, 4, 5, 9), dict(max_displacement=2)),
+    (
+        (1, 3, 7, 6),
+        (1, 3, 7, 6),
+        dict(max_displacement=(2, 1), kernel_size=3, padding=1),
+    ),
+    (
+        (2, 4, 8, 8),
+        (2, 4, 4, 4),
+        dict(max_displacement=3, displacement_stride=2, groups=2, scale=0.25),
+    ),
+    (
+        (1, 2, 9, 8),
+        (1, 2, 6, 11),
+        dict(
+            max_displacement=(1, 2),
+            kernel_size=(2, 3),
+            stride=(2, 1),
+            padding=(1, 2),
+            dilation=(2, 1),
+        ),
+    ),
+    (
+        (1, 6, 5, 9),
+        (1, 6, 1, 9),
+        dict(
+            max_displacement=(0, 0),
+            min_displacement=(0, -3),
+            displacement_stride=(1, -1),
+            groups=3,
+        ),
+    ),
+    (
+        (4, 5, 5),
+        (4, 3, 7),
+        dict(
+            max_displacement=1,
+            kernel_size=2,
+            dilation=2,
+            padding=2,
+            stride=3,
+            groups=2,
+            scale=-1.5,
+        ),
+    ),
+    (
+        (2, 3, 7, 8),
+        (2, 3, 7, 1),
+        dict(
+            max_displacement=(3, 2),
+            min_displacement=(-2, -2),
+            displacement_stride=(-2, -3),
+            kernel_size=2,
+            padding=(1, 0),
+        ),
+    ),
+]
+
+
+def offset_shape(shape, kwargs):
+    """The offset's shape for input1 of `shape`: the output's, 2 channels."""
+    max_d, kw = split(kwargs)
+    x = torch.empty(shape, device="meta")
+    out = F.correlation(x, x, max_d, **kw)
+    return (*out.shape[:-3], 2, *out.shape[-2:])
+
+
+def make_offset(shape, dtype=torch.float64, seed=0, nonfinite=False):
+    """An offset in pixels: an integer in [-3, 2] plus a fraction in [0.2, 0.8].
+
+    The fractions keep every sample away from the integer positions, where
+    bilinear interpolation has kinks (one-sided derivatives). `nonfinite`
+    puts NaN, +inf and -inf components at three locations and a huge finite
+    one (which only samples zeros) at a fourth."""
+    gen = torch.Generator().manual_seed(seed)
+    whole = torch.randint(-3, 3, shape, generator=gen).to(torch.float64)
+    offset = whole + 0.2 + 0.6 * torch.rand(shape, generator=gen, dtype=torch.float64)
+    if nonfinite:
+        offset[..., 0, 0, 1] = float("nan")
+        offset[..., 1, -1, 0] = float("inf")
+        offset[..., 0, 1, -1] = -float("inf")
+        offset[..., 1, -1, -1] = 1e6
+    return offset.to(dtype)
+
+
+def make_offset_inputs(shape1, shape2, kwargs, dtype=torch.float64, seed=0, **kw):
+    """input1, input2 and an offset (see make_offset) for a call of OFFSET_CASES."""
+    x1 = make_inputs(shape1, dtype, seed=seed)[0]
+    x2 = make_inputs(shape2, dtype, seed=seed + 1)[0]
+    return x1, x2, make_offset(offset_shape(shape1, kwargs), dtype, seed, **kw)
+
+
 class PWCBlock(torch.nn.Module):
     """conv -> correlation -> leaky relu -> conv, as in one PWC-Net level."""
 
@@ -232,6 +335,16 @@ class GwcModule(torch.nn.Module):
             displacement_stride=(1, -1),
             groups=groups,
             scale=groups / left.shape[1],
+        )
+        return torch.tanh(out) * 2
+
+
+class OffsetModule(torch.nn.Module):
+    """A RAFT-style lookup: input2 (a coarser level) sampled around the flow."""
+
+    def forward(self, x1, x2, flow):
+        out = F.correlation(
+            x1, x2, 1, offset=flow, kernel_size=3, padding=1, groups=2, scale=0.5
         )
         return torch.tanh(out) * 2
 
@@ -403,6 +516,160 @@ class TestCorrelationMeta(TestCase):
         self.assertGreater(checked, 15)
         self.assertIn(torch.float8_e4m3fn, dtypes)
 
+    def test_offset_meta_matches_kernel(self):
+        # With an offset: the Meta kernels' shapes, dtypes and strides equal
+        # the CPU kernel's for both operators, also for channels_last inputs
+        # or offset (the offset's gradient follows the offset's layout), and
+        # each entry of the three-element output_mask is honoured.
+        masks = ([True, True, True], [False, False, True], [True, False, False])
+        for shape1, shape2, kwargs in OFFSET_CASES:
+            max_d, kw = split(kwargs)
+            x1, x2, offset = make_offset_inputs(shape1, shape2, kwargs, torch.float32)
+            layouts = [(x1, x2, offset)]
+            if len(shape1) == 4:
+                cl = [
+                    t.contiguous(memory_format=torch.channels_last) for t in layouts[0]
+                ]
+                layouts += [tuple(cl), (x1, x2, cl[2])]
+            for a, b, o in layouts:
+                real = F.correlation(a, b, max_d, offset=o, **kw)
+                meta = [t.to("meta") for t in (a, b, o)]
+                fake = F.correlation(meta[0], meta[1], max_d, offset=meta[2], **kw)
+                self.assertEqual(fake.shape, real.shape)
+                self.assertEqual(fake.dtype, real.dtype)
+                self.assertEqual(fake.stride(), real.stride())
+                grad = torch.randn_like(real)
+                for mask in masks:
+                    reals = correlation_backward(
+                        grad, a, b, max_d, mask, offset=o, **kw
+                    )
+                    fakes = correlation_backward(
+                        grad.to("meta"), *meta[:2], max_d, mask, offset=meta[2], **kw
+                    )
+                    for r, f in zip(reals, fakes):
+                        self.assertEqual(r is None, f is None)
+                        if r is not None:
+                            self.assertEqual(f.shape, r.shape)
+                            self.assertEqual(f.stride(), r.stride())
+        # No offset gradient without an offset, whatever the mask says.
+        x1, x2 = make_inputs((1, 2, 4, 5))
+        grad = torch.randn(1, 9, 4, 5, dtype=torch.float64)
+        for device in ("cpu", "meta"):
+            grads = correlation_backward(
+                *(t.to(device) for t in (grad, x1, x2)), 1, [True, True, True]
+            )
+            self.assertIsNone(grads[2])
+
+    def test_offset_errors_match_kernel(self):
+        # Bad offsets, and input2 of another shape, fail with the same error
+        # on the CPU kernel, the Meta kernel and under FakeTensorMode, in
+        # the forward and the backward.
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        x = torch.randn(1, 4, 5, 5)
+        offset = torch.zeros(1, 2, 5, 5)
+        sizes = r"expected offset of sizes \(N, 2, H_out, W_out\) = \[1, 2, 5, 5\] "
+        same_batch = (
+            "with an offset, expected input2 to have the same number of "
+            "dimensions, batch size and channels as input1"
+        )
+        bad_calls = [
+            (
+                x,
+                x,
+                offset[:, :1],
+                sizes + r".* but got offset with sizes \[1, 1, 5, 5\]",
+            ),
+            (x, x, torch.zeros(1, 2, 5, 4), sizes + r".*\[1, 2, 5, 4\]"),
+            (x, x, torch.zeros(2, 2, 5, 5), sizes + r".*\[2, 2, 5, 5\]"),
+            (x, x, offset[0], sizes + r".*\[2, 5, 5\]"),
+            (
+                x[0],
+                x[0],
+                offset,
+                r"expected offset of sizes \(2, H_out, W_out\) = \[2, 5, 5\]",
+            ),
+            (x, x, offset.double(), "expected offset to have the same dtype as input1"),
+            (x, x[:, :2], offset, same_batch),
+            (x, x[0], offset, same_batch),
+            (x, torch.randn(2, 4, 5, 5), offset, same_batch),
+            # Without an offset input2 keeps input1's shape.
+            (
+                x,
+                torch.randn(1, 4, 3, 8),
+                None,
+                "expected input1 and input2 to have the same shape",
+            ),
+        ]
+
+        def forward(a, b, o, grad):
+            F.correlation(a, b, 1, offset=o)
+
+        def backward(a, b, o, grad):
+            correlation_backward(grad, a, b, 1, [True] * 3, offset=o)
+
+        fake_mode = FakeTensorMode()
+        for a, b, o, message in bad_calls:
+            grad = torch.zeros(9, 5, 5) if a.dim() == 3 else torch.zeros(1, 9, 5, 5)
+            tensors = (a, b, o, grad)
+            for name, convert, mode in (
+                ("cpu", lambda t: t, contextlib.nullcontext()),
+                ("meta", lambda t: t.to("meta"), contextlib.nullcontext()),
+                ("fake", fake_mode.from_tensor, fake_mode),
+            ):
+                args = [None if t is None else convert(t) for t in tensors]
+                for fn in (forward, backward):
+                    with self.subTest(message=message, device=name, fn=fn.__name__):
+                        with (
+                            mode,
+                            self.assertRaisesRegex(
+                                RuntimeError, r"correlation\(\): " + message
+                            ),
+                        ):
+                            fn(*args)
+        # The offset on another device than the inputs. (A sparse offset
+        # never reaches the layout check: the dispatcher finds no kernel.)
+        device = "correlation\\(\\): expected offset to be on the same device as input1"
+        with self.assertRaisesRegex(
+            RuntimeError, device + ", but offset is on meta and input1 is on cpu"
+        ):
+            F.correlation(x, x, 1, offset=offset.to("meta"))
+        with self.assertRaisesRegex(
+            RuntimeError, device + ", but offset is on cpu and input1 is on meta"
+        ):
+            F.correlation(x.to("meta"), x.to("meta"), 1, offset=offset)
+
+    def test_offset_symbolic_shapes(self):
+        # make_fx with symbolic sizes of both operators with an offset: the
+        # graph serves other sizes, input2's independent of input1's.
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        kw = dict(kernel_size=3, stride=2, padding=1, groups=2)
+
+        def fn(a, b, o):
+            out = F.correlation(a, b, 1, offset=o, **kw)
+            return (
+                out,
+                *correlation_backward(out, a, b, 1, [True] * 3, offset=o, **kw),
+            )
+
+        def inputs(shape1, shape2, seed):
+            kwargs = dict(kw, max_displacement=1)
+            return make_offset_inputs(shape1, shape2, kwargs, seed=seed)
+
+        gm = make_fx(fn, tracing_mode="symbolic")(
+            *inputs((2, 4, 9, 11), (2, 4, 5, 6), 0)
+        )
+        outputs = next(n for n in gm.graph.nodes if n.op == "output").args[0]
+        self.assertIsInstance(outputs[0].meta["val"].shape[2], torch.SymInt)
+        self.assertIsInstance(outputs[2].meta["val"].shape[3], torch.SymInt)
+        for shape1, shape2 in (
+            ((2, 4, 9, 11), (2, 4, 5, 6)),
+            ((3, 2, 6, 5), (3, 2, 8, 3)),
+        ):
+            args = inputs(shape1, shape2, 1)
+            self.assertEqual(gm(*args), fn(*args))
+
     def test_meta_kernels_are_cpp(self):
         # The Meta kernels come from the yaml's Meta: entries (generated
         # registration), not from a Python meta registration.
@@ -464,23 +731,23 @@ class TestCorrelationMeta(TestCase):
         kw = dict(kernel_size=3, padding=1, groups=2, scale=0.5)
         torch.library.opcheck(aten.correlation.default, (x1, x2, [2, 1]), kw)
         grad = torch.randn(2, 30, 6, 5, dtype=torch.float64, requires_grad=True)
+        geometry = ([2, 1], None, [3, 3], [1, 1], [1, 1], [1, 1], [1, 1], 2, 0.5)
         torch.library.opcheck(
             aten.correlation_backward.default,
-            (
-                grad,
-                x1,
-                x2,
-                [2, 1],
-                None,
-                [3, 3],
-                [1, 1],
-                [1, 1],
-                [1, 1],
-                [1, 1],
-                2,
-                0.5,
-                [True, True],
-            ),
+            (grad, x1, x2, None, *geometry, [True, True, False]),
+        )
+        # With an offset (input2 of its own size), its gradient included.
+        y2 = make_inputs((2, 4, 3, 7), seed=1, requires_grad=True)[0]
+        offset = make_offset((2, 2, 6, 5)).requires_grad_()
+        torch.library.opcheck(
+            aten.correlation.default, (x1, y2, [2, 1]), dict(kw, offset=offset)
+        )
+        # AOTAutograd differentiates every output of the backward operator,
+        # which the offset's gradient does not support (no double backward
+        # through the offset): the input gradients only, the offset constant.
+        torch.library.opcheck(
+            aten.correlation_backward.default,
+            (grad, x1, y2, offset.detach(), *geometry, [True, True, False]),
         )
         # The autogen'd out= variant goes through the same Meta kernel.
         out = torch.empty(0, device="meta")
@@ -505,7 +772,7 @@ class TestCorrelationDecomposition(TestCase):
             return [v, v] if isinstance(v, int) else list(v)
 
         kwargs = {
-            k: v if k in ("groups", "scale") or v is None else listed(v)
+            k: v if k in ("offset", "groups", "scale") or v is None else listed(v)
             for k, v in kwargs.items()
         }
         fn = torch._decomp.decomposition_table[aten.correlation.default]
@@ -546,6 +813,21 @@ class TestCorrelationDecomposition(TestCase):
         for shape in ((0, 3, 6, 6), (2, 0, 6, 6)):
             x1, x2 = make_inputs(shape)
             self.assertEqual(self.decomp(x1, x2, 1), F.correlation(x1, x2, 1))
+        # With an offset, also an empty input2 (every sample reads zero); NaN
+        # offsets still give NaN.
+        for shape1, shape2 in (
+            ((0, 3, 6, 6), (0, 3, 4, 5)),
+            ((2, 0, 6, 6), (2, 0, 4, 5)),
+            ((2, 3, 6, 6), (2, 3, 0, 5)),
+            ((2, 3, 6, 6), (2, 3, 4, 0)),
+        ):
+            kwargs = dict(max_displacement=1)
+            x1, x2, offset = make_offset_inputs(shape1, shape2, kwargs, nonfinite=True)
+            self.assertEqual(
+                self.decomp(x1, x2, 1, offset=offset),
+                F.correlation(x1, x2, 1, offset=offset),
+                equal_nan=True,
+            )
 
     def test_traced_graph_is_core_aten(self):
         # make_fx with the decomposition yields only core ATen ops, and input2
@@ -564,6 +846,117 @@ class TestCorrelationDecomposition(TestCase):
         pads = [n for n in gm.graph.nodes if n.target == aten.constant_pad_nd.default]
         self.assertEqual(len(pads), 2)
         self.assertEqual(gm(x1, x2), F.correlation(x1, x2, 2, kernel_size=3, padding=1))
+
+    @parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+    def test_offset_matches_kernel(self, dtype):
+        # With an offset (and input2 of its own size): every argument,
+        # batched and unbatched, channels_last, NaN/inf offsets (NaN outputs
+        # at their locations) and a huge finite one (zeros). float32 differs
+        # by the rounding of grid_sampler_2d's normalized coordinates.
+        tol = dict(
+            float64=(1e-12, 1e-12), float32=(1e-4, 1e-4), bfloat16=(1.6e-2, 2e-2)
+        )
+        rtol, atol = tol[str(dtype).split(".")[1]]
+        for shape1, shape2, kwargs in OFFSET_CASES:
+            max_d, kw = split(kwargs)
+            x1, x2, offset = make_offset_inputs(
+                shape1, shape2, kwargs, dtype, nonfinite=True
+            )
+            expected = F.correlation(x1, x2, max_d, offset=offset, **kw)
+            actual = self.decomp(x1, x2, max_d, offset=offset, **kw)
+            self.assertEqual(actual.dtype, expected.dtype)
+            self.assertTrue(expected.isnan().any())
+            self.assertEqual(
+                actual,
+                expected,
+                rtol=rtol,
+                atol=atol,
+                equal_nan=True,
+                msg=f"{shape1} {shape2} {kwargs}",
+            )
+            if len(shape1) == 4:
+                cl = [
+                    t.contiguous(memory_format=torch.channels_last)
+                    for t in (x1, x2, offset)
+                ]
+                actual = self.decomp(cl[0], cl[1], max_d, offset=cl[2], **kw)
+                self.assertEqual(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+                self.assertEqual(
+                    actual.stride(),
+                    F.correlation(cl[0], cl[1], max_d, offset=cl[2], **kw).stride(),
+                )
+
+    def test_offset_gradients_match_kernel(self):
+        # Autograd through the decomposition (grid_sampler_2d's backward)
+        # against the operator's backward, float64, for input1, input2 and
+        # the offset, with non-finite offsets: NaN offset gradient and no
+        # contribution to the input gradients at their locations.
+        for shape1, shape2, kwargs in OFFSET_CASES:
+            max_d, kw = split(kwargs)
+            inputs = [
+                t.requires_grad_()
+                for t in make_offset_inputs(shape1, shape2, kwargs, nonfinite=True)
+            ]
+            x1, x2, offset = inputs
+            expected = F.correlation(x1, x2, max_d, offset=offset, **kw)
+            actual = self.decomp(x1, x2, max_d, offset=offset, **kw)
+            weight = torch.randn_like(expected)
+            want = torch.autograd.grad(expected, inputs, weight)
+            got = torch.autograd.grad(actual, inputs, weight)
+            self.assertFalse(want[0].isnan().any() or want[1].isnan().any())
+            self.assertTrue(want[2].isnan().any())
+            for name, g, w in zip(("input1", "input2", "offset"), got, want):
+                self.assertEqual(
+                    g, w, atol=1e-11, rtol=1e-11, equal_nan=True, msg=f"{name} {kwargs}"
+                )
+
+    def test_offset_integer_equals_shifted_reference(self):
+        # A constant integer offset (u, v) reads input2 like the integer
+        # operator with the displacement range shifted by (v, u): decomposition
+        # and kernel against the independent float64 reference.
+        x1, x2 = make_inputs((2, 4, 6, 7))
+        u, v = 2.0, -1.0
+        offset = torch.empty(2, 2, 6, 7, dtype=torch.float64)
+        offset[:, 0], offset[:, 1] = u, v
+        kw = dict(kernel_size=3, padding=1, groups=2, displacement_stride=(1, -1))
+        expected = correlation_reference(
+            x1,
+            x2,
+            (1 + int(v), 2 + int(u)),
+            min_displacement=(-1 + int(v), -1 + int(u)),
+            **kw,
+        )
+        kw["min_displacement"] = (-1, -1)
+        for fn in (F.correlation, self.decomp):
+            self.assertEqual(fn(x1, x2, (1, 2), offset=offset, **kw), expected)
+
+    def test_offset_traced_graph_is_core_aten(self):
+        # make_fx with the decomposition: only core ATen operators, one
+        # grid_sampler_2d per displacement (one sampled copy of input2 at a
+        # time, every kernel tap in it), none for input1.
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        shape1, shape2, kwargs = OFFSET_CASES[1]
+        max_d, kw = split(kwargs)
+        x1, x2, offset = make_offset_inputs(shape1, shape2, kwargs, torch.float32)
+        op = aten.correlation.default
+        table = {op: torch._decomp.decomposition_table[op]}
+        gm = make_fx(
+            lambda a, b, o: F.correlation(a, b, max_d, offset=o, **kw),
+            decomposition_table=table,
+        )(x1, x2, offset)
+        self.assertEqual(core_aten_violations(gm), set())
+        samplers = [
+            n for n in gm.graph.nodes if n.target == aten.grid_sampler_2d.default
+        ]
+        self.assertEqual(len(samplers), 5 * 3)
+        self.assertTrue(all(n.args[0].name == "b_1" for n in samplers))
+        self.assertEqual(
+            gm(x1, x2, offset),
+            F.correlation(x1, x2, max_d, offset=offset, **kw),
+            rtol=1e-4,
+            atol=1e-4,
+        )
 
 
 class TestCorrelationCompile(TestCase):
@@ -641,6 +1034,41 @@ class TestCorrelationCompile(TestCase):
         code = "\n".join(code)
         self.assertIn("aten.correlation_backward", code)
 
+    def test_compile_offset(self):
+        # With an offset: fullgraph, static and dynamic shapes (input2 of its
+        # own size), the native kernels kept (extern calls with offset=),
+        # forward and backward against eager for all three inputs.
+        from torch._inductor.utils import run_and_get_code
+
+        model = OffsetModule()
+
+        def step(fn, *args):
+            out = fn(*args)
+            return out, torch.autograd.grad(out.square().sum(), args)
+
+        kwargs = dict(max_displacement=1, kernel_size=3, padding=1)
+        shapes = (((2, 4, 6, 7), (2, 4, 3, 4)), ((1, 4, 8, 5), (1, 4, 4, 3)))
+        for dynamic in (False, True):
+            torch._dynamo.reset()
+            compiled = torch.compile(model, fullgraph=True, dynamic=dynamic)
+            # (Static: one size, a second would only recompile.)
+            for i, (shape1, shape2) in enumerate(shapes if dynamic else shapes[:1]):
+                args = [
+                    t.requires_grad_()
+                    for t in make_offset_inputs(
+                        shape1, shape2, kwargs, torch.float32, seed=i
+                    )
+                ]
+                (out, grads), code = run_and_get_code(step, compiled, *args)
+                expected, expected_grads = step(model, *args)
+                self.assertEqual(out, expected)
+                self.assertEqual(grads, expected_grads)
+                if i == 0:
+                    code = "\n".join(code)
+                    self.assertRegex(code, r"aten\.correlation\.default\(.*offset=")
+                    self.assertIn("aten.correlation_backward.default(", code)
+                    self.assertNotIn("grid_sampler", code)
+
 
 class TestCorrelationExport(TestCase):
     """torch.export: aten.correlation in the program; core ATen after decomposition."""
@@ -672,6 +1100,45 @@ class TestCorrelationExport(TestCase):
             y1, y2 = make_inputs(shape, torch.float32, seed=1)
             self.assertEqual(ep.module()(y1, y2), model(y1, y2))
             self.assertEqual(core.module()(y1, y2), model(y1, y2), rtol=1e-5, atol=1e-5)
+
+    def test_export_offset(self):
+        # torch.export keeps aten.correlation with its offset; the core ATen
+        # program samples input2 with grid_sampler_2d; both match eager, also
+        # with dynamic sizes (input2's independent of input1's).
+        model = OffsetModule()
+        kwargs = dict(max_displacement=1, kernel_size=3, padding=1)
+        args = make_offset_inputs((2, 4, 6, 7), (2, 4, 4, 9), kwargs, torch.float32)
+        dim = torch.export.Dim
+        batch, h, w, h2, w2 = (dim(n, min=2) for n in ("n", "h", "w", "h2", "w2"))
+        dynamic_shapes = (
+            {0: batch, 2: h, 3: w},
+            {0: batch, 2: h2, 3: w2},
+            {0: batch, 2: h, 3: w},
+        )
+        for shapes in (None, dynamic_shapes):
+            ep = torch.export.export(model, args, dynamic_shapes=shapes)
+            (node,) = [
+                n
+                for n in ep.graph_module.graph.nodes
+                if n.target == aten.correlation.default
+            ]
+            self.assertIn("offset", node.kwargs)
+            core = ep.run_decompositions()
+            targets = graph_targets(core.graph_module)
+            self.assertNotIn(aten.correlation.default, targets)
+            self.assertIn(aten.grid_sampler_2d.default, targets)
+            self.assertEqual(core_aten_violations(core.graph_module), set())
+            runs = [args]
+            if shapes is not None:
+                runs.append(
+                    make_offset_inputs(
+                        (3, 4, 9, 5), (3, 4, 3, 8), kwargs, torch.float32, seed=1
+                    )
+                )
+            for inputs in runs:
+                expected = model(*inputs)
+                self.assertEqual(ep.module()(*inputs), expected)
+                self.assertEqual(core.module()(*inputs), expected, rtol=1e-4, atol=1e-4)
 
 
 HAS_ONNX = all(
@@ -942,6 +1409,22 @@ class TestCorrelationVmap(TestCase):
             self.assertEqual(actual[0], expected[0])
             self.assertEqual(actual[1], expected[1])
 
+    def test_jacrev_jacfwd_offset(self):
+        # With an offset, all three arguments differentiated: vmap over the
+        # backward (three results) and over the forward-AD formula.
+        kwargs = dict(max_displacement=(1, 1), kernel_size=(1, 3), padding=(0, 1))
+        max_d, kw = split(kwargs)
+        args = make_offset_inputs((2, 3, 4), (2, 4, 3), kwargs)
+
+        def fn(a, b, o):
+            return F.correlation(a, b, max_d, offset=o, **kw)
+
+        expected = torch.autograd.functional.jacobian(fn, args)
+        for transform in (torch.func.jacrev, torch.func.jacfwd):
+            actual = transform(fn, argnums=(0, 1, 2))(*args)
+            for got, want in zip(actual, expected):
+                self.assertEqual(got, want)
+
     @parametrize("in_dims", [(0, 0), (0, None), (None, 0), (2, 1)])
     @parametrize("logical_rank", [3, 4])
     def test_vmap_matches_loop(self, in_dims, logical_rank):
@@ -1004,6 +1487,64 @@ class TestCorrelationVmap(TestCase):
         self.assertEqual(g1, a.grad)
         self.assertEqual(g2, b.grad)
 
+    @parametrize(
+        "in_dims",
+        [(0, 0, 0), (None, None, 0), (0, None, None), (None, 1, None), (2, 0, 1)],
+    )
+    @parametrize("logical_rank", [3, 4])
+    def test_vmap_offset(self, in_dims, logical_rank):
+        # Both rules with an offset, any of input1, input2 and offset
+        # vmapped (input2 of its own size), against a loop: the forward, and
+        # the backward with each three-element output_mask.
+        batch = 3
+        shape1, shape2 = (
+            (2, 4, 5, 6)[4 - logical_rank :],
+            (2, 4, 3, 7)[4 - logical_rank :],
+        )
+        kw = dict(kernel_size=3, padding=1, displacement_stride=(-1, 1), groups=2)
+        oshape = offset_shape(shape1, dict(kw, max_displacement=1))
+        out_shape = (*oshape[:-3], 18, *oshape[-2:])
+
+        def batched(shape, dim, seed, make=make_offset):
+            if dim is not None:
+                shape = list(shape)
+                shape.insert(dim, batch)
+            return make(tuple(shape), seed=seed)
+
+        def make_input(shape, seed):
+            return make_inputs(shape, seed=seed)[0]
+
+        x1 = batched(shape1, in_dims[0], 1, make_input)
+        x2 = batched(shape2, in_dims[1], 2, make_input)
+        offset = batched(oshape, in_dims[2], 3)
+        pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
+
+        def forward(a, b, o):
+            return F.correlation(a, b, 1, offset=o, **kw)
+
+        actual = torch.vmap(forward, in_dims=in_dims)(x1, x2, offset)
+        for i in range(batch):
+            args = (pick(t, d, i) for t, d in zip((x1, x2, offset), in_dims))
+            self.assertEqual(actual[i], forward(*args))
+
+        grad_dim = 0 if in_dims[0] is None else None
+        grad = batched(out_shape, grad_dim, 4, make_input)
+        dims = (grad_dim, *in_dims)
+        for mask in ([True, True, True], [False, False, True], [True, False, False]):
+
+            def backward(g, a, b, o, mask=mask):
+                grads = correlation_backward(g, a, b, 1, mask, offset=o, **kw)
+                self.assertEqual([g is not None for g in grads], mask)
+                return tuple(g for g in grads if g is not None)
+
+            actual = torch.vmap(backward, in_dims=dims)(grad, x1, x2, offset)
+            for i in range(batch):
+                args = (pick(t, d, i) for t, d in zip((grad, x1, x2, offset), dims))
+                expected = backward(*args)
+                self.assertEqual(len(actual), len(expected))
+                for got, want in zip(actual, expected):
+                    self.assertEqual(got[i], want, msg=str(mask))
+
 
 class TestCorrelationAutocast(TestCase):
     """Autocast kernels: lower-precision dtype like conv2d."""
@@ -1027,6 +1568,40 @@ class TestCorrelationAutocast(TestCase):
         with torch.autocast("cpu", dtype=torch.bfloat16):
             F.correlation(a, b, 1).float().sum().backward()
         self.assertEqual(a.grad.dtype, torch.float32)
+
+    def test_autocast_cpu_bfloat16_offset(self):
+        # The offset is cast with the inputs (float32 -> bfloat16); float64
+        # calls are left alone; the backward returns float32 gradients for
+        # all three float32 leaves.
+        kwargs = dict(max_displacement=1, kernel_size=3, padding=1)
+        max_d, kw = split(kwargs)
+        x1, x2, offset = make_offset_inputs(
+            (2, 4, 6, 6), (2, 4, 4, 5), kwargs, torch.float32
+        )
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = F.correlation(x1, x2, max_d, offset=offset, **kw)
+            double = F.correlation(
+                x1.double(), x2.double(), max_d, offset=offset.double(), **kw
+            )
+        self.assertEqual(out.dtype, torch.bfloat16)
+        self.assertEqual(double.dtype, torch.float64)
+        self.assertEqual(
+            out,
+            F.correlation(
+                x1.bfloat16(), x2.bfloat16(), max_d, offset=offset.bfloat16(), **kw
+            ),
+        )
+        self.assertEqual(
+            double,
+            F.correlation(
+                x1.double(), x2.double(), max_d, offset=offset.double(), **kw
+            ),
+        )
+        leaves = [t.clone().requires_grad_() for t in (x1, x2, offset)]
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = F.correlation(leaves[0], leaves[1], max_d, offset=leaves[2], **kw)
+        out.float().sum().backward()
+        self.assertEqual([t.grad.dtype for t in leaves], [torch.float32] * 3)
 
     @unittest.skipIf(not HAS_CUDA, "needs CUDA")
     def test_autocast_cuda_float16(self):
@@ -1153,6 +1728,40 @@ class TestCorrelationFlopCounter(TestCase):
         with FlopCounterMode(display=False) as counter:
             F.correlation(x1, x2.detach(), 2, **kw).sum().backward()
         self.assertEqual(counter.get_total_flops(), 2 * forward)
+
+    def test_offset(self):
+        from torch.utils.flop_counter import FlopCounterMode
+
+        # With an offset every sample mixes four pixels: four times the
+        # multiply-adds of the integer operator, in the forward and per
+        # requested gradient (input1, input2, offset) in the backward.
+        kwargs = dict(max_displacement=2, kernel_size=3, padding=1, groups=3)
+        max_d, kw = split(kwargs)
+        inputs = [
+            t.requires_grad_()
+            for t in make_offset_inputs(
+                (2, 6, 7, 8), (2, 6, 4, 5), kwargs, torch.float32
+            )
+        ]
+        with FlopCounterMode(display=False) as counter:
+            out = F.correlation(inputs[0], inputs[1], max_d, offset=inputs[2], **kw)
+        forward = 4 * 2 * (2 * 75 * 7 * 8) * (6 // 3) * 3 * 3
+        self.assertEqual(counter.get_flop_counts()["Global"][aten.correlation], forward)
+        for needs_grad, gradients in (
+            ((True, True, True), 3),
+            ((True, True, False), 2),
+            ((False, False, True), 1),
+        ):
+            for t, flag in zip(inputs, needs_grad):
+                t.requires_grad_(flag)
+            out = F.correlation(inputs[0], inputs[1], max_d, offset=inputs[2], **kw)
+            with FlopCounterMode(display=False) as counter:
+                out.sum().backward()
+            self.assertEqual(
+                counter.get_flop_counts()["Global"][aten.correlation_backward],
+                gradients * forward,
+                msg=str(needs_grad),
+            )
 
 
 instantiate_parametrized_tests(TestCorrelationDecomposition)

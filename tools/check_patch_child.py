@@ -217,6 +217,49 @@ if decomp is not None:
     record(
         "decomposition equals test/correlation_reference.py", not bad, "\n".join(bad)
     )
+    # With offset=: a constant integer offset (u, v) is the integer
+    # correlation with the displacement range shifted by (v, u).
+    x1 = torch.randn(1, 4, 5, 6, dtype=torch.float64, generator=gen)
+    x2 = torch.randn(1, 4, 5, 6, dtype=torch.float64, generator=gen)
+    offset = torch.empty(1, 2, 5, 6, dtype=torch.float64)
+    offset[:, 0], offset[:, 1] = 2.0, -1.0
+    detail = ""
+    try:
+        got = decomp(
+            x1,
+            x2,
+            [1, 2],
+            offset=offset,
+            min_displacement=[-1, 0],
+            kernel_size=[3, 3],
+            stride=[1, 1],
+            padding=[1, 1],
+            dilation=[1, 1],
+            displacement_stride=[1, 1],
+            groups=2,
+            scale=0.5,
+        )
+        want = correlation_reference(
+            x1,
+            x2,
+            (0, 4),
+            min_displacement=(-2, 2),
+            kernel_size=3,
+            padding=1,
+            groups=2,
+            scale=0.5,
+        )
+        ok = got.shape == want.shape and torch.allclose(
+            got, want, rtol=1e-10, atol=1e-10
+        )
+        detail = f"shapes {tuple(got.shape)} / {tuple(want.shape)}"
+    except Exception as e:
+        ok, detail = False, f"{type(e).__name__}: {e}"
+    record(
+        "decomposition with an integer offset equals the shifted reference",
+        ok,
+        detail,
+    )
 
 record(
     "aten.correlation in core_aten_decompositions()",
@@ -256,11 +299,24 @@ detail = ""
 ok = len(ops) == 1 and ops[0].op is F.correlation
 if ok:
     samples = list(ops[0].sample_inputs("cpu", torch.float64, requires_grad=True))
-    ok = bool(samples) and all(
-        isinstance(s.args[0], torch.Tensor) and s.args[0].shape == s.input.shape
-        for s in samples
-    )
-    detail = f"{len(samples)} samples"
+
+    def valid(s):
+        # Without an offset both inputs have one shape; with one, input2 has
+        # input1's rank, batch size and channels, and the offset 2 channels.
+        x1, x2, offset = s.input, s.args[0], s.kwargs.get("offset")
+        if not isinstance(x2, torch.Tensor):
+            return False
+        if offset is None:
+            return x2.shape == x1.shape
+        return (
+            x2.shape[:-2] == x1.shape[:-2]
+            and offset.dim() == x1.dim()
+            and offset.shape[-3] == 2
+        )
+
+    with_offset = sum(s.kwargs.get("offset") is not None for s in samples)
+    ok = bool(samples) and with_offset > 0 and all(valid(s) for s in samples)
+    detail = f"{len(samples)} samples, {with_offset} with an offset"
 record("OpInfo nn.functional.correlation in op_db, samples generated", ok, detail)
 
 import torch.testing._internal.common_modules as cm

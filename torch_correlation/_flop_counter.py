@@ -23,18 +23,25 @@ __all__: list[str] = []
 
 
 # [correlation begin]
-def correlation_flop_count(input1_shape, out_shape, kernel_size, groups) -> int:
+def correlation_flop_count(
+    input1_shape, out_shape, kernel_size, groups, sampled=False
+) -> int:
     """Count flops for correlation.
 
     Every output element is the dot product of a (C / groups) x k_h x k_w
     window of input1 with one of input2 (a multiplication and an addition
-    each, counted like convolution's), whatever the displacement.
+    each, counted like convolution's), whatever the displacement. With an
+    offset (``sampled``), each sample of input2 is the bilinear mix of four
+    pixels: the output element mixes the four dot products with those
+    pixels, counted as four times the multiply-adds (the weights, one set
+    per output location, are not counted).
     """
     # int[2] arguments may hold one value for both axes.
     kernel = [kernel_size] if isinstance(kernel_size, int) else list(kernel_size)
     kernel_h, kernel_w = kernel if len(kernel) == 2 else kernel * 2
     channels_per_group = input1_shape[-3] // groups
-    return 2 * prod(out_shape) * channels_per_group * kernel_h * kernel_w
+    taps = 4 if sampled else 1
+    return 2 * taps * prod(out_shape) * channels_per_group * kernel_h * kernel_w
 
 
 @register_flop_formula(aten.correlation)
@@ -43,13 +50,16 @@ def correlation_flop(
     input2_shape,
     max_displacement,
     *args,
+    offset=None,
     kernel_size=1,
     groups=1,
     out_shape=None,
     **kwargs,
 ) -> int:
     """Count flops for correlation."""
-    return correlation_flop_count(input1_shape, out_shape, kernel_size, groups)
+    return correlation_flop_count(
+        input1_shape, out_shape, kernel_size, groups, sampled=offset is not None
+    )
 
 
 @register_flop_formula(aten.correlation_backward)
@@ -73,11 +83,20 @@ def correlation_backward_flop(
 ) -> int:
     """Count flops for correlation_backward.
 
-    correlation is bilinear, so each requested input gradient is a gather of
-    the same products as the forward: the forward's count per gradient.
+    For a fixed offset correlation is bilinear in the inputs, so each
+    requested input gradient is a gather of the same products as the
+    forward: the forward's count per gradient. The offset gradient (requested
+    only with an offset) moves the bilinear weights: it needs the same four
+    dot products per sample as the forward, one more forward's count.
     """
-    forward = correlation_flop_count(input1_shape, grad_out_shape, kernel_size, groups)
-    return forward * sum(bool(m) for m in output_mask[:2])
+    sampled = offset_shape is not None
+    forward = correlation_flop_count(
+        input1_shape, grad_out_shape, kernel_size, groups, sampled=sampled
+    )
+    requested = sum(bool(m) for m in output_mask[:2])
+    if sampled and len(output_mask) > 2 and output_mask[2]:
+        requested += 1
+    return forward * requested
 
 
 # [correlation end]
