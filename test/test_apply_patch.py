@@ -1290,7 +1290,14 @@ def test_opinfo_samples_follow_the_contract(monkeypatch):
     assert len(samples) >= 8
     for sample in samples:
         x1, (x2, max_d), kw = sample.input, sample.args, sample.kwargs
-        assert x1.shape == x2.shape and x1.dim() in (3, 4) and x1.requires_grad
+        assert x1.dim() in (3, 4) and x1.requires_grad
+        offset = kw.get("offset")
+        if offset is None:
+            assert x1.shape == x2.shape
+        else:
+            # input2 is sampled in its own size: same rank, batch and channels.
+            assert x2.shape[:-2] == x1.shape[:-2] and offset.dim() == x1.dim()
+            assert offset.shape[-3] == 2 and not offset.requires_grad
         channels = x1.shape[-3]
         assert channels % kw.get("groups", 1) == 0
         max_d, step = pair(max_d), pair(kw.get("displacement_stride", 1))
@@ -1311,6 +1318,16 @@ def test_opinfo_samples_follow_the_contract(monkeypatch):
             ] + 1 >= 1
             # A negative displacement_stride is valid (descending order).
             assert max_d[axis] >= 0 and step[axis] != 0
+        if offset is not None:
+            out_size = [
+                (size + 2 * p[a] - d[a] * (k[a] - 1) - 1) // s[a] + 1
+                for a, size in enumerate(x1.shape[-2:])
+            ]
+            assert list(offset.shape[-2:]) == out_size
+    assert any(
+        s.kwargs.get("offset") is not None and s.args[0].shape != s.input.shape
+        for s in samples
+    )
     assert any(
         s.input.is_contiguous(memory_format=torch.channels_last)
         and s.input.dim() == 4

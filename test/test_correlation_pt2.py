@@ -1184,7 +1184,8 @@ class TestCorrelationBinding(TestCase):
         doc = F.correlation.__doc__
         self.assertTrue(
             doc.startswith(
-                "correlation(input1, input2, max_displacement, *, min_displacement=None, "
+                "correlation(input1, input2, max_displacement, *, offset=None, "
+                "min_displacement=None, "
                 "kernel_size=1, stride=1, padding=0, dilation=1, displacement_stride=1, "
                 "groups=1, scale=1.0) -> Tensor\n"
             ),
@@ -1697,9 +1698,13 @@ class TestCorrelationModuleInfo(TestCase):
                 )
                 module = info.module_cls(*c_args, **c_kwargs)
                 out = module(*f_args, **f_kwargs)
-                self.assertEqual(out, F.correlation(*f_args, *c_args, **c_kwargs))
+                self.assertEqual(
+                    out, F.correlation(*f_args, *c_args, **c_kwargs, **f_kwargs)
+                )
                 if module_input.reference_fn is not None:
-                    self.assertEqual(out, module_input.reference_fn(module, *f_args))
+                    self.assertEqual(
+                        out, module_input.reference_fn(module, *f_args, **f_kwargs)
+                    )
                 out.sum().backward()
 
 

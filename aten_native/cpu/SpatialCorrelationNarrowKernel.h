@@ -72,10 +72,19 @@ namespace {
 // kernels at any channel count (DispNetC's 256 included).
 constexpr int64_t kNarrowMaxChannels = 4;
 
+// The scratch rows span the horizontal displacement range (see the scratch
+// geometry below), so a range much wider than the image, whose
+// displacements mostly read zeros, goes to the general kernels, which skip
+// the displacements outside the image: their memory does not grow with it.
+constexpr int64_t kNarrowMaxSpanPerColumn = 4;
+constexpr int64_t kNarrowMaxSpanExtra = 64;
+
 // Whether the narrow kernels compute this call.
 inline bool use_narrow_kernels(const CorrelationParams& p) {
+  const int64_t span_w = (p.disp_count_w - 1) * p.disp_step_w;
   return p.kernel_h == 1 && p.kernel_w == 1 && p.stride_h == 1 &&
       p.stride_w == 1 &&
+      span_w <= kNarrowMaxSpanPerColumn * p.width + kNarrowMaxSpanExtra &&
       (p.disp_count_h == 1 || p.channels_per_group() <= kNarrowMaxChannels);
 }
 
