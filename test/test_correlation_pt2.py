@@ -1173,6 +1173,38 @@ class TestCorrelationONNX(TestCase):
             expected = model(image1, image2)
         self.assertEqual(torch.from_numpy(actual), expected, rtol=1e-4, atol=1e-5)
 
+    @unittest.skipIf(
+        not HAS_ONNX, "needs the onnx, onnxscript and onnxruntime packages"
+    )
+    def test_onnx_flow_guided_lookup(self):
+        # A flow-guided lookup on a coarser level of input2: the decomposition's
+        # grid_sampler_2d becomes ONNX GridSample.
+        import onnxruntime
+
+        class Lookup(torch.nn.Module):
+            def forward(self, f1, f2, flow):
+                coarse = F.avg_pool2d(f2, 2)
+                return F.correlation(f1, coarse, 2, offset=flow / 2 - 0.5, scale=0.25)
+
+        gen = torch.Generator().manual_seed(0)
+        f1 = torch.randn(1, 4, 12, 16, generator=gen)
+        f2 = torch.randn(1, 4, 12, 16, generator=gen)
+        flow = 3 * torch.randn(1, 2, 12, 16, generator=gen)
+        program = torch.onnx.export(
+            Lookup(), (f1, f2, flow), dynamo=True, verbose=False
+        )
+        buffer = io.BytesIO()
+        program.save(buffer)
+        session = onnxruntime.InferenceSession(
+            buffer.getvalue(), providers=["CPUExecutionProvider"]
+        )
+        names = [i.name for i in session.get_inputs()]
+        (actual,) = session.run(
+            None, dict(zip(names, (f1.numpy(), f2.numpy(), flow.numpy())))
+        )
+        expected = Lookup()(f1, f2, flow)
+        self.assertEqual(torch.from_numpy(actual), expected, rtol=1e-4, atol=1e-5)
+
 
 class TestCorrelationBinding(TestCase):
     """F.correlation is the generated binding with its docstring attached."""
