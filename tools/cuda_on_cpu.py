@@ -1,8 +1,9 @@
 """Runs the CUDA correlation kernels on the CPU.
 
 ``aten_native/cuda/SpatialCorrelation.cuh`` holds the kernels, their tile
-planners and the launch sequence; ``SpatialCorrelation.cu`` starts them on a
-CUDA stream. This module compiles the same header for the host together with
+planners and the launch sequence (``SpatialCorrelationOffset.cuh`` those with
+an ``offset``); ``SpatialCorrelation.cu`` starts them on a CUDA stream. This
+module compiles the same headers for the host together with
 ``tools/cuda_on_cpu/cuda_runtime_on_cpu.h``, which supplies the CUDA
 built-ins and runs each block's threads as fibers, with ``__syncthreads`` as
 a barrier among them (see that header). The kernels run with the grids,
@@ -13,16 +14,18 @@ Importable with ``tools/`` on ``sys.path``::
     import cuda_on_cpu
 
     out = cuda_on_cpu.correlation(x1, x2, 4)  # CPU tensors
-    g1, g2 = cuda_on_cpu.correlation_backward(
-        go, x1, x2, 4, None, 1, 1, 0, 1, 1, 1, 1.0, [True, True]
+    out = cuda_on_cpu.correlation(x1, x2, 4, offset=flow)
+    g1, g2, g_offset = cuda_on_cpu.correlation_backward(
+        go, x1, x2, flow, 4, None, 1, 1, 0, 1, 1, 1, 1.0, [True, True, True]
     )
 
 The arguments are those of ``aten::correlation`` and
-``aten::correlation_backward``. Outputs start as NaN, so an element that no
-kernel thread writes shows up. ``schedule()`` picks the order in which a
-block's threads run between two barriers, ``index_limit()`` lowers the element
-count up to which the 32-bit kernels are used, and ``coverage()`` counts the
-launches per kernel, index type and dtype.
+``aten::correlation_backward`` (positional or keyword as in their schemas).
+Outputs start as NaN, and the offset backward's workspace as 0xff bytes, so
+an element that no kernel thread writes shows up. ``schedule()`` picks the
+order in which a block's threads run between two barriers, ``index_limit()``
+lowers the element count up to which the 32-bit kernels are used, and
+``coverage()`` counts the launches per kernel, index type and dtype.
 
 Run as a script, it runs the CUDA correctness tests of
 ``test/test_correlation_cuda.py`` through the harness and prints the coverage
@@ -117,6 +120,7 @@ def correlation(
     input2,
     max_displacement,
     *,
+    offset=None,
     min_displacement=None,
     kernel_size=1,
     stride=1,
@@ -131,6 +135,7 @@ def correlation(
         input1,
         input2,
         _ints(max_displacement),
+        offset,
         _ints(min_displacement),
         _ints(kernel_size),
         _ints(stride),
@@ -146,6 +151,7 @@ def correlation_backward(
     grad_output,
     input1,
     input2,
+    offset,
     max_displacement,
     min_displacement,
     kernel_size,
@@ -157,13 +163,15 @@ def correlation_backward(
     scale,
     output_mask,
 ):
-    """``aten::correlation_backward`` computed by the CUDA kernels: (grad_input1, grad_input2),
-    each None where ``output_mask`` does not ask for it."""
+    """``aten::correlation_backward`` computed by the CUDA kernels: (grad_input1,
+    grad_input2, grad_offset), each None where ``output_mask`` does not ask for
+    it (grad_offset also without an offset)."""
     return tuple(
         _load().correlation_backward(
             grad_output,
             input1,
             input2,
+            offset,
             _ints(max_displacement),
             _ints(min_displacement),
             _ints(kernel_size),
@@ -220,22 +228,29 @@ def reset_coverage() -> None:
 
 
 def _print_coverage(rows) -> bool:
-    """Prints the table; True when every row ran at least once."""
+    """Prints the table; True when every row ran at least once. A kernel of
+    no dtype and index type (the offset backward's bucket sort: index "-",
+    dtype "any") has one count, in the first column."""
     dtypes = ["Double", "Float", "Half", "BFloat16"]
     table: dict[tuple[str, str], dict[str, int]] = {}
     for kernel, index, dtype, count in rows:
         table.setdefault((kernel, index), {})[dtype] = count
-    header = f"{'kernel':<22}{'index':<7}" + "".join(f"{d:>10}" for d in dtypes)
+    header = f"{'kernel':<26}{'index':<7}" + "".join(f"{d:>10}" for d in dtypes)
     print(header)
     print("-" * len(header))
     complete = True
     for (kernel, index), counts in sorted(table.items()):
-        cells = []
-        for d in dtypes:
-            count = counts.get(d, 0)
+        if "any" in counts:
+            count = counts["any"]
             complete &= count > 0
-            cells.append(f"{count:>10}" if count else f"{'NONE':>10}")
-        print(f"{kernel:<22}{index:<7}" + "".join(cells))
+            cells = [f"{count:>10}" if count else f"{'NONE':>10}", "  (any dtype)"]
+        else:
+            cells = []
+            for d in dtypes:
+                count = counts.get(d, 0)
+                complete &= count > 0
+                cells.append(f"{count:>10}" if count else f"{'NONE':>10}")
+        print(f"{kernel:<26}{index:<7}" + "".join(cells))
     return complete
 
 

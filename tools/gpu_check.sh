@@ -6,14 +6,18 @@
 #
 # 1. builds the package in place (python setup.py build_ext --inplace),
 # 2. runs the whole test suite (CPU tests and test/test_correlation_cuda.py),
-# 3. runs tools/sanitizer_case.py under compute-sanitizer memcheck and
-#    racecheck.
+#    then the offset tests of the CUDA suite again as their own step, so that
+#    the offset path's result shows in the summary on its own,
+# 3. runs tools/sanitizer_case.py (integer and offset kernels) under
+#    compute-sanitizer memcheck and racecheck,
+# 4. times the offset path at RAFT- and PWC-Net-like sizes (informative: no
+#    threshold; the benchmarks live in benchmarks/).
 #
 # Every step runs even if an earlier one failed (except that nothing can be
 # tested without a build); each step's log goes to "$OUT" if set, else
 # ./gpu_logs, and a summary (also in summary.txt) lists the failed steps.
 # The exit status is the number of failed steps. Total runtime is bounded by
-# per-step timeouts (under 8 minutes at most; typically far less).
+# per-step timeouts (under 10 minutes at most; typically far less).
 
 set -u
 set -x
@@ -89,21 +93,62 @@ if run_step build 180 "$PYTHON" setup.py build_ext --inplace; then
   # the GPU runs the same tests on the kernels themselves.
   run_step pytest 180 "$PYTHON" -m pytest -q -p no:cacheprovider -rfEs "${PYTEST_PARALLEL[@]}" \
     -k "not OnCPU" test/ --junitxml="$LOGS/pytest.xml"
+  # (The 26 GB input2-beyond-2^31 case runs in the step above only.)
+  run_step offset 45 "$PYTHON" -m pytest -q -p no:cacheprovider -rfEs \
+    -k "offset and not OnCPU and not 64bit" test/test_correlation_cuda.py
 
   # 3. compute-sanitizer over a small forward + backward case. Without the
   # caching allocator every tensor is its own allocation, so memcheck sees
   # out-of-bounds accesses that a cached block would hide.
   if command -v compute-sanitizer > /dev/null; then
-    run_step memcheck 50 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+    run_step memcheck 75 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
       compute-sanitizer --tool memcheck --error-exitcode 1 \
       "$PYTHON" tools/sanitizer_case.py
-    run_step racecheck 50 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
+    run_step racecheck 75 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 \
       compute-sanitizer --tool racecheck --racecheck-report all --error-exitcode 1 \
       "$PYTHON" tools/sanitizer_case.py
   else
     echo "compute-sanitizer: not found" | tee -a "$SUMMARY"
     FAILED+=("compute-sanitizer-missing")
   fi
+
+  # 4. Offset path timings (CUDA events, median of 20 after warm-up).
+  run_step offset_timing 30 "$PYTHON" -c '
+import torch
+import torch.nn.functional as F
+import torch_correlation
+
+def median_ms(fn):
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(20):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2]
+
+# (name, input1 shape, input2 (H, W), max_displacement)
+for name, shape, size2, max_disp in (
+    ("RAFT level 0", (2, 256, 55, 128), (55, 128), 4),
+    ("RAFT level 2", (2, 256, 55, 128), (14, 32), 4),
+    ("PWC-Net 1/4", (2, 32, 112, 256), (112, 256), 4),
+):
+    for dtype in (torch.float32, torch.float16):
+        x1 = torch.randn(shape, device="cuda", dtype=dtype, requires_grad=True)
+        x2 = torch.randn(*shape[:2], *size2, device="cuda", dtype=dtype, requires_grad=True)
+        flow = (torch.randn(shape[0], 2, *shape[2:], device="cuda") * 3).to(dtype)
+        flow.requires_grad_()
+        out = F.correlation(x1, x2, max_disp, offset=flow)
+        go = torch.randn_like(out)
+        fwd = median_ms(lambda: F.correlation(x1, x2, max_disp, offset=flow))
+        bwd = median_ms(lambda: torch.autograd.grad(out, (x1, x2, flow), go, retain_graph=True))
+        print(f"{name} {tuple(shape)} input2 {size2} {dtype}: forward {fwd:.3f} ms, backward {bwd:.3f} ms", flush=True)
+'
 else
   echo "build failed: tests and sanitizers skipped" | tee -a "$SUMMARY"
 fi

@@ -1,14 +1,18 @@
 #define TORCH_ASSERT_NO_OPERATORS
 #include <ATen/cuda/CUDAContext.h>
+#include <ATen/cuda/EmptyTensor.h>
 #include <ATen/native/cpu/SpatialCorrelationKernel.h>
 #include <c10/cuda/CUDAGuard.h>
 
 #include <ATen/native/cuda/SpatialCorrelation.cuh>
+#include <ATen/native/cuda/SpatialCorrelationOffset.cuh>
 #include <cstdint>
 #include <initializer_list>
 
 // The kernels are in SpatialCorrelation.cuh (NOTE [ Correlation CUDA
-// Kernels ]); this file starts them on the current stream.
+// Kernels ]) and, with an offset, SpatialCorrelationOffset.cuh (NOTE [
+// Correlation CUDA Offset Kernels ]); this file starts them on the current
+// stream.
 
 namespace at::native {
 
@@ -38,6 +42,20 @@ struct StreamLaunch {
     kernel<<<static_cast<unsigned>(blocks), threads, shared_bytes, stream>>>(
         args...);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
+  }
+};
+
+// The `workspace` of the offset backward: scratch memory from the caching
+// allocator, on the device of `like`. It is freed when the launch sequence
+// returns, after its kernels are queued on the current stream, which is the
+// stream the allocator associates it with, so later work on that stream
+// cannot reuse it before they finish.
+struct DeviceWorkspace {
+  const TensorBase& like;
+
+  TensorBase operator()(int64_t bytes) const {
+    return at::detail::empty_cuda(
+        {bytes}, kByte, like.device(), /*memory_format=*/std::nullopt);
   }
 };
 
@@ -109,9 +127,71 @@ void correlation_backward_kernel_cuda(
       params);
 }
 
+void correlation_offset_kernel_cuda(
+    const TensorBase& output,
+    const TensorBase& input1,
+    const TensorBase& input2,
+    const TensorBase& offset,
+    const CorrelationParams& params) {
+  check_cuda_tensors(
+      "correlation", input1, {&output, &input1, &input2, &offset});
+  if (output.numel() == 0) {
+    return;
+  }
+  c10::cuda::CUDAGuard device_guard(input1.device());
+  correlation_cuda::run_correlation_offset_forward(
+      StreamLaunch{at::cuda::getCurrentCUDAStream()},
+      output,
+      input1,
+      input2,
+      offset,
+      params);
+}
+
+void correlation_offset_backward_kernel_cuda(
+    const TensorBase& grad_input1,
+    const TensorBase& grad_input2,
+    const TensorBase& grad_offset,
+    const TensorBase& grad_output,
+    const TensorBase& input1,
+    const TensorBase& input2,
+    const TensorBase& offset,
+    const CorrelationParams& params) {
+  check_cuda_tensors(
+      "correlation_backward",
+      input1,
+      {&grad_input1,
+       &grad_input2,
+       &grad_offset,
+       &grad_output,
+       &input1,
+       &input2,
+       &offset});
+  if (!grad_input1.defined() && !grad_input2.defined() &&
+      !grad_offset.defined()) {
+    return;
+  }
+  c10::cuda::CUDAGuard device_guard(input1.device());
+  correlation_cuda::run_correlation_offset_backward(
+      StreamLaunch{at::cuda::getCurrentCUDAStream()},
+      DeviceWorkspace{input1},
+      grad_input1,
+      grad_input2,
+      grad_offset,
+      grad_output,
+      input1,
+      input2,
+      offset,
+      params);
+}
+
 }  // namespace
 
 REGISTER_DISPATCH(correlation_stub, &correlation_kernel_cuda)
 REGISTER_DISPATCH(correlation_backward_stub, &correlation_backward_kernel_cuda)
+REGISTER_DISPATCH(correlation_offset_stub, &correlation_offset_kernel_cuda)
+REGISTER_DISPATCH(
+    correlation_offset_backward_stub,
+    &correlation_offset_backward_kernel_cuda)
 
 }  // namespace at::native

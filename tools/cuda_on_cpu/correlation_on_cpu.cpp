@@ -1,9 +1,10 @@
-// The CUDA correlation kernels (aten_native/cuda/SpatialCorrelation.cuh),
-// compiled for the host and run by cuda_runtime_on_cpu.h, behind the same
-// arguments as aten::correlation and aten::correlation_backward. The
-// launch sequence, planners and kernels are the header's, unchanged; this
-// file supplies the launch callable, the dynamic shared memory and the
-// allocation that SpatialCorrelation.cpp does for the real op.
+// The CUDA correlation kernels (aten_native/cuda/SpatialCorrelation.cuh and,
+// with an offset, SpatialCorrelationOffset.cuh), compiled for the host and
+// run by cuda_runtime_on_cpu.h, behind the same arguments as
+// aten::correlation and aten::correlation_backward. The launch sequences,
+// planners and kernels are the headers', unchanged; this file supplies the
+// launch and workspace callables, the dynamic shared memory and the
+// allocation and dispatch that SpatialCorrelation.cpp does for the real op.
 
 #include "cuda_runtime_on_cpu.h"
 
@@ -13,7 +14,7 @@
 #define C10_LAUNCH_BOUNDS_1(max_threads_per_block)
 #endif
 
-#include <ATen/native/cuda/SpatialCorrelation.cuh>
+#include <ATen/native/cuda/SpatialCorrelationOffset.cuh>
 
 #include <torch/extension.h>
 
@@ -59,6 +60,33 @@ void name_kernels() {
       "grad_input2 tiled");
   add(reinterpret_cast<const void*>(&correlation_backward_input2_generic_kernel<scalar_t, index_t>),
       "grad_input2 generic");
+  add(reinterpret_cast<const void*>(&correlation_offset_forward_kernel<scalar_t, index_t>),
+      "offset forward");
+  add(reinterpret_cast<const void*>(&correlation_offset_grad_offset_partial_kernel<scalar_t, index_t>),
+      "offset grad_offset part");
+  add(reinterpret_cast<const void*>(&correlation_offset_grad_offset_reduce_kernel<scalar_t, index_t>),
+      "offset grad_offset sum");
+  add(reinterpret_cast<const void*>(&correlation_offset_grad_input1_kernel<scalar_t, index_t>),
+      "offset grad_input1");
+  add(reinterpret_cast<const void*>(&correlation_offset_bucket_kernel<scalar_t, index_t>),
+      "offset buckets");
+  add(reinterpret_cast<const void*>(&correlation_offset_grad_input2_kernel<scalar_t, index_t>),
+      "offset grad_input2");
+}
+
+// Kernels of neither a dtype nor an index type (the bucket sort of the
+// offset grad_input2, over OffsetSortKey): one row each, dtype "any".
+void name_untyped_kernels() {
+  const auto add = [&](const void* kernel, const char* name) {
+    kernel_names[kernel] = CoverageKey{name, "-", "any"};
+    coverage.emplace(CoverageKey{name, "-", "any"}, 0);
+  };
+  add(reinterpret_cast<const void*>(&correlation_offset_sort_block_kernel<OffsetSortKey>),
+      "offset sort block");
+  add(reinterpret_cast<const void*>(&correlation_offset_sort_step_kernel<OffsetSortKey>),
+      "offset sort step");
+  add(reinterpret_cast<const void*>(&correlation_offset_bucket_begin_kernel<OffsetSortKey>),
+      "offset bucket begin");
 }
 
 void name_all_kernels() {
@@ -73,6 +101,7 @@ void name_all_kernels() {
   name_kernels<at::Half, int64_t>();
   name_kernels<at::BFloat16, int>();
   name_kernels<at::BFloat16, int64_t>();
+  name_untyped_kernels();
 }
 
 // The `launch` of the launch sequence, with the checks a GPU launch makes.
@@ -119,60 +148,108 @@ void check_cpu(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "cuda_on_cpu: expected ", name, " on the CPU");
 }
 
+// The `workspace` of the offset backward: host memory of exactly `bytes`
+// bytes (so that AddressSanitizer reports an access past its end), filled
+// with 0xff bytes so that a value no kernel wrote shows up.
+struct HostWorkspace {
+  at::TensorBase operator()(int64_t bytes) const {
+    return at::empty({bytes}, at::kByte).fill_(0xff);
+  }
+};
+
 at::Tensor correlation(
     const at::Tensor& input1, const at::Tensor& input2, const Ints& max_displacement,
+    const std::optional<at::Tensor>& offset_opt,
     const std::optional<Ints>& min_displacement, const Ints& kernel_size,
     const Ints& stride, const Ints& padding, const Ints& dilation,
     const Ints& displacement_stride, int64_t groups, double scale) {
   check_cpu(input1, "input1");
   check_cpu(input2, "input2");
+  const at::Tensor offset = offset_opt.value_or(at::Tensor());
+  if (offset.defined()) {
+    check_cpu(offset, "offset");
+  }
   name_all_kernels();
   const auto checked = check_correlation(
-      input1, input2, max_displacement, optional_ints(min_displacement), kernel_size,
-      stride, padding, dilation, displacement_stride, groups, scale);
-  const auto params = correlation_params(input1, checked);
+      input1, input2, offset, max_displacement, optional_ints(min_displacement),
+      kernel_size, stride, padding, dilation, displacement_stride, groups, scale);
   auto output =
       nan_like_layout(C10_AS_INTARRAYREF_SLOW(checked.output_sizes), input1);
-  run_correlation_forward(
-      HostLaunch{}, as_batched(output), as_batched(input1), as_batched(input2), params,
-      index_limit);
+  if (output.numel() == 0) {
+    return output;
+  }
+  const auto params = correlation_params(input1, input2, checked);
+  if (offset.defined()) {
+    run_correlation_offset_forward(
+        HostLaunch{}, as_batched(output), as_batched(input1), as_batched(input2),
+        as_batched(offset), params, index_limit);
+  } else {
+    run_correlation_forward(
+        HostLaunch{}, as_batched(output), as_batched(input1), as_batched(input2),
+        params, index_limit);
+  }
   return output;
 }
 
-std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>> correlation_backward(
+std::tuple<std::optional<at::Tensor>, std::optional<at::Tensor>, std::optional<at::Tensor>>
+correlation_backward(
     const at::Tensor& grad_output, const at::Tensor& input1, const at::Tensor& input2,
-    const Ints& max_displacement, const std::optional<Ints>& min_displacement,
-    const Ints& kernel_size, const Ints& stride, const Ints& padding,
-    const Ints& dilation, const Ints& displacement_stride, int64_t groups,
-    double scale, std::array<bool, 2> output_mask) {
+    const std::optional<at::Tensor>& offset_opt, const Ints& max_displacement,
+    const std::optional<Ints>& min_displacement, const Ints& kernel_size,
+    const Ints& stride, const Ints& padding, const Ints& dilation,
+    const Ints& displacement_stride, int64_t groups, double scale,
+    std::array<bool, 3> output_mask) {
   check_cpu(grad_output, "grad_output");
   check_cpu(input1, "input1");
   check_cpu(input2, "input2");
+  const at::Tensor offset = offset_opt.value_or(at::Tensor());
+  if (offset.defined()) {
+    check_cpu(offset, "offset");
+  }
   name_all_kernels();
   const auto checked = check_correlation(
-      input1, input2, max_displacement, optional_ints(min_displacement), kernel_size,
-      stride, padding, dilation, displacement_stride, groups, scale);
+      input1, input2, offset, max_displacement, optional_ints(min_displacement),
+      kernel_size, stride, padding, dilation, displacement_stride, groups, scale);
   check_correlation_grad_output(grad_output, input1, checked.output_sizes);
-  const auto params = correlation_params(input1, checked);
-  std::optional<at::Tensor> grad_input1, grad_input2;
+  std::optional<at::Tensor> grad_input1, grad_input2, grad_offset;
   if (output_mask[0]) {
     grad_input1 = nan_like_layout(input1.sizes(), input1);
   }
   if (output_mask[1]) {
     grad_input2 = nan_like_layout(input2.sizes(), input2);
   }
-  if (input1.numel() == 0) {
+  // As the entry: without an offset there is no offset gradient.
+  if (output_mask[2] && offset.defined()) {
+    grad_offset = nan_like_layout(offset.sizes(), offset);
+  }
+  if (!grad_input1 && !grad_input2 && !grad_offset) {
+    return {grad_input1, grad_input2, grad_offset};
+  }
+  if (grad_output.numel() == 0 || input1.numel() == 0 || input2.numel() == 0) {
     // As the entry: nothing to gather, the gradients are empty or zero.
-    if (grad_input1) grad_input1->zero_();
-    if (grad_input2) grad_input2->zero_();
-    return {grad_input1, grad_input2};
+    for (auto* grad : {&grad_input1, &grad_input2, &grad_offset}) {
+      if (*grad) (*grad)->zero_();
+    }
+    return {grad_input1, grad_input2, grad_offset};
   }
   const at::TensorBase undefined;
-  run_correlation_backward(
-      HostLaunch{}, grad_input1 ? as_batched(*grad_input1) : undefined,
-      grad_input2 ? as_batched(*grad_input2) : undefined, as_batched(grad_output),
-      as_batched(input1), as_batched(input2), params, index_limit);
-  return {grad_input1, grad_input2};
+  const auto batched_or_undefined = [&](const std::optional<at::Tensor>& t) {
+    return t ? as_batched(*t) : undefined;
+  };
+  const auto params = correlation_params(input1, input2, checked);
+  if (offset.defined()) {
+    run_correlation_offset_backward(
+        HostLaunch{}, HostWorkspace{}, batched_or_undefined(grad_input1),
+        batched_or_undefined(grad_input2), batched_or_undefined(grad_offset),
+        as_batched(grad_output), as_batched(input1), as_batched(input2),
+        as_batched(offset), params, index_limit);
+  } else {
+    run_correlation_backward(
+        HostLaunch{}, batched_or_undefined(grad_input1),
+        batched_or_undefined(grad_input2), as_batched(grad_output),
+        as_batched(input1), as_batched(input2), params, index_limit);
+  }
+  return {grad_input1, grad_input2, grad_offset};
 }
 
 // Kernels with the defects the harness exists to find, for its own tests:
