@@ -475,6 +475,7 @@ SOURCE_FILES = {
     "aten_native/cpu/SpatialCorrelationOffsetKernel.cpp": "// offset kernels\n",
     "aten_native/cuda/SpatialCorrelation.cu": "// cuda kernels\n",
     "aten_native/cuda/SpatialCorrelation.cuh": "// cuda device code\n",
+    "aten_native/cuda/SpatialCorrelationOffset.cuh": "// cuda offset device code\n",
     "aten_native/cuda/.SpatialCorrelation.cu.swp": "editor junk, never copied\n",
     "aten_functorch/BatchRulesSpatialCorrelation.cpp": "// batch rules\n",
     "native_functions_patch.yaml": """

@@ -50,6 +50,7 @@ NATIVE_REQUIRED = (
     "cpu/SpatialCorrelationOffsetKernel.cpp",
     "cuda/SpatialCorrelation.cu",
     "cuda/SpatialCorrelation.cuh",
+    "cuda/SpatialCorrelationOffset.cuh",
 )
 
 SRC_NATIVE_YAML = "native_functions_patch.yaml"
