@@ -472,6 +472,7 @@ SOURCE_FILES = {
     "aten_native/cpu/SpatialCorrelationKernel.h": "#pragma once\n",
     "aten_native/cpu/SpatialCorrelationKernel.cpp": "// kernels\n",
     "aten_native/cpu/SpatialCorrelationNarrowKernel.h": "#pragma once\n",
+    "aten_native/cpu/SpatialCorrelationOffsetBlocks.h": "#pragma once\n",
     "aten_native/cpu/SpatialCorrelationOffsetKernel.cpp": "// offset kernels\n",
     "aten_native/cuda/SpatialCorrelation.cu": "// cuda kernels\n",
     "aten_native/cuda/SpatialCorrelation.cuh": "// cuda device code\n",

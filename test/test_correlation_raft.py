@@ -266,5 +266,6 @@ class TestCorrelationRAFT(TestCase):
                 actual, expected, atol=1e-6 * expected.abs().max().item(), rtol=1e-6
             )
 
+
 if __name__ == "__main__":
     run_tests()

@@ -47,6 +47,7 @@ NATIVE_REQUIRED = (
     "cpu/SpatialCorrelationKernel.h",
     "cpu/SpatialCorrelationKernel.cpp",
     "cpu/SpatialCorrelationNarrowKernel.h",
+    "cpu/SpatialCorrelationOffsetBlocks.h",
     "cpu/SpatialCorrelationOffsetKernel.cpp",
     "cuda/SpatialCorrelation.cu",
     "cuda/SpatialCorrelation.cuh",
