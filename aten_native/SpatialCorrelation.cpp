@@ -89,6 +89,21 @@ Tensor empty_like_input(const Tensor& input) {
       input.sym_sizes(), input.options(), input.suggest_memory_format());
 }
 
+// The gradients correlation_backward returns, allocated: those output_mask
+// leaves out are undefined, and so is the offset's without an offset,
+// whatever the mask says. The real and the Meta kernels both allocate here,
+// so that they return the same outputs.
+std::tuple<Tensor, Tensor, Tensor> empty_gradients(
+    const Tensor& input1,
+    const Tensor& input2,
+    const Tensor& offset,
+    std::array<bool, 3> output_mask) {
+  return std::make_tuple(
+      output_mask[0] ? empty_like_input(input1) : Tensor(),
+      output_mask[1] ? empty_like_input(input2) : Tensor(),
+      output_mask[2] && offset.defined() ? empty_like_input(offset) : Tensor());
+}
+
 }  // namespace
 
 Tensor correlation(
@@ -202,11 +217,8 @@ std::tuple<Tensor, Tensor, Tensor> correlation_backward(
       scale);
   check_correlation_grad_output(grad_output, input1, checked.output_sizes);
 
-  Tensor grad_input1 = output_mask[0] ? empty_like_input(input1) : Tensor();
-  Tensor grad_input2 = output_mask[1] ? empty_like_input(input2) : Tensor();
-  // Without an offset there is no offset gradient, whatever the mask says.
-  Tensor grad_offset =
-      output_mask[2] && offset.defined() ? empty_like_input(offset) : Tensor();
+  auto [grad_input1, grad_input2, grad_offset] =
+      empty_gradients(input1, input2, offset, output_mask);
   if (!grad_input1.defined() && !grad_input2.defined() &&
       !grad_offset.defined()) {
     return std::make_tuple(grad_input1, grad_input2, grad_offset);
@@ -286,10 +298,7 @@ std::tuple<Tensor, Tensor, Tensor> correlation_backward_meta(
       groups,
       scale);
   check_correlation_grad_output(grad_output, input1, checked.output_sizes);
-  return std::make_tuple(
-      output_mask[0] ? empty_like_input(input1) : Tensor(),
-      output_mask[1] ? empty_like_input(input2) : Tensor(),
-      output_mask[2] && offset.defined() ? empty_like_input(offset) : Tensor());
+  return empty_gradients(input1, input2, offset, output_mask);
 }
 
 }  // namespace at::native

@@ -15,33 +15,31 @@ namespace torch::autograd::generated::details {
 // and, with an offset, the offset gradient goff = B3(go, x1, x2), linear in
 // each of the three.
 
-// The derivatives of the output with respect to the offset's two components
-// at each output location, (d out / du, d out / dv), shaped like the output.
-// input2's bilinear sample S(y, x) has d S / dx = the vertical interpolation
-// (at y) of the column difference input2[.., floor(x) + 1] -
-// input2[.., floor(x)], with zeros outside: a correlation of input1 with
-// the padded column differences of input2, sampled at the horizontal
-// position rounded down (an integer, so no horizontal interpolation). At
-// integer positions this is the one-sided derivative the kernels use.
-static std::tuple<at::Tensor, at::Tensor> correlation_offset_sensitivities(
-    const at::Tensor& input1,
-    const at::Tensor& input2,
-    const at::Tensor& offset,
-    at::IntArrayRef max_displacement,
-    at::OptionalIntArrayRef min_displacement,
-    at::IntArrayRef kernel_size,
-    at::IntArrayRef stride,
-    at::IntArrayRef padding,
-    at::IntArrayRef dilation,
-    at::IntArrayRef displacement_stride,
-    int64_t groups,
-    double scale) {
-  const auto corr = [&](const at::Tensor& b, const at::Tensor& off) {
+namespace {
+
+// correlation and correlation_backward with the non-tensor arguments of the
+// call being differentiated bound, so that the formulas below name only the
+// tensors that change between their terms.
+struct CorrelationOp {
+  at::IntArrayRef max_displacement;
+  at::OptionalIntArrayRef min_displacement;
+  at::IntArrayRef kernel_size;
+  at::IntArrayRef stride;
+  at::IntArrayRef padding;
+  at::IntArrayRef dilation;
+  at::IntArrayRef displacement_stride;
+  int64_t groups;
+  double scale;
+
+  at::Tensor forward(
+      const at::Tensor& input1,
+      const at::Tensor& input2,
+      const at::Tensor& offset) const {
     return at::correlation(
         input1,
-        b,
+        input2,
         max_displacement,
-        off,
+        offset,
         min_displacement,
         kernel_size,
         stride,
@@ -50,7 +48,45 @@ static std::tuple<at::Tensor, at::Tensor> correlation_offset_sensitivities(
         displacement_stride,
         groups,
         scale);
-  };
+  }
+
+  std::tuple<at::Tensor, at::Tensor, at::Tensor> backward(
+      const at::Tensor& grad_output,
+      const at::Tensor& input1,
+      const at::Tensor& input2,
+      const at::Tensor& offset,
+      std::array<bool, 3> output_mask) const {
+    return at::correlation_backward(
+        grad_output,
+        input1,
+        input2,
+        offset,
+        max_displacement,
+        min_displacement,
+        kernel_size,
+        stride,
+        padding,
+        dilation,
+        displacement_stride,
+        groups,
+        scale,
+        output_mask);
+  }
+};
+
+// The derivatives of the output with respect to the offset's two components
+// at each output location, (d out / du, d out / dv), shaped like the output.
+// input2's bilinear sample S(y, x) has d S / dx = the vertical interpolation
+// (at y) of the column difference input2[.., floor(x) + 1] -
+// input2[.., floor(x)], with zeros outside: a correlation of input1 with
+// the padded column differences of input2, sampled at the horizontal
+// position rounded down (an integer, so no horizontal interpolation). At
+// integer positions this is the one-sided derivative the kernels use.
+std::tuple<at::Tensor, at::Tensor> correlation_offset_sensitivities(
+    const CorrelationOp& corr,
+    const at::Tensor& input1,
+    const at::Tensor& input2,
+    const at::Tensor& offset) {
   const auto u = offset.narrow(-3, 0, 1);
   const auto v = offset.narrow(-3, 1, 1);
   // Column k of the differences is input2[k] - input2[k - 1] (k = 0 .. W2),
@@ -60,10 +96,14 @@ static std::tuple<at::Tensor, at::Tensor> correlation_offset_sensitivities(
       at::constant_pad_nd(input2, {1, 1, 0, 0}).diff(1, -1);
   const auto row_differences =
       at::constant_pad_nd(input2, {0, 0, 1, 1}).diff(1, -2);
-  auto d_du = corr(column_differences, at::cat({u.floor() + 1, v}, -3));
-  auto d_dv = corr(row_differences, at::cat({u, v.floor() + 1}, -3));
+  auto d_du =
+      corr.forward(input1, column_differences, at::cat({u.floor() + 1, v}, -3));
+  auto d_dv =
+      corr.forward(input1, row_differences, at::cat({u, v.floor() + 1}, -3));
   return std::make_tuple(std::move(d_du), std::move(d_dv));
 }
+
+}  // namespace
 
 // Forward-mode derivative of correlation:
 //   d out = C(dx1, x2) + C(x1, dx2) + (d out/du) du + (d out/dv) dv
@@ -85,36 +125,21 @@ at::Tensor correlation_jvp(
     at::IntArrayRef displacement_stride,
     int64_t groups,
     double scale) {
-  const auto corr = [&](const at::Tensor& a, const at::Tensor& b) {
-    return at::correlation(
-        a,
-        b,
-        max_displacement,
-        offset_p,
-        min_displacement,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        displacement_stride,
-        groups,
-        scale);
-  };
-  auto result = corr(input1_t, input2_p) + corr(input1_p, input2_t);
+  const CorrelationOp corr{
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale};
+  auto result = corr.forward(input1_t, input2_p, offset_p) +
+      corr.forward(input1_p, input2_t, offset_p);
   if (offset_p.defined() && offset_t.defined() && !offset_t._is_zerotensor()) {
-    const auto [d_du, d_dv] = correlation_offset_sensitivities(
-        input1_p,
-        input2_p,
-        offset_p,
-        max_displacement,
-        min_displacement,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        displacement_stride,
-        groups,
-        scale);
+    const auto [d_du, d_dv] =
+        correlation_offset_sensitivities(corr, input1_p, input2_p, offset_p);
     result = result + d_du * offset_t.narrow(-3, 0, 1) +
         d_dv * offset_t.narrow(-3, 1, 1);
   }
@@ -152,25 +177,21 @@ at::Tensor correlation_backward_jvp(
       "correlation_backward(): forward-mode differentiation of correlation's "
       "gradients with respect to offset is not implemented; detach offset "
       "(its gradients with respect to input1 and input2 are supported)");
+  const CorrelationOp corr{
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale};
   std::array<bool, 3> mask{false, false, false};
   mask[which] = true;
   const auto part =
       [&](const at::Tensor& go, const at::Tensor& x1, const at::Tensor& x2) {
-        auto grads = at::correlation_backward(
-            go,
-            x1,
-            x2,
-            offset_p,
-            max_displacement,
-            min_displacement,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            displacement_stride,
-            groups,
-            scale,
-            mask);
+        auto grads = corr.backward(go, x1, x2, offset_p, mask);
         return which == 0
             ? std::get<0>(grads)
             : (which == 1 ? std::get<1>(grads) : std::get<2>(grads));
@@ -219,59 +240,36 @@ correlation_double_backward(
       "differentiate twice with respect to input1 and input2");
   const bool has_gg1 = grad_grad_input1.defined();
   const bool has_gg2 = grad_grad_input2.defined();
-  const auto corr = [&](const at::Tensor& a, const at::Tensor& b) {
-    return at::correlation(
-        a,
-        b,
-        max_displacement,
-        offset,
-        min_displacement,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        displacement_stride,
-        groups,
-        scale);
-  };
-  const auto corr_backward =
-      [&](const at::Tensor& a, const at::Tensor& b, std::array<bool, 3> mask) {
-        return at::correlation_backward(
-            grad_output,
-            a,
-            b,
-            offset,
-            max_displacement,
-            min_displacement,
-            kernel_size,
-            stride,
-            padding,
-            dilation,
-            displacement_stride,
-            groups,
-            scale,
-            mask);
-      };
+  const CorrelationOp corr{
+      max_displacement,
+      min_displacement,
+      kernel_size,
+      stride,
+      padding,
+      dilation,
+      displacement_stride,
+      groups,
+      scale};
   at::Tensor grad_grad_output;
   if (output_mask[0]) {
     if (has_gg1) {
-      grad_grad_output = corr(grad_grad_input1, input2);
+      grad_grad_output = corr.forward(grad_grad_input1, input2, offset);
     }
     if (has_gg2) {
-      auto term = corr(input1, grad_grad_input2);
+      auto term = corr.forward(input1, grad_grad_input2, offset);
       grad_grad_output = grad_grad_output.defined() ? grad_grad_output + term
                                                     : std::move(term);
     }
   }
   at::Tensor grad_input1;
   if (output_mask[1] && has_gg2) {
-    grad_input1 = std::get<0>(
-        corr_backward(input1, grad_grad_input2, {true, false, false}));
+    grad_input1 = std::get<0>(corr.backward(
+        grad_output, input1, grad_grad_input2, offset, {true, false, false}));
   }
   at::Tensor grad_input2;
   if (output_mask[2] && has_gg1) {
-    grad_input2 = std::get<1>(
-        corr_backward(grad_grad_input1, input2, {false, true, false}));
+    grad_input2 = std::get<1>(corr.backward(
+        grad_output, grad_grad_input1, input2, offset, {false, true, false}));
   }
   return std::make_tuple(
       std::move(grad_grad_output),
