@@ -41,10 +41,19 @@ location whose offset has a non-finite component has NaN outputs.
   error bounds of the offset gradient.
 * :func:`correlation_offset_bruteforce` is the scalar loop (Python floats and
   integers) that validates both (:func:`offset_self_check`).
+
+All of them take F.correlation's keyword arguments (:func:`parse_call`).
+The end of the file holds what the test files share besides: the derived
+tolerances (``assertCloseToReference`` of :class:`ReferenceAssertions`),
+input and layout helpers, the output shape and aten::correlation_backward's
+arguments of a call, and nn.Correlation's ModuleInfo.
 """
 
 import itertools
 import math
+import os  # [preview only]
+import sys  # [preview only]
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -54,13 +63,29 @@ __all__ = [
     "displacement_set",
     "displacements",
     "output_size",
+    "CorrelationCall",
+    "parse_call",
     "correlation_reference",
     "correlation_bruteforce",
+    "CALLS",
     "self_check",
     "correlation_offset_reference",
     "correlation_offset_sensitivities",
     "correlation_offset_bruteforce",
     "offset_self_check",
+    "ALL_DTYPES",
+    "ACC_RTOL",
+    "OUT_EPS",
+    "ATOL",
+    "ReferenceAssertions",
+    "abs_scale",
+    "output_shape",
+    "backward_args",
+    "forward_ad_gradcheck",
+    "LAYOUTS",
+    "relayout",
+    "make_input",
+    "correlation_module_info",
 ]
 
 IntOrPair = int | tuple[int, int] | list[int]
@@ -124,9 +149,24 @@ def output_size(
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def correlation_reference(
-    input1: torch.Tensor,
-    input2: torch.Tensor,
+class CorrelationCall(NamedTuple):
+    """A call's arguments as the formula uses them: (vertical, horizontal)
+    pairs, the displacement lists in output-channel order and the output's
+    (H_out, W_out)."""
+
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+    dilation: tuple[int, int]
+    dys: list[int]
+    dxs: list[int]
+    out_size: tuple[int, int]
+    groups: int
+    scale: float
+
+
+def parse_call(
+    size: tuple[int, int],
     max_displacement: IntOrPair,
     *,
     min_displacement: IntOrPair | None = None,
@@ -137,33 +177,51 @@ def correlation_reference(
     displacement_stride: IntOrPair = 1,
     groups: int = 1,
     scale: float = 1.0,
+) -> CorrelationCall:
+    """The call of ``F.correlation`` (its keyword arguments, with their
+    defaults) on an input1 of spatial size ``(H, W)``."""
+    kernel, strides, pads, dilations = map(
+        pair, (kernel_size, stride, padding, dilation)
+    )
+    dys, dxs = displacements(max_displacement, min_displacement, displacement_stride)
+    out_size = tuple(map(output_size, size, kernel, strides, pads, dilations))
+    return CorrelationCall(
+        kernel, strides, pads, dilations, dys, dxs, out_size, groups, scale
+    )
+
+
+def _batched(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    return [t.unsqueeze(0) for t in tensors]
+
+
+def correlation_reference(
+    input1: torch.Tensor, input2: torch.Tensor, max_displacement: IntOrPair, **kwargs
 ) -> torch.Tensor:
     """float64 reference by padding and slicing; differentiable by autograd.
 
     Accepts (N, C, H, W) or unbatched (C, H, W) inputs of any floating dtype
     and returns a float64 tensor of the documented shape (contiguous).
+    ``kwargs``: F.correlation's keyword arguments (see :func:`parse_call`).
     """
     assert input1.shape == input2.shape and input1.dim() in (3, 4)
     unbatched = input1.dim() == 3
     x1 = input1.to(torch.float64)
     x2 = input2.to(torch.float64)
     if unbatched:
-        x1, x2 = x1.unsqueeze(0), x2.unsqueeze(0)
+        x1, x2 = _batched(x1, x2)
     n, c, h, w = x1.shape
-    kh, kw = pair(kernel_size)
-    sh, sw = pair(stride)
-    ph, pw = pair(padding)
-    dh, dw = pair(dilation)
-    dys, dxs = displacements(max_displacement, min_displacement, displacement_stride)
+    call = parse_call((h, w), max_displacement, **kwargs)
+    (kh, kw), (sh, sw) = call.kernel_size, call.stride
+    (ph, pw), (dh, dw) = call.padding, call.dilation
+    h_out, w_out = call.out_size
+    groups = call.groups
     assert c % groups == 0
-    h_out = output_size(h, kh, sh, ph, dh)
-    w_out = output_size(w, kw, sw, pw, dw)
     assert h_out >= 1 and w_out >= 1
 
     # Pad both inputs so that every index touched below is inside the padded
     # tensors: input1 needs `padding`, input2 additionally the displacement.
-    big_h = ph + max(abs(d) for d in dys) + 1
-    big_w = pw + max(abs(d) for d in dxs) + 1
+    big_h = ph + max(abs(d) for d in call.dys) + 1
+    big_w = pw + max(abs(d) for d in call.dxs) + 1
     p1 = F.pad(x1, (big_w, big_w, big_h, big_h))
     p2 = F.pad(x2, (big_w, big_w, big_h, big_h))
 
@@ -176,8 +234,8 @@ def correlation_reference(
         ]
 
     planes = []
-    for dy in dys:
-        for dx in dxs:
+    for dy in call.dys:
+        for dx in call.dxs:
             acc = x1.new_zeros(n, groups, h_out, w_out)
             for i in range(kh):
                 for j in range(kw):
@@ -191,42 +249,41 @@ def correlation_reference(
     # (N, G, D, H_out, W_out) -> channel g*D + a*Kx + b.
     out = (
         torch.stack(planes, dim=2).reshape(n, groups * len(planes), h_out, w_out)
-        * scale
+        * call.scale
     )
     return out[0] if unbatched else out
 
 
-def correlation_bruteforce(
-    input1: torch.Tensor,
-    input2: torch.Tensor,
-    max_displacement: IntOrPair,
-    *,
-    min_displacement: IntOrPair | None = None,
-    kernel_size: IntOrPair = 1,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    displacement_stride: IntOrPair = 1,
-    groups: int = 1,
-    scale: float = 1.0,
-) -> torch.Tensor:
-    """Scalar loops straight from the formula; only for tiny inputs."""
-    unbatched = input1.dim() == 3
-    a1 = (input1.unsqueeze(0) if unbatched else input1).to(torch.float64).tolist()
-    a2 = (input2.unsqueeze(0) if unbatched else input2).to(torch.float64).tolist()
-    n, c, h, w = (1, *input1.shape) if unbatched else tuple(input1.shape)
-    kh, kw = pair(kernel_size)
-    sh, sw = pair(stride)
-    ph, pw = pair(padding)
-    dh, dw = pair(dilation)
-    dys, dxs = displacements(max_displacement, min_displacement, displacement_stride)
-    cg = c // groups
-    h_out = output_size(h, kh, sh, ph, dh)
-    w_out = output_size(w, kw, sw, pw, dw)
+def _scalar_reader(t: torch.Tensor):
+    """``read(b, ch, y, x)``: the (N, C, H, W) tensor t's value as a Python
+    float, 0.0 outside its image."""
+    values = t.to(torch.float64).tolist()
+    h, w = t.shape[-2:]
 
-    def at(a, b, ch, y, x):
-        return a[b][ch][y][x] if 0 <= y < h and 0 <= x < w else 0.0
+    def read(b, ch, y, x):
+        return values[b][ch][y][x] if 0 <= y < h and 0 <= x < w else 0.0
 
+    return read
+
+
+def _window_positions(call: CorrelationCall, channels: int, g: int, oy: int, ox: int):
+    """The (channel, y, x) of input1 that output location (oy, ox) of group
+    g sums over (of ``channels`` in all), in the order of the sum."""
+    (kh, kw), (sh, sw) = call.kernel_size, call.stride
+    (ph, pw), (dh, dw) = call.padding, call.dilation
+    per_group = channels // call.groups
+    for ch in range(g * per_group, (g + 1) * per_group):
+        for i in range(kh):
+            for j in range(kw):
+                yield ch, oy * sh - ph + i * dh, ox * sw - pw + j * dw
+
+
+def _bruteforce_volume(n: int, call: CorrelationCall, value) -> torch.Tensor:
+    """The (N, G*D, H_out, W_out) float64 tensor whose element of batch b,
+    group g, displacement (dy, dx) and location (oy, ox) is
+    ``value(b, g, dy, dx, oy, ox)`` (a Python float), in the documented
+    channel order g*D + a*Kx + b."""
+    dys, dxs, (h_out, w_out), groups = call.dys, call.dxs, call.out_size, call.groups
     d = len(dys) * len(dxs)
     out = [
         [[[0.0] * w_out for _ in range(h_out)] for _ in range(groups * d)]
@@ -240,64 +297,87 @@ def correlation_bruteforce(
         range(h_out),
         range(w_out),
     ):
-        y0 = oy * sh - ph
-        x0 = ox * sw - pw
+        out[b][g * d + a * len(dxs) + k][oy][ox] = value(b, g, dy, dx, oy, ox)
+    return torch.tensor(out, dtype=torch.float64).reshape(n, groups * d, h_out, w_out)
+
+
+def correlation_bruteforce(
+    input1: torch.Tensor, input2: torch.Tensor, max_displacement: IntOrPair, **kwargs
+) -> torch.Tensor:
+    """Scalar loops straight from the formula; only for tiny inputs."""
+    unbatched = input1.dim() == 3
+    t1, t2 = _batched(input1, input2) if unbatched else (input1, input2)
+    n, c, h, w = t1.shape
+    call = parse_call((h, w), max_displacement, **kwargs)
+    first, second = _scalar_reader(t1), _scalar_reader(t2)
+
+    def value(b, g, dy, dx, oy, ox):
         total = 0.0
-        for ch in range(g * cg, (g + 1) * cg):
-            for i in range(kh):
-                for j in range(kw):
-                    y = y0 + i * dh
-                    x = x0 + j * dw
-                    total += at(a1, b, ch, y, x) * at(a2, b, ch, y + dy, x + dx)
-        out[b][g * d + a * len(dxs) + k][oy][ox] = scale * total
-    result = torch.tensor(out, dtype=torch.float64).reshape(n, groups * d, h_out, w_out)
+        for ch, y, x in _window_positions(call, c, g, oy, ox):
+            total += first(b, ch, y, x) * second(b, ch, y + dy, x + dx)
+        return call.scale * total
+
+    result = _bruteforce_volume(n, call, value)
     return result[0] if unbatched else result
 
 
+# Calls (F.correlation's keyword arguments, max_displacement included) that
+# the case tables below and those of test_correlation_pt2.py pair with
+# shapes of their own; together they exercise every argument.
+CALLS = {
+    "plain": dict(max_displacement=1),
+    "window": dict(max_displacement=(2, 1), kernel_size=3, padding=1),
+    "displacement_stride": dict(
+        max_displacement=2, displacement_stride=2, groups=2, scale=0.25
+    ),
+    "geometry": dict(
+        max_displacement=(1, 2),
+        kernel_size=(2, 3),
+        stride=(2, 1),
+        padding=(1, 2),
+        dilation=(2, 1),
+    ),
+    "one_sided_groups": dict(
+        max_displacement=(0, 0), min_displacement=(0, -3), groups=3
+    ),
+    "strided_range": dict(
+        max_displacement=(3, -1),
+        min_displacement=(1, -4),
+        displacement_stride=(2, 3),
+        stride=2,
+    ),
+    "sparse_window": dict(
+        max_displacement=1,
+        kernel_size=2,
+        dilation=2,
+        padding=2,
+        stride=3,
+        groups=2,
+        scale=-1.5,
+    ),
+    "beyond_image": dict(max_displacement=5, padding=(0, 1)),
+    # Descending orders: symmetric, and GwcNet's disparities.
+    "descending_rows": dict(max_displacement=(1, 2), displacement_stride=(-1, 2)),
+    "gwcnet": dict(
+        max_displacement=(0, 0),
+        min_displacement=(0, -3),
+        displacement_stride=(1, -1),
+        groups=2,
+    ),
+}
+
 # Tiny cases that together exercise every argument of the reference.
 SELF_CHECK_CASES = [
-    ((1, 2, 4, 5), dict(max_displacement=1)),
-    ((2, 3, 5, 4), dict(max_displacement=(2, 1), kernel_size=3, padding=1)),
-    (
-        (1, 4, 6, 6),
-        dict(max_displacement=2, displacement_stride=2, groups=2, scale=0.25),
-    ),
-    (
-        (1, 2, 7, 6),
-        dict(
-            max_displacement=(1, 2),
-            kernel_size=(2, 3),
-            stride=(2, 1),
-            padding=(1, 2),
-            dilation=(2, 1),
-        ),
-    ),
-    ((1, 3, 5, 7), dict(max_displacement=(0, 0), min_displacement=(0, -3), groups=3)),
-    (
-        (2, 2, 5, 5),
-        dict(
-            max_displacement=(3, -1),
-            min_displacement=(1, -4),
-            displacement_stride=(2, 3),
-            stride=2,
-        ),
-    ),
-    (
-        (2, 4, 4),
-        dict(
-            max_displacement=1,
-            kernel_size=2,
-            dilation=2,
-            padding=2,
-            stride=3,
-            groups=2,
-            scale=-1.5,
-        ),
-    ),
-    ((1, 1, 3, 3), dict(max_displacement=5, padding=(0, 1))),
-    # Descending orders: symmetric, one-sided with a range that is not a
-    # multiple of the step, and GwcNet's disparities.
-    ((1, 2, 5, 6), dict(max_displacement=(1, 2), displacement_stride=(-1, 2))),
+    ((1, 2, 4, 5), CALLS["plain"]),
+    ((2, 3, 5, 4), CALLS["window"]),
+    ((1, 4, 6, 6), CALLS["displacement_stride"]),
+    ((1, 2, 7, 6), CALLS["geometry"]),
+    ((1, 3, 5, 7), CALLS["one_sided_groups"]),
+    ((2, 2, 5, 5), CALLS["strided_range"]),
+    ((2, 4, 4), CALLS["sparse_window"]),
+    ((1, 1, 3, 3), CALLS["beyond_image"]),
+    ((1, 2, 5, 6), CALLS["descending_rows"]),
+    # A descending range that is not a multiple of the step.
     (
         (1, 2, 6, 7),
         dict(
@@ -306,15 +386,7 @@ SELF_CHECK_CASES = [
             displacement_stride=(-2, -2),
         ),
     ),
-    (
-        (1, 4, 3, 6),
-        dict(
-            max_displacement=(0, 0),
-            min_displacement=(0, -3),
-            displacement_stride=(1, -1),
-            groups=2,
-        ),
-    ),
+    ((1, 4, 3, 6), CALLS["gwcnet"]),
 ]
 
 
@@ -351,10 +423,6 @@ def self_check(seed: int = 0) -> None:
 
 
 # ----------------------------------------------------------------- offset
-
-
-def _batched(*tensors: torch.Tensor) -> list[torch.Tensor]:
-    return [t.unsqueeze(0) for t in tensors]
 
 
 def _read_pixels(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor):
@@ -395,19 +463,7 @@ def _dv_weight(fy, fx, ty, tx, absolute=False):
 
 
 def _sampled_correlation(
-    input1,
-    input2,
-    offset,
-    max_displacement,
-    min_displacement,
-    kernel_size,
-    stride,
-    padding,
-    dilation,
-    displacement_stride,
-    groups,
-    scale,
-    tap_weight,
+    input1, input2, offset, max_displacement, tap_weight, **kwargs
 ):
     """The offset formula with the tap weights given by
     ``tap_weight(fy, fx, ty, tx)`` (each (N, H_out, W_out)); float64,
@@ -422,14 +478,11 @@ def _sampled_correlation(
         x1, x2, off = _batched(x1, x2, off)
     n, c, h, w = x1.shape
     assert x2.shape[:2] == (n, c), (x1.shape, x2.shape)
+    call = parse_call((h, w), max_displacement, **kwargs)
+    (kh, kw), (sh, sw) = call.kernel_size, call.stride
+    (ph, pw), (dh, dw) = call.padding, call.dilation
+    dys, dxs, (h_out, w_out), groups = call.dys, call.dxs, call.out_size, call.groups
     assert c % groups == 0
-    kh, kw = pair(kernel_size)
-    sh, sw = pair(stride)
-    ph, pw = pair(padding)
-    dh, dw = pair(dilation)
-    dys, dxs = displacements(max_displacement, min_displacement, displacement_stride)
-    h_out = output_size(h, kh, sh, ph, dh)
-    w_out = output_size(w, kw, sw, pw, dw)
     assert h_out >= 1 and w_out >= 1
     assert off.shape == (n, 2, h_out, w_out), (off.shape, (n, 2, h_out, w_out))
 
@@ -480,7 +533,7 @@ def _sampled_correlation(
                     acc = acc + dots * weight
     # (N, G, D, H_out, W_out) -> channel g*D + a*Kx + b.
     out = acc.reshape(n, groups * num, h_out, w_out)
-    out = torch.where(finite.unsqueeze(1), out * scale, math.nan)
+    out = torch.where(finite.unsqueeze(1), out * call.scale, math.nan)
     return out[0] if unbatched else out
 
 
@@ -490,14 +543,7 @@ def correlation_offset_reference(
     max_displacement: IntOrPair,
     *,
     offset: torch.Tensor,
-    min_displacement: IntOrPair | None = None,
-    kernel_size: IntOrPair = 1,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    displacement_stride: IntOrPair = 1,
-    groups: int = 1,
-    scale: float = 1.0,
+    **kwargs,
 ) -> torch.Tensor:
     """float64 reference of the call with ``offset``; differentiable by
     autograd with respect to input1, input2 and offset (its gradients and
@@ -505,22 +551,11 @@ def correlation_offset_reference(
 
     Accepts (N, C, H, W) input1, (N, C, H2, W2) input2 and (N, 2, H_out,
     W_out) offset, or the unbatched forms, of any floating dtype and device;
-    returns a float64 tensor on that device.
+    returns a float64 tensor on that device. ``kwargs``: F.correlation's
+    other keyword arguments (see :func:`parse_call`).
     """
     return _sampled_correlation(
-        input1,
-        input2,
-        offset,
-        max_displacement,
-        min_displacement,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        displacement_stride,
-        groups,
-        scale,
-        _value_weight,
+        input1, input2, offset, max_displacement, _value_weight, **kwargs
     )
 
 
@@ -530,15 +565,8 @@ def correlation_offset_sensitivities(
     max_displacement: IntOrPair,
     *,
     offset: torch.Tensor,
-    min_displacement: IntOrPair | None = None,
-    kernel_size: IntOrPair = 1,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    displacement_stride: IntOrPair = 1,
-    groups: int = 1,
-    scale: float = 1.0,
     absolute: bool = False,
+    **kwargs,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(d out / du, d out / dv)``, each shaped like the output (float64).
 
@@ -550,20 +578,6 @@ def correlation_offset_sensitivities(
     ``|input2|`` and ``|scale|``, the result bounds the sum of the magnitudes
     of the terms.
     """
-    args = (
-        input1,
-        input2,
-        offset,
-        max_displacement,
-        min_displacement,
-        kernel_size,
-        stride,
-        padding,
-        dilation,
-        displacement_stride,
-        groups,
-        scale,
-    )
 
     def du(fy, fx, ty, tx):
         return _du_weight(fy, fx, ty, tx, absolute)
@@ -571,7 +585,10 @@ def correlation_offset_sensitivities(
     def dv(fy, fx, ty, tx):
         return _dv_weight(fy, fx, ty, tx, absolute)
 
-    return _sampled_correlation(*args, du), _sampled_correlation(*args, dv)
+    return tuple(
+        _sampled_correlation(input1, input2, offset, max_displacement, d, **kwargs)
+        for d in (du, dv)
+    )
 
 
 def correlation_offset_bruteforce(
@@ -580,15 +597,8 @@ def correlation_offset_bruteforce(
     max_displacement: IntOrPair,
     *,
     offset: torch.Tensor,
-    min_displacement: IntOrPair | None = None,
-    kernel_size: IntOrPair = 1,
-    stride: IntOrPair = 1,
-    padding: IntOrPair = 0,
-    dilation: IntOrPair = 1,
-    displacement_stride: IntOrPair = 1,
-    groups: int = 1,
-    scale: float = 1.0,
     derivative: str | None = None,
+    **kwargs,
 ) -> torch.Tensor:
     """Scalar loops straight from the formula, only for tiny inputs.
 
@@ -600,25 +610,10 @@ def correlation_offset_bruteforce(
     t1, t2, t3 = input1, input2, offset
     if unbatched:
         t1, t2, t3 = _batched(t1, t2, t3)
-    a1 = t1.to(torch.float64).tolist()
-    a2 = t2.to(torch.float64).tolist()
     off = t3.to(torch.float64).tolist()
     n, c, h, w = t1.shape
-    h2, w2 = t2.shape[-2:]
-    kh, kw = pair(kernel_size)
-    sh, sw = pair(stride)
-    ph, pw = pair(padding)
-    dh, dw = pair(dilation)
-    dys, dxs = displacements(max_displacement, min_displacement, displacement_stride)
-    cg = c // groups
-    h_out = output_size(h, kh, sh, ph, dh)
-    w_out = output_size(w, kw, sw, pw, dw)
-
-    def first(b, ch, y, x):
-        return a1[b][ch][y][x] if 0 <= y < h and 0 <= x < w else 0.0
-
-    def second(b, ch, y, x):
-        return a2[b][ch][y][x] if 0 <= y < h2 and 0 <= x < w2 else 0.0
+    call = parse_call((h, w), max_displacement, **kwargs)
+    first, second = _scalar_reader(t1), _scalar_reader(t2)
 
     def weight(fy, fx, ty, tx):
         wy = fy if ty else 1.0 - fy
@@ -629,42 +624,24 @@ def correlation_offset_bruteforce(
             wy = 1.0 if ty else -1.0
         return wy * wx
 
-    d = len(dys) * len(dxs)
-    out = [
-        [[[0.0] * w_out for _ in range(h_out)] for _ in range(groups * d)]
-        for _ in range(n)
-    ]
-    for b, g, (a, dy), (k, dx), oy, ox in itertools.product(
-        range(n),
-        range(groups),
-        enumerate(dys),
-        enumerate(dxs),
-        range(h_out),
-        range(w_out),
-    ):
+    def value(b, g, dy, dx, oy, ox):
         u, v = off[b][0][oy][ox], off[b][1][oy][ox]
         if not (math.isfinite(u) and math.isfinite(v)):
-            out[b][g * d + a * len(dxs) + k][oy][ox] = math.nan
-            continue
+            return math.nan
         base_x, base_y = math.floor(u), math.floor(v)
         fx, fy = u - base_x, v - base_y
-        y0 = oy * sh - ph
-        x0 = ox * sw - pw
         total = 0.0
-        for ch in range(g * cg, (g + 1) * cg):
-            for i in range(kh):
-                for j in range(kw):
-                    y = y0 + i * dh
-                    x = x0 + j * dw
-                    sample = 0.0
-                    for ty in (0, 1):
-                        for tx in (0, 1):
-                            sample += weight(fy, fx, ty, tx) * second(
-                                b, ch, y + dy + base_y + ty, x + dx + base_x + tx
-                            )
-                    total += first(b, ch, y, x) * sample
-        out[b][g * d + a * len(dxs) + k][oy][ox] = scale * total
-    result = torch.tensor(out, dtype=torch.float64).reshape(n, groups * d, h_out, w_out)
+        for ch, y, x in _window_positions(call, c, g, oy, ox):
+            sample = 0.0
+            for ty in (0, 1):
+                for tx in (0, 1):
+                    sample += weight(fy, fx, ty, tx) * second(
+                        b, ch, y + dy + base_y + ty, x + dx + base_x + tx
+                    )
+            total += first(b, ch, y, x) * sample
+        return call.scale * total
+
+    result = _bruteforce_volume(n, call, value)
     return result[0] if unbatched else result
 
 
@@ -674,65 +651,19 @@ def correlation_offset_bruteforce(
 # (uniform in [-6, 6]: samples partly and fully outside input2), "integer",
 # "special" (exact integers, huge values, NaN and infinities mixed in).
 OFFSET_SELF_CHECK_CASES = [
-    ((1, 2, 4, 5), (4, 5), "fraction", dict(max_displacement=1)),
-    (
-        (2, 3, 5, 4),
-        (3, 6),
-        "wide",
-        dict(max_displacement=(2, 1), kernel_size=3, padding=1),
-    ),
-    (
-        (1, 4, 5, 5),
-        (7, 4),
-        "fraction",
-        dict(max_displacement=2, displacement_stride=2, groups=2, scale=0.25),
-    ),
-    (
-        (1, 2, 7, 6),
-        (5, 5),
-        "wide",
-        dict(
-            max_displacement=(1, 2),
-            kernel_size=(2, 3),
-            stride=(2, 1),
-            padding=(1, 2),
-            dilation=(2, 1),
-        ),
-    ),
-    (
-        (2, 2, 5, 5),
-        (5, 5),
-        "integer",
-        dict(
-            max_displacement=(3, -1),
-            min_displacement=(1, -4),
-            displacement_stride=(2, 3),
-            stride=2,
-        ),
-    ),
+    ((1, 2, 4, 5), (4, 5), "fraction", CALLS["plain"]),
+    ((2, 3, 5, 4), (3, 6), "wide", CALLS["window"]),
+    ((1, 4, 5, 5), (7, 4), "fraction", CALLS["displacement_stride"]),
+    ((1, 2, 7, 6), (5, 5), "wide", CALLS["geometry"]),
+    ((2, 2, 5, 5), (5, 5), "integer", CALLS["strided_range"]),
     (
         (2, 4, 4),
         (5, 3),
         "special",
         dict(max_displacement=1, kernel_size=2, padding=1, groups=2, scale=-1.5),
     ),
-    (
-        (1, 2, 5, 6),
-        (1, 1),
-        "wide",
-        dict(max_displacement=(1, 2), displacement_stride=(-1, 2)),
-    ),
-    (
-        (1, 4, 3, 6),
-        (3, 6),
-        "fraction",
-        dict(
-            max_displacement=(0, 0),
-            min_displacement=(0, -3),
-            displacement_stride=(1, -1),
-            groups=2,
-        ),
-    ),
+    ((1, 2, 5, 6), (1, 1), "wide", CALLS["descending_rows"]),
+    ((1, 4, 3, 6), (3, 6), "fraction", CALLS["gwcnet"]),
 ]
 
 
@@ -853,6 +784,166 @@ def offset_self_check(seed: int = 0) -> None:
         torch.testing.assert_close(
             (hi - lo) / (2 * eps), sensitivity, rtol=1e-6, atol=1e-7
         )
+
+
+# ------------------------------------------------- shared by the test files
+#
+# Tolerances are derived, not tuned: for each output element the reference
+# is also evaluated on the magnitudes of the inputs (and of grad_output, and
+# of the offset's tap weights), which bounds the sum of the magnitudes of the
+# summed terms; an accumulation in ``acc`` precision may then be off by
+# ``k * eps(acc) * bound``, and float16 and bfloat16 results lose one more
+# rounding to their dtype.
+
+ALL_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
+
+# Relative accumulation error allowed, relative to the sum of |terms|.
+ACC_RTOL = {
+    torch.float64: 1e-12,
+    torch.float32: 1e-5,
+    # float16 / bfloat16 accumulate in float32.
+    torch.float16: 1e-5,
+    torch.bfloat16: 1e-5,
+}
+# One rounding of the result to its dtype (a full ulp, to be safe).
+OUT_EPS = {
+    torch.float64: 0.0,
+    torch.float32: 0.0,
+    torch.float16: 2.0**-10,
+    torch.bfloat16: 2.0**-7,
+}
+# Absolute slack for float16's subnormal range.
+ATOL = {
+    torch.float64: 0.0,
+    torch.float32: 0.0,
+    torch.float16: 2.0**-24,
+    torch.bfloat16: 0.0,
+}
+
+
+class ReferenceAssertions:
+    """``assertCloseToReference`` for a ``TestCase`` subclass. A class whose
+    reference is NaN at some elements (non-finite offsets) sets
+    ``reference_nan_agrees``: NaN then agrees with NaN (a NaN on one side
+    only never does)."""
+
+    reference_nan_agrees = False
+
+    def assertCloseToReference(self, actual, expected, bound, dtype, what="output"):
+        """|actual - expected| within the derived tolerance of ``dtype``;
+        ``expected`` and ``bound`` are the float64 reference on the inputs
+        and on their magnitudes."""
+        self.assertEqual(actual.dtype, dtype)
+        self.assertEqual(tuple(actual.shape), tuple(expected.shape))
+        a = actual.detach().cpu().double()
+        tol = ACC_RTOL[dtype] * bound + OUT_EPS[dtype] * expected.abs() + ATOL[dtype]
+        err = (a - expected).abs()
+        agree = a.isnan() & expected.isnan()
+        if not self.reference_nan_agrees:
+            agree.zero_()
+        bad = ~(err <= tol) & ~agree  # catches NaN on either side
+        if bad.any():
+            idx = tuple(bad.nonzero()[0].tolist())
+            self.fail(
+                f"{what}: {int(bad.sum())} of {bad.numel()} elements differ, e.g. at {idx}: "
+                f"got {a[idx].item()!r}, expected {expected[idx].item()!r} "
+                f"(tolerance {tol[idx].item():.3g}, max error "
+                f"{err[~agree].max().item():.3g})"
+            )
+
+
+def abs_scale(kwargs: dict) -> dict:
+    """F.correlation's keyword arguments with ``|scale|``: the call that, on
+    the inputs' magnitudes, gives the bound of the terms."""
+    return dict(kwargs, scale=abs(kwargs.get("scale", 1.0)))
+
+
+def output_shape(shape, max_displacement, kwargs: dict) -> tuple[int, ...]:
+    """The shape of ``F.correlation(input1, input2, max_displacement,
+    **kwargs)`` for an input1 of ``shape`` ((N, C, H, W) or (C, H, W))."""
+    call = parse_call(tuple(shape[-2:]), max_displacement, **kwargs)
+    channels = call.groups * len(call.dys) * len(call.dxs)
+    return (*shape[:-3], channels, *call.out_size)
+
+
+def backward_args(max_displacement, kwargs: dict) -> list:
+    """aten::correlation_backward's arguments between offset and
+    output_mask, from F.correlation's (its schema, like
+    convolution_backward's, has no defaults); unchecked, for error tests too."""
+
+    def as_list(v):
+        return list(pair(v))
+
+    min_d = kwargs.get("min_displacement")
+    return [
+        as_list(max_displacement),
+        None if min_d is None else as_list(min_d),
+        as_list(kwargs.get("kernel_size", 1)),
+        as_list(kwargs.get("stride", 1)),
+        as_list(kwargs.get("padding", 0)),
+        as_list(kwargs.get("dilation", 1)),
+        as_list(kwargs.get("displacement_stride", 1)),
+        kwargs.get("groups", 1),
+        kwargs.get("scale", 1.0),
+    ]
+
+
+def forward_ad_gradcheck(fn, inputs) -> bool:
+    """gradcheck of the forward-mode (JVP) derivatives only."""
+    return torch.autograd.gradcheck(
+        fn,
+        inputs,
+        check_forward_ad=True,
+        check_backward_ad=False,
+        check_undefined_grad=False,
+        check_batched_grad=False,
+    )
+
+
+LAYOUTS = ("contiguous", "channels_last", "transposed", "strided")
+
+
+def relayout(x: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values as x with other strides."""
+    if layout == "channels_last" and x.dim() == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed":
+        return x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    if layout == "strided":
+        big = torch.zeros(
+            *x.shape[:-2],
+            2 * x.shape[-2],
+            3 * x.shape[-1],
+            dtype=x.dtype,
+            device=x.device,
+        )
+        big[..., ::2, 1::3] = x
+        return big[..., ::2, 1::3]
+    return x
+
+
+def make_input(shape, dtype, device, seed, requires_grad=False) -> torch.Tensor:
+    """Standard normal values drawn in float64 from ``seed``, then cast."""
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(shape, generator=gen, dtype=torch.float64)
+    x = x.to(device=device, dtype=dtype)
+    return x.requires_grad_(requires_grad)
+
+
+def correlation_module_info():
+    """The ModuleInfo of nn.Correlation (patch/moduleinfo.py)."""
+    from torch.testing._internal.common_modules import module_db
+
+    # [preview only begin]
+    patch_dir = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"
+    )
+    sys.path.insert(0, patch_dir)
+    from moduleinfo import module_db  # noqa: F811
+    # [preview only end]
+
+    (info,) = [m for m in module_db if m.module_cls is torch.nn.Correlation]
+    return info
 
 
 if __name__ == "__main__":

@@ -38,37 +38,19 @@ import torch_correlation
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from correlation_reference import (
+    abs_scale,
+    ALL_DTYPES,
+    backward_args,
     correlation_reference,
     displacements,
-    output_size,
-    pair,
+    forward_ad_gradcheck,
+    LAYOUTS,
+    make_input,
+    output_shape,
+    ReferenceAssertions,
+    relayout,
     self_check,
 )
-
-ALL_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-
-# Relative accumulation error allowed, relative to the sum of |terms|.
-_ACC_RTOL = {
-    torch.float64: 1e-12,
-    torch.float32: 1e-5,
-    # float16 / bfloat16 accumulate in float32.
-    torch.float16: 1e-5,
-    torch.bfloat16: 1e-5,
-}
-# One rounding of the output to the result dtype (a full ulp, to be safe).
-_OUT_EPS = {
-    torch.float64: 0.0,
-    torch.float32: 0.0,
-    torch.float16: 2.0**-10,
-    torch.bfloat16: 2.0**-7,
-}
-# Absolute slack for float16's subnormal range.
-_ATOL = {
-    torch.float64: 0.0,
-    torch.float32: 0.0,
-    torch.float16: 2.0**-24,
-    torch.bfloat16: 0.0,
-}
 
 # Small configurations for gradcheck and friends: (shape, max_displacement, kwargs).
 SMALL_CONFIGS = [
@@ -199,35 +181,6 @@ def random_large_config(rng):
     return (rng.randint(1, 2), channels, *sizes), max_disp, kwargs
 
 
-LAYOUTS = ("contiguous", "channels_last", "transposed", "strided")
-
-
-def relayout(x, layout):
-    """The same values as x with other strides."""
-    if layout == "channels_last" and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    if layout == "transposed":
-        return x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    if layout == "strided":
-        big = torch.zeros(
-            *x.shape[:-2],
-            2 * x.shape[-2],
-            3 * x.shape[-1],
-            dtype=x.dtype,
-            device=x.device,
-        )
-        big[..., ::2, 1::3] = x
-        return big[..., ::2, 1::3]
-    return x
-
-
-def make_input(shape, dtype, device, seed, requires_grad=False):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen, dtype=torch.float64)
-    x = x.to(device=device, dtype=dtype)
-    return x.requires_grad_(requires_grad)
-
-
 def expected_num_displacements(max_displacement, kwargs):
     dys, dxs = displacements(
         max_displacement,
@@ -237,30 +190,14 @@ def expected_num_displacements(max_displacement, kwargs):
     return len(dys) * len(dxs)
 
 
-def expected_shape(shape, max_displacement, kwargs):
-    *batch, _, h, w = shape
-    kh, kw = pair(kwargs.get("kernel_size", 1))
-    sh, sw = pair(kwargs.get("stride", 1))
-    ph, pw = pair(kwargs.get("padding", 0))
-    dh, dw = pair(kwargs.get("dilation", 1))
-    channels = kwargs.get("groups", 1) * expected_num_displacements(
-        max_displacement, kwargs
-    )
-    return (
-        *batch,
-        channels,
-        output_size(h, kh, sh, ph, dh),
-        output_size(w, kw, sw, pw, dw),
-    )
-
-
 def reference_forward(x1, x2, max_displacement, kwargs):
     """(reference output, bound on the sum of |terms|), float64 on the CPU."""
     r1 = x1.detach().cpu().double()
     r2 = x2.detach().cpu().double()
     expected = correlation_reference(r1, r2, max_displacement, **kwargs)
-    abs_kwargs = dict(kwargs, scale=abs(kwargs.get("scale", 1.0)))
-    bound = correlation_reference(r1.abs(), r2.abs(), max_displacement, **abs_kwargs)
+    bound = correlation_reference(
+        r1.abs(), r2.abs(), max_displacement, **abs_scale(kwargs)
+    )
     return expected, bound
 
 
@@ -273,33 +210,9 @@ def reference_backward(x1, x2, grad_output, max_displacement, kwargs):
     grads = torch.autograd.grad(out, (r1, r2), g)
     a1 = r1.detach().abs().requires_grad_()
     a2 = r2.detach().abs().requires_grad_()
-    abs_kwargs = dict(kwargs, scale=abs(kwargs.get("scale", 1.0)))
-    out_abs = correlation_reference(a1, a2, max_displacement, **abs_kwargs)
+    out_abs = correlation_reference(a1, a2, max_displacement, **abs_scale(kwargs))
     bounds = torch.autograd.grad(out_abs, (a1, a2), g.abs())
     return grads, bounds
-
-
-def backward_args(max_displacement, kwargs):
-    """The positional arguments of aten::correlation_backward after
-    (grad_output, input1, input2), before output_mask (its schema, like
-    convolution_backward's, has no defaults), starting with offset (None)."""
-
-    def as_list(v):
-        return list(pair(v))
-
-    min_d = kwargs.get("min_displacement")
-    return [
-        kwargs.get("offset"),
-        as_list(max_displacement),
-        None if min_d is None else as_list(min_d),
-        as_list(kwargs.get("kernel_size", 1)),
-        as_list(kwargs.get("stride", 1)),
-        as_list(kwargs.get("padding", 0)),
-        as_list(kwargs.get("dilation", 1)),
-        as_list(kwargs.get("displacement_stride", 1)),
-        kwargs.get("groups", 1),
-        kwargs.get("scale", 1.0),
-    ]
 
 
 def gwcnet_volume(left, right, num_disparities, groups):
@@ -359,28 +272,13 @@ def caffe_correlation(in1, in2, pad, kernel_size, max_displacement, stride1, str
     return out
 
 
-class TestCorrelation(TestCase):
-    def assertCloseToReference(self, actual, expected, bound, dtype, what="output"):
-        self.assertEqual(actual.dtype, dtype)
-        self.assertEqual(tuple(actual.shape), tuple(expected.shape))
-        a = actual.detach().cpu().double()
-        tol = _ACC_RTOL[dtype] * bound + _OUT_EPS[dtype] * expected.abs() + _ATOL[dtype]
-        err = (a - expected).abs()
-        bad = ~(err <= tol)  # also catches NaN
-        if bad.any():
-            idx = tuple(bad.nonzero()[0].tolist())
-            self.fail(
-                f"{what}: {int(bad.sum())} of {bad.numel()} elements differ, e.g. at {idx}: "
-                f"got {a[idx].item()!r}, expected {expected[idx].item()!r} "
-                f"(tolerance {tol[idx].item():.3g}, max error {err.max().item():.3g})"
-            )
-
+class TestCorrelation(ReferenceAssertions, TestCase):
     def check_forward(self, x1, x2, max_displacement, kwargs, dtype, out=None):
         if out is None:
             out = F.correlation(x1, x2, max_displacement, **kwargs)
         expected, bound = reference_forward(x1, x2, max_displacement, kwargs)
         self.assertEqual(
-            tuple(out.shape), expected_shape(x1.shape, max_displacement, kwargs)
+            tuple(out.shape), output_shape(x1.shape, max_displacement, kwargs)
         )
         self.assertEqual(out.device, x1.device)
         self.assertCloseToReference(out, expected, bound, dtype)
@@ -447,7 +345,7 @@ class TestCorrelation(TestCase):
                 x2 = relayout(
                     make_input(shape, dtype, device, seed=3 * case + 1), layouts[1]
                 )
-                out_shape = expected_shape(shape, max_disp, kwargs)
+                out_shape = output_shape(shape, max_disp, kwargs)
                 g = relayout(
                     make_input(out_shape, dtype, device, seed=3 * case + 2), layouts[2]
                 )
@@ -828,7 +726,7 @@ class TestCorrelation(TestCase):
         x1 = make_input((2, 4, 6, 7), dtype, device, seed=0)
         x2 = make_input((2, 4, 6, 7), dtype, device, seed=1)
         kwargs = dict(kernel_size=2, padding=1)
-        out_shape = expected_shape(x1.shape, 1, kwargs)
+        out_shape = output_shape(x1.shape, 1, kwargs)
         grads = {
             # What out.sum().backward() produces: a stride-0 expanded tensor.
             "expanded": torch.ones((), dtype=dtype, device=device).expand(out_shape),
@@ -871,7 +769,7 @@ class TestCorrelation(TestCase):
         kwargs = dict(kernel_size=[3, 3], padding=[1, 1], groups=2)
         g = make_input((2, 50, 5, 6), torch.float64, device, seed=2)
         (e1, e2), (b1, b2) = reference_backward(x1, x2, g, 2, kwargs)
-        args = backward_args(2, kwargs)
+        args = (None, *backward_args(2, kwargs))
         op = torch.ops.aten.correlation_backward
         both = op(g, x1, x2, *args, [True, True, False])
         self.assertCloseToReference(both[0], e1, b1, torch.float64)
@@ -886,7 +784,9 @@ class TestCorrelation(TestCase):
         self.assertIsNone(neither[0])
         self.assertIsNone(neither[1])
 
-    def test_gradcheck(self, device):
+    def check_small_configs(self, device, check):
+        """``check(fn, (x1, x2))`` (a gradcheck) holds for every call of
+        SMALL_CONFIGS, fn being the call as a function of its inputs."""
         for shape, max_disp, kwargs in SMALL_CONFIGS:
             with self.subTest(shape=shape, max_displacement=max_disp, **kwargs):
                 x1 = make_input(
@@ -896,25 +796,16 @@ class TestCorrelation(TestCase):
                     shape, torch.float64, device, seed=1, requires_grad=True
                 )
                 self.assertTrue(
-                    torch.autograd.gradcheck(
+                    check(
                         lambda a, b: F.correlation(a, b, max_disp, **kwargs), (x1, x2)
                     )
                 )
 
+    def test_gradcheck(self, device):
+        self.check_small_configs(device, torch.autograd.gradcheck)
+
     def test_gradgradcheck(self, device):
-        for shape, max_disp, kwargs in SMALL_CONFIGS:
-            with self.subTest(shape=shape, max_displacement=max_disp, **kwargs):
-                x1 = make_input(
-                    shape, torch.float64, device, seed=0, requires_grad=True
-                )
-                x2 = make_input(
-                    shape, torch.float64, device, seed=1, requires_grad=True
-                )
-                self.assertTrue(
-                    torch.autograd.gradgradcheck(
-                        lambda a, b: F.correlation(a, b, max_disp, **kwargs), (x1, x2)
-                    )
-                )
+        self.check_small_configs(device, torch.autograd.gradgradcheck)
 
     def test_double_backward_vs_reference(self, device):
         # d/dx1 <grad_input2(x1, x2, g), v>, through both implementations.
@@ -932,24 +823,7 @@ class TestCorrelation(TestCase):
             self.assertEqual(actual, expected, atol=1e-12, rtol=1e-10)
 
     def test_forward_ad(self, device):
-        for shape, max_disp, kwargs in SMALL_CONFIGS:
-            with self.subTest(shape=shape, max_displacement=max_disp, **kwargs):
-                x1 = make_input(
-                    shape, torch.float64, device, seed=0, requires_grad=True
-                )
-                x2 = make_input(
-                    shape, torch.float64, device, seed=1, requires_grad=True
-                )
-                self.assertTrue(
-                    torch.autograd.gradcheck(
-                        lambda a, b: F.correlation(a, b, max_disp, **kwargs),
-                        (x1, x2),
-                        check_forward_ad=True,
-                        check_backward_ad=False,
-                        check_undefined_grad=False,
-                        check_batched_grad=False,
-                    )
-                )
+        self.check_small_configs(device, forward_ad_gradcheck)
 
     def test_jvp_bilinear(self, device):
         # The op is bilinear: its JVP is corr(t1, x2) + corr(x1, t2), exactly.
@@ -1060,6 +934,7 @@ class TestCorrelation(TestCase):
                             g,
                             x1.detach(),
                             x2.detach(),
+                            None,
                             *backward_args(max_disp, kwargs),
                             mask,
                         ),
@@ -1084,7 +959,7 @@ class TestCorrelation(TestCase):
         # runs with an offset (whose gradient exists) and the full mask.
         g = torch.randn_like(expected)
         offset = torch.rand(2, 2, *expected.shape[-2:], dtype=dtype, device=device)
-        args = backward_args([1, 2], dict(kwargs, offset=offset))
+        args = (offset, *backward_args([1, 2], kwargs))
         mask = [True, True, True]
         e1, e2, e3 = torch.ops.aten.correlation_backward(g, x1, x2, *args, mask)
         o1, o2, o3 = (
@@ -1736,7 +1611,7 @@ class TestCorrelationErrors(TestCase):
     def test_backward_checks(self):
         x, y = self.x, self.y
         op = torch.ops.aten.correlation_backward
-        args = backward_args(1, {})
+        args = (None, *backward_args(1, {}))
         g = torch.randn(2, 9, 5, 6)
         m = self.message(
             ValueError, op, torch.randn(2, 9, 5, 5), x, y, *args, [True, True, False]
@@ -1775,6 +1650,7 @@ class TestCorrelationErrors(TestCase):
             g,
             x,
             y,
+            None,
             *backward_args(1, dict(groups=0)),
             [True, True, False],
         )
@@ -1787,6 +1663,7 @@ class TestCorrelationErrors(TestCase):
             g,
             x,
             y,
+            None,
             *backward_args(1, dict(kernel_size=0)),
             [False, True, False],
         )

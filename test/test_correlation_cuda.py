@@ -27,11 +27,12 @@ order, forced 64-bit indexing and far displacements).
 ``python tools/cuda_on_cpu.py --sanitize`` runs that class under
 AddressSanitizer and UndefinedBehaviorSanitizer.
 
-The expected values come from the CPU kernels and from ``reference_correlation``
-below, an independent float64 implementation written from the documented
-formula (zero-padded shifts and slices), which autograd differentiates for
-the reference gradients; with an offset, from ``reference_correlation_offset``
-(per-sample four-tap bilinear reads, itself checked against grid_sample).
+The expected values come from the CPU kernels and from ``correlation_reference``
+(correlation_reference.py), an independent float64 implementation written
+from the documented formula (zero-padded shifts and slices), which autograd
+differentiates for the reference gradients; with an offset, from
+``reference_correlation_offset`` below (per-sample four-tap bilinear reads,
+itself checked against grid_sample).
 
 Tolerances: float64 1e-10; float32 1e-4 (CPU and CUDA sum in different
 orders); float16 and bfloat16 are compared with the float64 reference
@@ -59,110 +60,23 @@ import torch_correlation  # noqa: F401  (registers aten::correlation)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import cuda_on_cpu
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from correlation_reference import (
+    ALL_DTYPES,
+    backward_args,
+    correlation_reference,
+    displacement_set,
+    output_shape,
+    pair,
+    parse_call,
+)
+
 TEST_CUDA = torch.cuda.is_available()
 TEST_MULTIGPU = TEST_CUDA and torch.cuda.device_count() >= 2
 
-ALL_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-
 
 # ---------------------------------------------------------------------------
-# Independent reference.
-
-
-def _pair(value):
-    if isinstance(value, int):
-        return (value, value)
-    value = tuple(value)
-    assert len(value) == 2, value
-    return (int(value[0]), int(value[1]))
-
-
-def _axis_displacements(max_d, min_d, step):
-    # In output-channel order: a negative step walks down from the top.
-    if min_d is None:
-        half = max_d // abs(step)
-        return [k * step for k in range(-half, half + 1)]
-    if step < 0:
-        return list(range(max_d, min_d - 1, step))
-    return list(range(min_d, max_d + 1, step))
-
-
-def reference_correlation(
-    input1,
-    input2,
-    max_displacement,
-    *,
-    min_displacement=None,
-    kernel_size=1,
-    stride=1,
-    padding=0,
-    dilation=1,
-    displacement_stride=1,
-    groups=1,
-    scale=1.0,
-):
-    """``F.correlation`` in float64 from zero-padded shifted slices.
-
-    For every displacement (dy, dx) and kernel tap (i, j), the output is the
-    group-wise channel sum of input1 sampled at (oy*stride - pad + i*dil) and
-    input2 sampled at the same position plus (dy, dx), both read from copies
-    padded with enough zeros that every sample exists. Differentiable.
-    """
-    unbatched = input1.dim() == 3
-    x1 = input1.to(torch.float64)
-    x2 = input2.to(torch.float64)
-    if unbatched:
-        x1, x2 = x1.unsqueeze(0), x2.unsqueeze(0)
-    n, c, h, w = x1.shape
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    max_h, max_w = _pair(max_displacement)
-    step_h, step_w = _pair(displacement_stride)
-    if min_displacement is None:
-        min_h = min_w = None
-    else:
-        min_h, min_w = _pair(min_displacement)
-    dys = _axis_displacements(max_h, min_h, step_h)
-    dxs = _axis_displacements(max_w, min_w, step_w)
-    out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    assert out_h >= 1 and out_w >= 1 and c % groups == 0
-
-    # Zero margins so that every sampled row/column exists.
-    top = ph + max(0, -min(dys))
-    left = pw + max(0, -min(dxs))
-    bottom = max(0, (out_h - 1) * sh - ph + (kh - 1) * dh + max(0, max(dys)) - (h - 1))
-    right = max(0, (out_w - 1) * sw - pw + (kw - 1) * dw + max(0, max(dxs)) - (w - 1))
-    p1 = F.pad(x1, (left, right, top, bottom))
-    p2 = F.pad(x2, (left, right, top, bottom))
-
-    def window(t, y, x):
-        # Rows y, y + sh, ... (out_h of them) and likewise columns, where
-        # (y, x) is an image coordinate of the first output pixel.
-        y, x = y + top, x + left
-        return t[
-            :, :, y : y + (out_h - 1) * sh + 1 : sh, x : x + (out_w - 1) * sw + 1 : sw
-        ]
-
-    planes = []
-    for dy in dys:
-        for dx in dxs:
-            acc = x1.new_zeros(n, groups, out_h, out_w)
-            for i in range(kh):
-                for j in range(kw):
-                    y, x = i * dh - ph, j * dw - pw
-                    prod = window(p1, y, x) * window(p2, y + dy, x + dx)
-                    acc = acc + prod.reshape(n, groups, c // groups, out_h, out_w).sum(
-                        2
-                    )
-            planes.append(acc)
-    out = (
-        torch.stack(planes, 2).reshape(n, groups * len(dys) * len(dxs), out_h, out_w)
-        * scale
-    )
-    return out.squeeze(0) if unbatched else out
+# Independent reference with an offset.
 
 
 def _bilinear_zeros(image, y, x):
@@ -188,29 +102,15 @@ def _bilinear_zeros(image, y, x):
     return out
 
 
-def reference_correlation_offset(
-    input1,
-    input2,
-    max_displacement,
-    *,
-    offset,
-    min_displacement=None,
-    kernel_size=1,
-    stride=1,
-    padding=0,
-    dilation=1,
-    displacement_stride=1,
-    groups=1,
-    scale=1.0,
-):
-    """``F.correlation(..., offset=offset)`` in float64, from the documented
-    formula: every term reads input1 (zero outside) at the window position
-    and input2 bilinearly at the same position plus the displacement plus
-    the location's offset (:func:`_bilinear_zeros`). Differentiable w.r.t.
-    all three tensors. A location with a non-finite offset component gets
-    NaN outputs and contributes nothing to the gradients of the inputs
-    (its offset gradient, from autograd, is zero; the NaN rule of the
-    offset gradient is applied by the caller)."""
+def reference_correlation_offset(input1, input2, max_displacement, *, offset, **kwargs):
+    """``F.correlation(..., offset=offset, **kwargs)`` in float64, from the
+    documented formula: every term reads input1 (zero outside) at the window
+    position and input2 bilinearly at the same position plus the
+    displacement plus the location's offset (:func:`_bilinear_zeros`).
+    Differentiable w.r.t. all three tensors. A location with a non-finite
+    offset component gets NaN outputs and contributes nothing to the
+    gradients of the inputs (its offset gradient, from autograd, is zero;
+    the NaN rule of the offset gradient is applied by the caller)."""
     unbatched = input1.dim() == 3
     x1 = input1.to(torch.float64)
     x2 = input2.to(torch.float64)
@@ -218,20 +118,11 @@ def reference_correlation_offset(
     if unbatched:
         x1, x2, off = x1.unsqueeze(0), x2.unsqueeze(0), off.unsqueeze(0)
     n, c, h, w = x1.shape
-    kh, kw = _pair(kernel_size)
-    sh, sw = _pair(stride)
-    ph, pw = _pair(padding)
-    dh, dw = _pair(dilation)
-    max_h, max_w = _pair(max_displacement)
-    step_h, step_w = _pair(displacement_stride)
-    if min_displacement is None:
-        min_h = min_w = None
-    else:
-        min_h, min_w = _pair(min_displacement)
-    dys = _axis_displacements(max_h, min_h, step_h)
-    dxs = _axis_displacements(max_w, min_w, step_w)
-    out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    call = parse_call((h, w), max_displacement, **kwargs)
+    (kh, kw), (sh, sw) = call.kernel_size, call.stride
+    (ph, pw), (dh, dw) = call.padding, call.dilation
+    out_h, out_w = call.out_size
+    groups = call.groups
     assert off.shape == (n, 2, out_h, out_w), off.shape
     finite = off.isfinite().all(1)
     off = torch.where(finite.unsqueeze(1), off, 0)
@@ -239,8 +130,8 @@ def reference_correlation_offset(
     oy = torch.arange(out_h, dtype=torch.float64).view(1, -1, 1) * sh - ph
     ox = torch.arange(out_w, dtype=torch.float64).view(1, 1, -1) * sw - pw
     planes = []
-    for dy in dys:
-        for dx in dxs:
+    for dy in call.dys:
+        for dx in call.dxs:
             acc = x1.new_zeros(n, groups, out_h, out_w)
             for i in range(kh):
                 for j in range(kw):
@@ -253,7 +144,7 @@ def reference_correlation_offset(
                         n, groups, c // groups, out_h, out_w
                     ).sum(2)
             planes.append(acc)
-    out = torch.stack(planes, 2).reshape(n, -1, out_h, out_w) * scale
+    out = torch.stack(planes, 2).reshape(n, -1, out_h, out_w) * call.scale
     out = out * finite.unsqueeze(1)
     return out.squeeze(0) if unbatched else out
 
@@ -447,20 +338,7 @@ def harness_forward_backward(x1, x2, grad_output, max_disp, kwargs):
     if grad_output is None:
         return out, None, None
     g1, g2, g_offset = cuda_on_cpu.correlation_backward(
-        grad_output,
-        x1,
-        x2,
-        None,
-        max_disp,
-        kwargs.get("min_displacement"),
-        kwargs.get("kernel_size", 1),
-        kwargs.get("stride", 1),
-        kwargs.get("padding", 0),
-        kwargs.get("dilation", 1),
-        kwargs.get("displacement_stride", 1),
-        kwargs.get("groups", 1),
-        kwargs.get("scale", 1.0),
-        (True, True, True),
+        grad_output, x1, x2, None, *backward_args(max_disp, kwargs), (True, True, True)
     )
     assert g_offset is None
     return out, g1, g2
@@ -468,44 +346,6 @@ def harness_forward_backward(x1, x2, grad_output, max_disp, kwargs):
 
 # ---------------------------------------------------------------------------
 # With an offset.
-
-
-def output_shape(shape, max_disp, kwargs):
-    """The shape of ``F.correlation(input1 of shape, ..., max_disp, **kwargs)``."""
-    kh, kw = _pair(kwargs.get("kernel_size", 1))
-    sh, sw = _pair(kwargs.get("stride", 1))
-    ph, pw = _pair(kwargs.get("padding", 0))
-    dh, dw = _pair(kwargs.get("dilation", 1))
-    max_h, max_w = _pair(max_disp)
-    step_h, step_w = _pair(kwargs.get("displacement_stride", 1))
-    min_d = kwargs.get("min_displacement")
-    min_h, min_w = (None, None) if min_d is None else _pair(min_d)
-    channels = (
-        kwargs.get("groups", 1)
-        * len(_axis_displacements(max_h, min_h, step_h))
-        * len(_axis_displacements(max_w, min_w, step_w))
-    )
-    h, w = shape[-2:]
-    out_h = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
-    out_w = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-    return (*shape[:-3], channels, out_h, out_w)
-
-
-def backward_args(max_disp, kwargs):
-    """aten::correlation_backward's arguments between offset and output_mask
-    (its schema has no defaults)."""
-    min_d = kwargs.get("min_displacement")
-    return [
-        list(_pair(max_disp)),
-        None if min_d is None else list(_pair(min_d)),
-        list(_pair(kwargs.get("kernel_size", 1))),
-        list(_pair(kwargs.get("stride", 1))),
-        list(_pair(kwargs.get("padding", 0))),
-        list(_pair(kwargs.get("dilation", 1))),
-        list(_pair(kwargs.get("displacement_stride", 1))),
-        kwargs.get("groups", 1),
-        kwargs.get("scale", 1.0),
-    ]
 
 
 OFFSET_KINDS = ("fractional", "integer", "border", "nonfinite", "huge")
@@ -612,13 +452,13 @@ class CUDAKernelTests:
     def _expected(self, x1, x2, max_disp, kwargs, dtype, seed):
         """grad_output, the reference output and gradients (float64 autograd
         through the reference) and, in float64 and float32, the CPU kernels'."""
-        ref_out = reference_correlation(x1, x2, max_disp, **kwargs)
+        ref_out = correlation_reference(x1, x2, max_disp, **kwargs)
         g = torch.Generator().manual_seed(seed + 1)
         go = torch.randn(ref_out.shape, generator=g, dtype=torch.float64).to(dtype)
         r1 = x1.to(torch.float64).requires_grad_()
         r2 = x2.to(torch.float64).requires_grad_()
         rg1, rg2 = torch.autograd.grad(
-            reference_correlation(r1, r2, max_disp, **kwargs),
+            correlation_reference(r1, r2, max_disp, **kwargs),
             (r1, r2),
             go.to(torch.float64),
         )
@@ -689,7 +529,7 @@ class CUDAKernelTests:
             groups=2,
             scale=0.5,
         )
-        out = reference_correlation(x1, x2, (1, 4), **kwargs)
+        out = correlation_reference(x1, x2, (1, 4), **kwargs)
         dys, dxs = [-1, 1], [-2, 1, 4]
         n, c, h, w = x1.shape
         expected = torch.zeros_like(out)
@@ -859,8 +699,8 @@ class CUDAKernelTests:
             steps = kwargs["displacement_stride"]
             mins = kwargs.get("min_displacement", (None, None))
             dys, dxs = (
-                _axis_displacements(top, low, step)
-                for top, low, step in zip(_pair(max_disp), mins, steps)
+                displacement_set(top, low, step)
+                for top, low, step in zip(pair(max_disp), mins, steps)
             )
             # The same displacements, ascending.
             ascending = dict(
@@ -1159,8 +999,8 @@ class CUDAKernelTests:
         expected = []
         oy = torch.arange(oh, dtype=torch.float64).view(1, -1, 1) - 1
         ox = torch.arange(ow, dtype=torch.float64).view(1, 1, -1) * 2 - 1
-        for dy in _axis_displacements(1, -1, 2):
-            for dx in _axis_displacements(2, -2, -3):
+        for dy in displacement_set(1, -1, 2):
+            for dx in displacement_set(2, -2, -3):
                 acc = 0
                 for i in range(2):
                     y = (oy + 2 * i).expand(n, oh, ow)
@@ -1226,8 +1066,8 @@ class CUDAKernelTests:
             ),
         ]
         for shape, max_disp, kwargs in cases:
-            top = _pair(max_disp)
-            steps = _pair(kwargs.get("displacement_stride", 1))
+            top = pair(max_disp)
+            steps = pair(kwargs.get("displacement_stride", 1))
             low = kwargs.get("min_displacement")
             if low is None:
                 # The symmetric range as an explicit one.
@@ -1580,7 +1420,7 @@ class TestCorrelationCUDA(CUDAKernelTests, TestCase):
 
     def test_autocast(self):
         x1, x2 = self._inputs((1, 8, 9, 35), torch.float32)
-        expected = reference_correlation(x1, x2, 2)
+        expected = correlation_reference(x1, x2, 2)
         with torch.autocast("cuda", dtype=torch.float16):
             out = F.correlation(x1, x2, 2)
         self.assertIn(out.dtype, (torch.float16, torch.float32))

@@ -24,6 +24,9 @@ import torch_correlation
 from torch.autograd import gradcheck, gradgradcheck
 from torch.testing._internal.common_utils import run_tests, TestCase
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from correlation_reference import correlation_module_info
+
 
 def _tensors(shape, dtype=torch.float64, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -76,22 +79,8 @@ class TestCorrelationModuleOffset(TestCase):
 
 
 class TestCorrelationModuleInfoOffset(TestCase):
-    def _info(self):
-        from torch.testing._internal.common_modules import module_db
-
-        # [preview only begin]
-        patch_dir = os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"
-        )
-        sys.path.insert(0, patch_dir)
-        from moduleinfo import module_db  # noqa: F811
-        # [preview only end]
-
-        (info,) = [m for m in module_db if m.module_cls is torch.nn.Correlation]
-        return info
-
     def test_samples_with_kwargs(self):
-        info = self._info()
+        info = correlation_module_info()
         inputs = info.module_inputs_func(
             info, device="cpu", dtype=torch.float64, requires_grad=True, training=True
         )
@@ -112,7 +101,7 @@ class TestCorrelationModuleInfoOffset(TestCase):
             out.sum().backward()
 
     def test_offset_samples_gradgradcheck(self):
-        info = self._info()
+        info = correlation_module_info()
         inputs = info.module_inputs_func(
             info, device="cpu", dtype=torch.float64, requires_grad=True, training=True
         )

@@ -7,8 +7,8 @@ per-channel cost volumes; see NOTE [ Narrow Correlation CPU Kernels ] in
 The calls below are the ones that path takes (kernel_size 1, stride 1, and a
 one-row vertical range or at most 4 channels a group): every output and gradient is
 compared with the float64 reference of ``correlation_reference.py``, with the
-tolerances of ``test_correlation.py`` (derived from the sum of the magnitudes
-of the summed terms). Shapes are small; the file runs in a few seconds.
+tolerances it derives from the sum of the magnitudes of the summed terms
+(those of ``test_correlation.py``). Shapes are small; the file runs in a few seconds.
 """
 
 import os
@@ -26,34 +26,21 @@ from torch.testing._internal.common_utils import (
 import torch_correlation  # noqa: F401  (registers aten::correlation)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from correlation_reference import correlation_reference
+from correlation_reference import (
+    abs_scale,
+    ALL_DTYPES,
+    correlation_reference,
+    make_input,
+    pair,
+    ReferenceAssertions,
+    relayout,
+)
 
-DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
 DTYPE_NAMES = {
     torch.float64: "float64",
     torch.float32: "float32",
     torch.float16: "float16",
     torch.bfloat16: "bfloat16",
-}
-# Accumulation error relative to the sum of |terms| (float16 and bfloat16
-# accumulate in float32), plus one rounding of the result to its dtype.
-_ACC_RTOL = {
-    torch.float64: 1e-12,
-    torch.float32: 1e-5,
-    torch.float16: 1e-5,
-    torch.bfloat16: 1e-5,
-}
-_OUT_EPS = {
-    torch.float64: 0.0,
-    torch.float32: 0.0,
-    torch.float16: 2.0**-10,
-    torch.bfloat16: 2.0**-7,
-}
-_ATOL = {
-    torch.float64: 0.0,
-    torch.float32: 0.0,
-    torch.float16: 2.0**-24,
-    torch.bfloat16: 0.0,
 }
 
 # (name, shape, max_displacement, kwargs): calls the narrow kernels take.
@@ -122,36 +109,17 @@ CASES = [
     ("dilation", (1, 4, 4, 12), (1, 2), dict(groups=2, dilation=(2, 3))),
 ]
 
-LAYOUTS = ("contiguous", "channels_last", "strided")
-
-
-def relayout(x, layout):
-    """The same values as x with other strides."""
-    if layout == "channels_last" and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    if layout == "strided":
-        big = torch.zeros(
-            *x.shape[:-2], 2 * x.shape[-2], 3 * x.shape[-1], dtype=x.dtype
-        )
-        big[..., ::2, 1::3] = x
-        return big[..., ::2, 1::3]
-    return x
-
-
-def _pair(v):
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
 
 def reference(x1, x2, max_disp, **kwargs):
     """correlation_reference, with a negative displacement_stride taken as
     the ascending range from the top of the walk, its channels reversed."""
-    steps = _pair(kwargs.get("displacement_stride", 1))
+    steps = pair(kwargs.get("displacement_stride", 1))
     if min(steps) > 0:
         return correlation_reference(x1, x2, max_disp, **kwargs)
-    max_d = _pair(max_disp)
+    max_d = pair(max_disp)
     min_d = kwargs.get("min_displacement")
     if min_d is not None:
-        min_d = _pair(min_d)
+        min_d = pair(min_d)
         # The walk max, max + s, ... >= min is the ascending set from
         # max - (count - 1) * |s|.
         min_d = tuple(
@@ -172,37 +140,16 @@ def reference(x1, x2, max_disp, **kwargs):
     return out.flip(flip).reshape(*batch, channels, h, w)
 
 
-def make_input(shape, dtype, seed):
-    gen = torch.Generator().manual_seed(seed)
-    return torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
-
-
-class TestCorrelationNarrow(TestCase):
-    def assertCloseToReference(self, actual, expected, bound, dtype, what):
-        self.assertEqual(actual.dtype, dtype)
-        self.assertEqual(tuple(actual.shape), tuple(expected.shape))
-        a = actual.detach().double()
-        tol = _ACC_RTOL[dtype] * bound + _OUT_EPS[dtype] * expected.abs() + _ATOL[dtype]
-        err = (a - expected).abs()
-        bad = ~(err <= tol)  # also catches NaN
-        if bad.any():
-            idx = tuple(bad.nonzero()[0].tolist())
-            self.fail(
-                f"{what}: {int(bad.sum())} of {bad.numel()} elements differ, "
-                f"e.g. at {idx}: got {a[idx].item()!r}, expected "
-                f"{expected[idx].item()!r} (tolerance {tol[idx].item():.3g})"
-            )
-
+class TestCorrelationNarrow(ReferenceAssertions, TestCase):
     def check(self, shape, max_disp, kwargs, dtype, layout, grads=(True, True)):
-        x1 = relayout(make_input(shape, dtype, 1), layout)
-        x2 = relayout(make_input(shape, dtype, 2), layout)
+        x1 = relayout(make_input(shape, dtype, "cpu", 1), layout)
+        x2 = relayout(make_input(shape, dtype, "cpu", 2), layout)
         r1 = x1.double().requires_grad_()
         r2 = x2.double().requires_grad_()
         expected = reference(r1, r2, max_disp, **kwargs)
-        abs_kwargs = dict(kwargs, scale=abs(kwargs.get("scale", 1.0)))
         a1 = r1.detach().abs().requires_grad_()
         a2 = r2.detach().abs().requires_grad_()
-        bound = reference(a1, a2, max_disp, **abs_kwargs)
+        bound = reference(a1, a2, max_disp, **abs_scale(kwargs))
 
         x1.requires_grad_(grads[0])
         x2.requires_grad_(grads[1])
@@ -216,7 +163,7 @@ class TestCorrelationNarrow(TestCase):
             self.assertTrue(out.is_contiguous(memory_format=torch.channels_last))
         if not any(grads):
             return
-        grad_output = relayout(make_input(out.shape, dtype, 3), layout)
+        grad_output = relayout(make_input(out.shape, dtype, "cpu", 3), layout)
         wanted = [x for x, w in zip((x1, x2), grads) if w]
         got = torch.autograd.grad(out, wanted, grad_output)
         g = grad_output.double()
@@ -234,7 +181,7 @@ class TestCorrelationNarrow(TestCase):
     @parametrize("case", [c[0] for c in CASES])
     def test_case_all_dtypes(self, case):
         _, shape, max_disp, kwargs = next(c for c in CASES if c[0] == case)
-        for dtype in DTYPES:
+        for dtype in ALL_DTYPES:
             with self.subTest(dtype=DTYPE_NAMES[dtype]):
                 self.check(shape, max_disp, kwargs, dtype, "contiguous")
 
@@ -283,8 +230,8 @@ class TestCorrelationNarrow(TestCase):
     def test_gwcnet_loop(self):
         # GwcNet's group-wise volume, built by its loop over disparities.
         n, c, h, w, groups, d = 2, 16, 4, 30, 4, 9
-        left = make_input((n, c, h, w), torch.float32, 4)
-        right = make_input((n, c, h, w), torch.float32, 5)
+        left = make_input((n, c, h, w), torch.float32, "cpu", 4)
+        right = make_input((n, c, h, w), torch.float32, "cpu", 5)
         volume = left.new_zeros(n, groups, d, h, w)
         for i in range(d):
             prod = left[..., i:] * right[..., : w - i]
@@ -306,8 +253,8 @@ class TestCorrelationNarrow(TestCase):
         # Each gradient row is written by one thread with its sums in a fixed
         # order, so the thread count does not change any bit.
         shape, max_disp, kwargs = (2, 8, 6, 45), (2, 3), dict(groups=4)
-        x1 = make_input(shape, torch.float32, 6).requires_grad_()
-        x2 = make_input(shape, torch.float32, 7).requires_grad_()
+        x1 = make_input(shape, torch.float32, "cpu", 6).requires_grad_()
+        x2 = make_input(shape, torch.float32, "cpu", 7).requires_grad_()
         results = []
         threads = torch.get_num_threads()
         try:

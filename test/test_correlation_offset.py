@@ -19,6 +19,7 @@ precision may be off by ``k * eps(acc) * bound``, and float16 and bfloat16
 results lose one more rounding to their dtype.
 """
 
+import functools
 import math
 import os
 import random
@@ -42,38 +43,22 @@ import torch_correlation  # noqa: F401  (registers aten::correlation)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from correlation_reference import (
+    abs_scale,
+    ACC_RTOL,
+    ALL_DTYPES,
+    backward_args,
     correlation_offset_reference,
     correlation_offset_sensitivities,
     displacements,
+    forward_ad_gradcheck,
+    LAYOUTS,
+    make_input,
     offset_self_check,
-    output_size,
-    pair,
+    OUT_EPS,
+    output_shape,
+    ReferenceAssertions,
+    relayout,
 )
-
-ALL_DTYPES = (torch.float64, torch.float32, torch.float16, torch.bfloat16)
-
-# Relative accumulation error allowed, relative to the sum of |terms|.
-_ACC_RTOL = {
-    torch.float64: 1e-12,
-    torch.float32: 1e-5,
-    # float16 / bfloat16 accumulate in float32.
-    torch.float16: 1e-5,
-    torch.bfloat16: 1e-5,
-}
-# One rounding of the result to its dtype (a full ulp, to be safe).
-_OUT_EPS = {
-    torch.float64: 0.0,
-    torch.float32: 0.0,
-    torch.float16: 2.0**-10,
-    torch.bfloat16: 2.0**-7,
-}
-# Absolute slack for float16's subnormal range.
-_ATOL = {
-    torch.float64: 0.0,
-    torch.float32: 0.0,
-    torch.float16: 2.0**-24,
-    torch.bfloat16: 0.0,
-}
 
 # Small calls for gradcheck and friends:
 # (input1 shape, input2 height and width, max_displacement, kwargs).
@@ -103,34 +88,6 @@ SMALL_CONFIGS = [
     ),
 ]
 
-LAYOUTS = ("contiguous", "channels_last", "transposed", "strided")
-
-
-def relayout(x, layout):
-    """The same values as x with other strides."""
-    if layout == "channels_last" and x.dim() == 4:
-        return x.contiguous(memory_format=torch.channels_last)
-    if layout == "transposed":
-        return x.transpose(-1, -2).contiguous().transpose(-1, -2)
-    if layout == "strided":
-        big = torch.zeros(
-            *x.shape[:-2],
-            2 * x.shape[-2],
-            3 * x.shape[-1],
-            dtype=x.dtype,
-            device=x.device,
-        )
-        big[..., ::2, 1::3] = x
-        return big[..., ::2, 1::3]
-    return x
-
-
-def make_input(shape, dtype, device, seed, requires_grad=False):
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(shape, generator=gen, dtype=torch.float64)
-    x = x.to(device=device, dtype=dtype)
-    return x.requires_grad_(requires_grad)
-
 
 def make_offset(shape, dtype, device, seed, kind="fraction", requires_grad=False):
     """An offset of the given shape (..., 2, H_out, W_out).
@@ -157,34 +114,10 @@ def make_offset(shape, dtype, device, seed, kind="fraction", requires_grad=False
     return off.to(device=device, dtype=dtype).requires_grad_(requires_grad)
 
 
-def expected_shape(shape, max_displacement, kwargs):
-    """The output shape of a call on input1 of `shape`."""
-    *batch, _, h, w = shape
-    kh, kw = pair(kwargs.get("kernel_size", 1))
-    sh, sw = pair(kwargs.get("stride", 1))
-    ph, pw = pair(kwargs.get("padding", 0))
-    dh, dw = pair(kwargs.get("dilation", 1))
-    dys, dxs = displacements(
-        max_displacement,
-        kwargs.get("min_displacement"),
-        kwargs.get("displacement_stride", 1),
-    )
-    return (
-        *batch,
-        kwargs.get("groups", 1) * len(dys) * len(dxs),
-        output_size(h, kh, sh, ph, dh),
-        output_size(w, kw, sw, pw, dw),
-    )
-
-
 def offset_shape(shape, max_displacement, kwargs):
     """The offset shape (N, 2, H_out, W_out) or (2, H_out, W_out) of a call."""
-    out = expected_shape(shape, max_displacement, kwargs)
+    out = output_shape(shape, max_displacement, kwargs)
     return (*out[:-3], 2, *out[-2:])
-
-
-def _abs_kwargs(kwargs):
-    return dict(kwargs, scale=abs(kwargs.get("scale", 1.0)))
 
 
 def reference_forward(x1, x2, offset, max_displacement, kwargs):
@@ -194,7 +127,7 @@ def reference_forward(x1, x2, offset, max_displacement, kwargs):
         r1, r2, max_displacement, offset=ro, **kwargs
     )
     bound = correlation_offset_reference(
-        r1.abs(), r2.abs(), max_displacement, offset=ro, **_abs_kwargs(kwargs)
+        r1.abs(), r2.abs(), max_displacement, offset=ro, **abs_scale(kwargs)
     )
     return expected, bound
 
@@ -211,7 +144,7 @@ def reference_backward(x1, x2, offset, grad_output, max_displacement, kwargs):
     a1 = r1.detach().abs().requires_grad_()
     a2 = r2.detach().abs().requires_grad_()
     out_abs = correlation_offset_reference(
-        a1, a2, max_displacement, offset=ro.detach(), **_abs_kwargs(kwargs)
+        a1, a2, max_displacement, offset=ro.detach(), **abs_scale(kwargs)
     )
     b1, b2 = torch.autograd.grad(out_abs, (a1, a2), g.abs())
     su, sv = correlation_offset_sensitivities(
@@ -220,35 +153,13 @@ def reference_backward(x1, x2, offset, grad_output, max_displacement, kwargs):
         max_displacement,
         offset=ro.detach(),
         absolute=True,
-        **_abs_kwargs(kwargs),
+        **abs_scale(kwargs),
     )
     bo = torch.cat(
         [(g.abs() * su).sum(-3, keepdim=True), (g.abs() * sv).sum(-3, keepdim=True)],
         -3,
     )
     return (e1, e2, eo), (b1, b2, bo)
-
-
-def backward_args(offset, max_displacement, kwargs):
-    """The positional arguments of aten::correlation_backward after
-    (grad_output, input1, input2), before output_mask."""
-
-    def as_list(v):
-        return list(pair(v))
-
-    min_d = kwargs.get("min_displacement")
-    return [
-        offset,
-        as_list(max_displacement),
-        None if min_d is None else as_list(min_d),
-        as_list(kwargs.get("kernel_size", 1)),
-        as_list(kwargs.get("stride", 1)),
-        as_list(kwargs.get("padding", 0)),
-        as_list(kwargs.get("dilation", 1)),
-        as_list(kwargs.get("displacement_stride", 1)),
-        kwargs.get("groups", 1),
-        kwargs.get("scale", 1.0),
-    ]
 
 
 def shifted_range(max_displacement, kwargs, dv, du):
@@ -319,30 +230,15 @@ def random_config(rng):
     return shape, (h2, w2), max_disp, kwargs, kind
 
 
-class TestCorrelationOffset(TestCase):
-    def assertCloseToReference(self, actual, expected, bound, dtype, what="output"):
-        """|actual - expected| within the derived tolerance; NaN exactly
-        where the reference is NaN."""
-        self.assertEqual(actual.dtype, dtype)
-        self.assertEqual(tuple(actual.shape), tuple(expected.shape))
-        a = actual.detach().cpu().double()
-        tol = _ACC_RTOL[dtype] * bound + _OUT_EPS[dtype] * expected.abs() + _ATOL[dtype]
-        err = (a - expected).abs()
-        both_nan = a.isnan() & expected.isnan()
-        bad = ~(err <= tol) & ~both_nan  # a NaN on one side only is bad
-        if bad.any():
-            idx = tuple(bad.nonzero()[0].tolist())
-            self.fail(
-                f"{what}: {int(bad.sum())} of {bad.numel()} elements differ, e.g. at {idx}: "
-                f"got {a[idx].item()!r}, expected {expected[idx].item()!r} "
-                f"(tolerance {tol[idx].item():.3g}, max error "
-                f"{err[~both_nan].max().item():.3g})"
-            )
+class TestCorrelationOffset(ReferenceAssertions, TestCase):
+    # The output and the offset gradient are NaN where the offset is not
+    # finite, the reference's too.
+    reference_nan_agrees = True
 
     def check_forward(self, x1, x2, offset, max_displacement, kwargs, dtype):
         out = F.correlation(x1, x2, max_displacement, offset=offset, **kwargs)
         self.assertEqual(
-            tuple(out.shape), expected_shape(x1.shape, max_displacement, kwargs)
+            tuple(out.shape), output_shape(x1.shape, max_displacement, kwargs)
         )
         self.assertEqual(out.device, x1.device)
         expected, bound = reference_forward(x1, x2, offset, max_displacement, kwargs)
@@ -439,7 +335,7 @@ class TestCorrelationOffset(TestCase):
                     kind=kind,
                 )
                 g = make_input(
-                    expected_shape(shape, max_disp, kwargs),
+                    output_shape(shape, max_disp, kwargs),
                     dtype,
                     device,
                     seed=4 * case + 3,
@@ -511,7 +407,7 @@ class TestCorrelationOffset(TestCase):
         off = make_offset(
             offset_shape(shape, max_disp, kwargs), dtype, device, seed=2, kind="wide"
         )
-        g = make_input(expected_shape(shape, max_disp, kwargs), dtype, device, seed=3)
+        g = make_input(output_shape(shape, max_disp, kwargs), dtype, device, seed=3)
         for layout in LAYOUTS:
             for which in ("input1", "input2", "offset", "grad_output", "all"):
                 args = {"input1": x1, "input2": x2, "offset": off, "grad_output": g}
@@ -560,7 +456,7 @@ class TestCorrelationOffset(TestCase):
         x1 = base1[::2, 1::2, 1:-1, ::2]  # (2, 4, 6, 6)
         x2 = base2[1:, 5:9].transpose(2, 3)  # (2, 4, 12, 10)
         oshape = offset_shape(x1.shape, 1, kwargs)
-        out_shape = expected_shape(x1.shape, 1, kwargs)
+        out_shape = output_shape(x1.shape, 1, kwargs)
         flow = make_offset((2, 4, *oshape[-2:]), dtype, device, seed=2, kind="wide")
         offsets = {
             "channel_slice": flow[:, 1:3],
@@ -678,9 +574,7 @@ class TestCorrelationOffset(TestCase):
                     # Both within the reference's tolerance of the same value.
                     self.assertCloseToReference(out, expected, bound, dtype)
                     self.assertCloseToReference(want, expected, bound, dtype)
-                    tol = (
-                        2 * _ACC_RTOL[dtype] * bound + _OUT_EPS[dtype] * expected.abs()
-                    )
+                    tol = 2 * ACC_RTOL[dtype] * bound + OUT_EPS[dtype] * expected.abs()
                     self.assertTrue(
                         ((out - want).abs().cpu().double() <= tol).all(),
                         msg=f"max difference {(out - want).abs().max().item()}",
@@ -693,8 +587,8 @@ class TestCorrelationOffset(TestCase):
                     )
                     for a, b, bnd in zip(got, exp, (b1, b2)):
                         tol = (
-                            2 * _ACC_RTOL[dtype] * bnd
-                            + _OUT_EPS[dtype] * b.abs().cpu().double()
+                            2 * ACC_RTOL[dtype] * bnd
+                            + OUT_EPS[dtype] * b.abs().cpu().double()
                         )
                         self.assertTrue(
                             ((a - b).abs().cpu().double() <= tol).all(),
@@ -954,7 +848,7 @@ class TestCorrelationOffset(TestCase):
                 oshape = offset_shape(shape1, max_disp, kwargs)
                 off = make_offset(oshape, dtype, device, seed=2, requires_grad=True)
                 out = F.correlation(x1, x2, max_disp, offset=off, **kwargs)
-                out_shape = expected_shape(shape1, max_disp, kwargs)
+                out_shape = output_shape(shape1, max_disp, kwargs)
                 self.assertEqual(out.shape, out_shape)
                 self.assertEqual(
                     out, torch.zeros(out_shape, dtype=dtype), atol=0, rtol=0
@@ -987,9 +881,12 @@ class TestCorrelationOffset(TestCase):
 
     # ----------------------------------------------------------- autograd
 
-    def test_gradcheck(self, device):
-        # Offsets away from integer positions (the output is smooth there).
-        for shape, size2, max_disp, kwargs in SMALL_CONFIGS:
+    def check_small_configs(self, device, check, configs=SMALL_CONFIGS, offset=True):
+        """``check(fn, inputs)`` (a gradcheck) holds for every call of
+        ``configs``, fn being the call as a function of input1, input2 and,
+        with ``offset``, the offset (else it is fixed). The offsets are away
+        from integer positions (the output is smooth there)."""
+        for shape, size2, max_disp, kwargs in configs:
             with self.subTest(
                 shape=shape, size2=size2, max_displacement=max_disp, **kwargs
             ):
@@ -1008,82 +905,31 @@ class TestCorrelationOffset(TestCase):
                     torch.float64,
                     device,
                     seed=2,
-                    requires_grad=True,
+                    requires_grad=offset,
                 )
-                self.assertTrue(
-                    torch.autograd.gradcheck(
-                        lambda a, b, o: F.correlation(
-                            a, b, max_disp, offset=o, **kwargs
-                        ),
-                        (x1, x2, off),
-                    )
-                )
+
+                def fn(a, b, o=off, max_disp=max_disp, kwargs=kwargs):
+                    return F.correlation(a, b, max_disp, offset=o, **kwargs)
+
+                inputs = (x1, x2, off) if offset else (x1, x2)
+                self.assertTrue(check(fn, inputs))
+
+    def test_gradcheck(self, device):
+        self.check_small_configs(device, torch.autograd.gradcheck)
 
     def test_gradgradcheck(self, device):
         # Second order through input1 and input2 (and grad_output) with a
         # fixed offset, reverse over reverse and forward over reverse (on the
         # calls with the smallest outputs, to keep it quick).
-        for shape, size2, max_disp, kwargs in SMALL_CONFIGS[3:]:
-            with self.subTest(
-                shape=shape, size2=size2, max_displacement=max_disp, **kwargs
-            ):
-                x1 = make_input(
-                    shape, torch.float64, device, seed=0, requires_grad=True
-                )
-                x2 = make_input(
-                    (*shape[:-2], *size2),
-                    torch.float64,
-                    device,
-                    seed=1,
-                    requires_grad=True,
-                )
-                off = make_offset(
-                    offset_shape(shape, max_disp, kwargs), torch.float64, device, seed=2
-                )
-                self.assertTrue(
-                    torch.autograd.gradgradcheck(
-                        lambda a, b: F.correlation(
-                            a, b, max_disp, offset=off, **kwargs
-                        ),
-                        (x1, x2),
-                        check_fwd_over_rev=True,
-                    )
-                )
+        self.check_small_configs(
+            device,
+            functools.partial(torch.autograd.gradgradcheck, check_fwd_over_rev=True),
+            SMALL_CONFIGS[3:],
+            offset=False,
+        )
 
     def test_forward_ad(self, device):
-        for shape, size2, max_disp, kwargs in SMALL_CONFIGS:
-            with self.subTest(
-                shape=shape, size2=size2, max_displacement=max_disp, **kwargs
-            ):
-                x1 = make_input(
-                    shape, torch.float64, device, seed=0, requires_grad=True
-                )
-                x2 = make_input(
-                    (*shape[:-2], *size2),
-                    torch.float64,
-                    device,
-                    seed=1,
-                    requires_grad=True,
-                )
-                off = make_offset(
-                    offset_shape(shape, max_disp, kwargs),
-                    torch.float64,
-                    device,
-                    seed=2,
-                    requires_grad=True,
-                )
-                self.assertTrue(
-                    torch.autograd.gradcheck(
-                        lambda a, b, o: F.correlation(
-                            a, b, max_disp, offset=o, **kwargs
-                        ),
-                        (x1, x2, off),
-                        check_forward_ad=True,
-                        check_backward_ad=False,
-                        check_undefined_grad=False,
-                        check_batched_grad=False,
-                    )
-                )
+        self.check_small_configs(device, forward_ad_gradcheck)
 
     def test_jvp_vs_reference(self, device):
         # d out = C(t1, x2) + C(x1, t2) + (d out/du) tu + (d out/dv) tv, with
@@ -1211,7 +1057,7 @@ class TestCorrelationOffset(TestCase):
         # Forward over reverse with an offset tangent.
         x1, x2, off = (t.detach() for t in inputs())
         g = torch.ones(
-            expected_shape(shape, max_disp, kwargs), dtype=torch.float64, device=device
+            output_shape(shape, max_disp, kwargs), dtype=torch.float64, device=device
         )
 
         def grad_input1(o):
@@ -1233,10 +1079,10 @@ class TestCorrelationOffset(TestCase):
         x1 = make_input(shape, torch.float64, device, seed=0)
         x2 = make_input((2, 4, *size2), torch.float64, device, seed=1)
         off = make_offset(offset_shape(shape, 2, kwargs), torch.float64, device, seed=2)
-        g = make_input(expected_shape(shape, 2, kwargs), torch.float64, device, seed=3)
+        g = make_input(output_shape(shape, 2, kwargs), torch.float64, device, seed=3)
         expected, bounds = reference_backward(x1, x2, off, g, 2, kwargs)
         op = torch.ops.aten.correlation_backward
-        args = backward_args(off, 2, kwargs)
+        args = (off, *backward_args(2, kwargs))
         full = op(g, x1, x2, *args, [True, True, True])
         for grad, e, b in zip(full, expected, bounds):
             self.assertCloseToReference(grad, e, b, torch.float64)
@@ -1258,7 +1104,7 @@ class TestCorrelationOffset(TestCase):
                         self.assertIsNone(grad)
         # Without an offset there is no offset gradient, whatever the mask.
         same = make_input(shape, torch.float64, device, seed=1)
-        result = op(g, x1, same, *backward_args(None, 2, kwargs), [True, True, True])
+        result = op(g, x1, same, None, *backward_args(2, kwargs), [True, True, True])
         self.assertIsNone(result[2])
 
     @parametrize("requires_grad", ["input1", "input2", "offset"])
@@ -1321,7 +1167,7 @@ class TestCorrelationOffset(TestCase):
         off = make_offset(
             offset_shape(shape, max_disp, kwargs), dtype, device, seed=2, kind="wide"
         )
-        g = make_input(expected_shape(shape, max_disp, kwargs), dtype, device, seed=3)
+        g = make_input(output_shape(shape, max_disp, kwargs), dtype, device, seed=3)
 
         def run():
             a, b, o = (t.detach().requires_grad_() for t in (x1, x2, off))
@@ -1347,9 +1193,7 @@ class TestCorrelationOffset(TestCase):
                 self.assertCloseToReference(got, e, b, dtype, name)
         for other in results[1:]:
             for a, b, bnd in zip(results[0], other, (bound, *bounds)):
-                tol = (
-                    2 * _ACC_RTOL[dtype] * bnd + 2 * _OUT_EPS[dtype] * a.abs().double()
-                )
+                tol = 2 * ACC_RTOL[dtype] * bnd + 2 * OUT_EPS[dtype] * a.abs().double()
                 self.assertTrue(((a - b).abs().double() <= tol).all())
 
 
@@ -1399,7 +1243,8 @@ class TestCorrelationOffsetErrors(TestCase):
             torch.empty(2, 9, 5, 6, device="meta"),
             x1,
             self.x2.to("meta"),
-            *backward_args(self.off.to("meta"), 1, {}),
+            self.off.to("meta"),
+            *backward_args(1, {}),
             [True, True, True],
         )
         self.assertEqual(
@@ -1636,28 +1481,28 @@ class TestCorrelationOffsetErrors(TestCase):
         g = torch.randn(2, 9, 5, 6)
         mask = [True, True, True]
         m = self.message(
-            RuntimeError, op, g, x1, x2, *backward_args(off[:, :1], 1, {}), mask
+            RuntimeError, op, g, x1, x2, off[:, :1], *backward_args(1, {}), mask
         )
         self.assertExpectedInline(
             m,
             """correlation(): expected offset of sizes (N, 2, H_out, W_out) = [2, 2, 5, 6] (the displacement (u, v) of input2's samples at each output location), but got offset with sizes [2, 1, 5, 6]""",  # noqa: E501
         )
         m = self.message(
-            RuntimeError, op, g, x1, x2, *backward_args(off.double(), 1, {}), mask
+            RuntimeError, op, g, x1, x2, off.double(), *backward_args(1, {}), mask
         )
         self.assertExpectedInline(
             m,
             """correlation(): expected offset to have the same dtype as input1 (Float), but got Double""",
         )
         m = self.message(
-            ValueError, op, g[:, :4], x1, x2, *backward_args(off, 1, {}), mask
+            ValueError, op, g[:, :4], x1, x2, off, *backward_args(1, {}), mask
         )
         self.assertExpectedInline(
             m,
             """correlation_backward(): expected grad_output to have sizes [2, 9, 5, 6], but got [2, 4, 5, 6]""",
         )
         m = self.message(
-            RuntimeError, op, g, x1, x2[:, :2], *backward_args(off, 1, {}), mask
+            RuntimeError, op, g, x1, x2[:, :2], off, *backward_args(1, {}), mask
         )
         self.assertExpectedInline(
             m,

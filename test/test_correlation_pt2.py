@@ -68,59 +68,46 @@ from torch.testing._internal.common_utils import (
 )
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from correlation_reference import correlation_reference
+from correlation_reference import (
+    backward_args,
+    CALLS,
+    correlation_module_info,
+    correlation_reference,
+)
 
 aten = torch.ops.aten
 HAS_CUDA = torch.cuda.is_available()
 
+# Descending displacement orders (negative displacement_stride) with ranges
+# that are not a multiple of the step (they descend from the top: {3, 1, -1}
+# and {2, -1}), through a kernel window.
+DESCENDING_WINDOW = dict(
+    max_displacement=(3, 2),
+    min_displacement=(-2, -2),
+    displacement_stride=(-2, -3),
+    kernel_size=2,
+    padding=(1, 0),
+)
+
 # (shape, kwargs): together they exercise every argument of the operator.
 CASES = [
     ((2, 4, 6, 7), dict(max_displacement=2)),
-    ((1, 3, 7, 6), dict(max_displacement=(2, 1), kernel_size=3, padding=1)),
+    ((1, 3, 7, 6), CALLS["window"]),
     (
         (2, 4, 8, 8),
         dict(max_displacement=3, displacement_stride=2, groups=2, scale=0.25),
     ),
-    (
-        (1, 2, 9, 8),
-        dict(
-            max_displacement=(1, 2),
-            kernel_size=(2, 3),
-            stride=(2, 1),
-            padding=(1, 2),
-            dilation=(2, 1),
-        ),
-    ),
-    ((1, 6, 5, 9), dict(max_displacement=(0, 0), min_displacement=(0, -3), groups=3)),
-    (
-        (2, 2, 7, 7),
-        dict(
-            max_displacement=(3, -1),
-            min_displacement=(1, -4),
-            displacement_stride=(2, 3),
-            stride=2,
-        ),
-    ),
-    (
-        (4, 5, 5),
-        dict(
-            max_displacement=1,
-            kernel_size=2,
-            dilation=2,
-            padding=2,
-            stride=3,
-            groups=2,
-            scale=-1.5,
-        ),
-    ),
-    ((1, 1, 3, 3), dict(max_displacement=5, padding=(0, 1))),
+    ((1, 2, 9, 8), CALLS["geometry"]),
+    ((1, 6, 5, 9), CALLS["one_sided_groups"]),
+    ((2, 2, 7, 7), CALLS["strided_range"]),
+    ((4, 5, 5), CALLS["sparse_window"]),
+    ((1, 1, 3, 3), CALLS["beyond_image"]),
     (
         (1, 2, 4, 4),
         dict(max_displacement=(6, 0), min_displacement=(4, 0), stride=(1, 2)),
     ),
-    # Descending displacement orders (negative displacement_stride): GwcNet's
-    # disparities, ranges that are not a multiple of the step (they descend
-    # from the top: {3, 1, -1} and {2, -1}), and the symmetric range.
+    # Descending orders: GwcNet's disparities, DESCENDING_WINDOW and the
+    # symmetric range.
     (
         (1, 4, 5, 9),
         dict(
@@ -130,16 +117,7 @@ CASES = [
             groups=2,
         ),
     ),
-    (
-        (2, 3, 7, 8),
-        dict(
-            max_displacement=(3, 2),
-            min_displacement=(-2, -2),
-            displacement_stride=(-2, -3),
-            kernel_size=2,
-            padding=(1, 0),
-        ),
-    ),
+    ((2, 3, 7, 8), DESCENDING_WINDOW),
     ((3, 6, 7), dict(max_displacement=2, displacement_stride=(-1, 2))),
 ]
 
@@ -149,48 +127,16 @@ def split(kwargs):
     return kwargs.pop("max_displacement"), kwargs
 
 
-def correlation_backward(grad, x1, x2, max_displacement, output_mask, **kwargs):
+def correlation_backward(
+    grad, x1, x2, max_displacement, output_mask, offset=None, **kwargs
+):
     """aten.correlation_backward (all arguments positional) with F's defaults.
 
     A two-element ``output_mask`` asks for the input gradients only and
     returns those two; three elements include the offset's gradient."""
-    args = dict(
-        offset=None,
-        min_displacement=None,
-        kernel_size=1,
-        stride=1,
-        padding=0,
-        dilation=1,
-        displacement_stride=1,
-        groups=1,
-        scale=1.0,
-    )
-    args.update(kwargs)
-
-    def listed(v):
-        return [v, v] if isinstance(v, int) else (None if v is None else list(v))
-
     mask = list(output_mask) + [False] * (3 - len(output_mask))
     grads = aten.correlation_backward(
-        grad,
-        x1,
-        x2,
-        args["offset"],
-        listed(max_displacement),
-        listed(args["min_displacement"]),
-        *[
-            listed(args[k])
-            for k in (
-                "kernel_size",
-                "stride",
-                "padding",
-                "dilation",
-                "displacement_stride",
-            )
-        ],
-        args["groups"],
-        args["scale"],
-        mask,
+        grad, x1, x2, offset, *backward_args(max_displacement, kwargs), mask
     )
     return grads[: len(output_mask)]
 
@@ -209,27 +155,13 @@ def make_inputs(shape, dtype=torch.float64, seed=0, **kw):
 # strides and dilation, descending orders, unbatched.
 OFFSET_CASES = [
     ((2, 4, 6, 7), (2, 4, 5, 9), dict(max_displacement=2)),
-    (
-        (1, 3, 7, 6),
-        (1, 3, 7, 6),
-        dict(max_displacement=(2, 1), kernel_size=3, padding=1),
-    ),
+    ((1, 3, 7, 6), (1, 3, 7, 6), CALLS["window"]),
     (
         (2, 4, 8, 8),
         (2, 4, 4, 4),
         dict(max_displacement=3, displacement_stride=2, groups=2, scale=0.25),
     ),
-    (
-        (1, 2, 9, 8),
-        (1, 2, 6, 11),
-        dict(
-            max_displacement=(1, 2),
-            kernel_size=(2, 3),
-            stride=(2, 1),
-            padding=(1, 2),
-            dilation=(2, 1),
-        ),
-    ),
+    ((1, 2, 9, 8), (1, 2, 6, 11), CALLS["geometry"]),
     (
         (1, 6, 5, 9),
         (1, 6, 1, 9),
@@ -240,30 +172,8 @@ OFFSET_CASES = [
             groups=3,
         ),
     ),
-    (
-        (4, 5, 5),
-        (4, 3, 7),
-        dict(
-            max_displacement=1,
-            kernel_size=2,
-            dilation=2,
-            padding=2,
-            stride=3,
-            groups=2,
-            scale=-1.5,
-        ),
-    ),
-    (
-        (2, 3, 7, 8),
-        (2, 3, 7, 1),
-        dict(
-            max_displacement=(3, 2),
-            min_displacement=(-2, -2),
-            displacement_stride=(-2, -3),
-            kernel_size=2,
-            padding=(1, 0),
-        ),
-    ),
+    ((4, 5, 5), (4, 3, 7), CALLS["sparse_window"]),
+    ((2, 3, 7, 8), (2, 3, 7, 1), DESCENDING_WINDOW),
 ]
 
 
@@ -298,6 +208,28 @@ def make_offset_inputs(shape1, shape2, kwargs, dtype=torch.float64, seed=0, **kw
     x1 = make_inputs(shape1, dtype, seed=seed)[0]
     x2 = make_inputs(shape2, dtype, seed=seed + 1)[0]
     return x1, x2, make_offset(offset_shape(shape1, kwargs), dtype, seed, **kw)
+
+
+# The batch size of the vmap tests.
+VMAP_BATCH = 3
+
+
+def _first_input(shape, seed):
+    return make_inputs(shape, seed=seed)[0]
+
+
+def vmap_input(shape, dim, seed, make=_first_input):
+    """A tensor of ``shape`` (``make(shape, seed=seed)``) with a dimension of
+    size VMAP_BATCH inserted at ``dim`` for vmap (none where ``dim`` is None)."""
+    if dim is not None:
+        shape = list(shape)
+        shape.insert(dim, VMAP_BATCH)
+    return make(tuple(shape), seed=seed)
+
+
+def vmap_sample(t, dim, i):
+    """Sample i of a vmap argument batched along ``dim`` (None: shared)."""
+    return t if dim is None else t.select(dim, i)
 
 
 class PWCBlock(torch.nn.Module):
@@ -1147,6 +1079,22 @@ HAS_ONNX = all(
 )
 
 
+def onnxruntime_output(model, inputs):
+    """``model(*inputs)`` exported by ``torch.onnx.export(dynamo=True)`` and
+    run by onnxruntime."""
+    import onnxruntime
+
+    program = torch.onnx.export(model, inputs, dynamo=True, verbose=False)
+    buffer = io.BytesIO()
+    program.save(buffer)
+    session = onnxruntime.InferenceSession(
+        buffer.getvalue(), providers=["CPUExecutionProvider"]
+    )
+    names = [i.name for i in session.get_inputs()]
+    (actual,) = session.run(None, dict(zip(names, (t.numpy() for t in inputs))))
+    return torch.from_numpy(actual)
+
+
 class TestCorrelationONNX(TestCase):
     """torch.onnx.export(dynamo=True) of a PWC-style block, run by onnxruntime."""
 
@@ -1154,24 +1102,13 @@ class TestCorrelationONNX(TestCase):
         not HAS_ONNX, "needs the onnx, onnxscript and onnxruntime packages"
     )
     def test_onnx_pwc_block(self):
-        import onnxruntime
-
         torch.manual_seed(0)
         model = PWCBlock().eval()
         image1, image2 = torch.randn(1, 3, 16, 20), torch.randn(1, 3, 16, 20)
-        program = torch.onnx.export(model, (image1, image2), dynamo=True, verbose=False)
-        buffer = io.BytesIO()
-        program.save(buffer)
-        session = onnxruntime.InferenceSession(
-            buffer.getvalue(), providers=["CPUExecutionProvider"]
-        )
-        names = [i.name for i in session.get_inputs()]
-        (actual,) = session.run(
-            None, dict(zip(names, (image1.numpy(), image2.numpy())))
-        )
+        actual = onnxruntime_output(model, (image1, image2))
         with torch.no_grad():
             expected = model(image1, image2)
-        self.assertEqual(torch.from_numpy(actual), expected, rtol=1e-4, atol=1e-5)
+        self.assertEqual(actual, expected, rtol=1e-4, atol=1e-5)
 
     @unittest.skipIf(
         not HAS_ONNX, "needs the onnx, onnxscript and onnxruntime packages"
@@ -1179,8 +1116,6 @@ class TestCorrelationONNX(TestCase):
     def test_onnx_flow_guided_lookup(self):
         # A flow-guided lookup on a coarser level of input2: the decomposition's
         # grid_sampler_2d becomes ONNX GridSample.
-        import onnxruntime
-
         class Lookup(torch.nn.Module):
             def forward(self, f1, f2, flow):
                 coarse = F.avg_pool2d(f2, 2)
@@ -1190,20 +1125,9 @@ class TestCorrelationONNX(TestCase):
         f1 = torch.randn(1, 4, 12, 16, generator=gen)
         f2 = torch.randn(1, 4, 12, 16, generator=gen)
         flow = 3 * torch.randn(1, 2, 12, 16, generator=gen)
-        program = torch.onnx.export(
-            Lookup(), (f1, f2, flow), dynamo=True, verbose=False
-        )
-        buffer = io.BytesIO()
-        program.save(buffer)
-        session = onnxruntime.InferenceSession(
-            buffer.getvalue(), providers=["CPUExecutionProvider"]
-        )
-        names = [i.name for i in session.get_inputs()]
-        (actual,) = session.run(
-            None, dict(zip(names, (f1.numpy(), f2.numpy(), flow.numpy())))
-        )
+        actual = onnxruntime_output(Lookup(), (f1, f2, flow))
         expected = Lookup()(f1, f2, flow)
-        self.assertEqual(torch.from_numpy(actual), expected, rtol=1e-4, atol=1e-5)
+        self.assertEqual(actual, expected, rtol=1e-4, atol=1e-5)
 
 
 class TestCorrelationBinding(TestCase):
@@ -1391,21 +1315,12 @@ class TestCorrelationVmap(TestCase):
             kernel_size=3, padding=1, displacement_stride=(-1, 1), groups=2, scale=0.5
         )
         out_shape = (2, 18, 5, 6)[4 - logical_rank :]
-        batch = 3
-
-        def batched(shape, dim, seed):
-            if dim is None:
-                return make_inputs(shape, seed=seed)[0]
-            full = list(shape)
-            full.insert(dim, batch)
-            return make_inputs(tuple(full), seed=seed)[0]
 
         args = (
-            batched(out_shape, in_dims[0], 3),
-            batched(shape, in_dims[1], 1),
-            batched(shape, in_dims[2], 2),
+            vmap_input(out_shape, in_dims[0], 3),
+            vmap_input(shape, in_dims[1], 1),
+            vmap_input(shape, in_dims[2], 2),
         )
-        pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
         for mask in ([True, True], [True, False], [False, True]):
 
             def fn(g, a, b, mask=mask):
@@ -1414,8 +1329,8 @@ class TestCorrelationVmap(TestCase):
                 return tuple(g for g in grads if g is not None)
 
             actual = torch.vmap(fn, in_dims=in_dims)(*args)
-            for i in range(batch):
-                expected = fn(*(pick(t, d, i) for t, d in zip(args, in_dims)))
+            for i in range(VMAP_BATCH):
+                expected = fn(*(vmap_sample(t, d, i) for t, d in zip(args, in_dims)))
                 self.assertEqual(len(actual), len(expected))
                 for got, want in zip(actual, expected):
                     self.assertEqual(got[i], want)
@@ -1462,18 +1377,7 @@ class TestCorrelationVmap(TestCase):
     @parametrize("logical_rank", [3, 4])
     def test_vmap_matches_loop(self, in_dims, logical_rank):
         shape = (2, 4, 5, 6)[4 - logical_rank :]
-        batch = 3
-
-        def batched(shape, dim, seed):
-            if dim is None:
-                return make_inputs(shape, seed=seed)[0]
-            full = list(shape)
-            full.insert(dim, batch)
-            return make_inputs(tuple(full), seed=seed)[0]
-
-        x1, x2 = batched(shape, in_dims[0], 1), batched(shape, in_dims[1], 2)
-
-        pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
+        x1, x2 = vmap_input(shape, in_dims[0], 1), vmap_input(shape, in_dims[1], 2)
         for steps in ((1, 1), (-1, -2)):
 
             def fn(a, b, steps=steps):
@@ -1490,8 +1394,8 @@ class TestCorrelationVmap(TestCase):
             actual = torch.vmap(fn, in_dims=in_dims)(x1, x2)
             expected = torch.stack(
                 [
-                    fn(pick(x1, in_dims[0], i), pick(x2, in_dims[1], i))
-                    for i in range(batch)
+                    fn(vmap_sample(x1, in_dims[0], i), vmap_sample(x2, in_dims[1], i))
+                    for i in range(VMAP_BATCH)
                 ]
             )
             self.assertEqual(actual, expected, msg=str(steps))
@@ -1529,7 +1433,6 @@ class TestCorrelationVmap(TestCase):
         # Both rules with an offset, any of input1, input2 and offset
         # vmapped (input2 of its own size), against a loop: the forward, and
         # the backward with each three-element output_mask.
-        batch = 3
         shape1, shape2 = (
             (2, 4, 5, 6)[4 - logical_rank :],
             (2, 4, 3, 7)[4 - logical_rank :],
@@ -1538,30 +1441,20 @@ class TestCorrelationVmap(TestCase):
         oshape = offset_shape(shape1, dict(kw, max_displacement=1))
         out_shape = (*oshape[:-3], 18, *oshape[-2:])
 
-        def batched(shape, dim, seed, make=make_offset):
-            if dim is not None:
-                shape = list(shape)
-                shape.insert(dim, batch)
-            return make(tuple(shape), seed=seed)
-
-        def make_input(shape, seed):
-            return make_inputs(shape, seed=seed)[0]
-
-        x1 = batched(shape1, in_dims[0], 1, make_input)
-        x2 = batched(shape2, in_dims[1], 2, make_input)
-        offset = batched(oshape, in_dims[2], 3)
-        pick = lambda t, d, i: t if d is None else t.select(d, i)  # noqa: E731
+        x1 = vmap_input(shape1, in_dims[0], 1)
+        x2 = vmap_input(shape2, in_dims[1], 2)
+        offset = vmap_input(oshape, in_dims[2], 3, make_offset)
 
         def forward(a, b, o):
             return F.correlation(a, b, 1, offset=o, **kw)
 
         actual = torch.vmap(forward, in_dims=in_dims)(x1, x2, offset)
-        for i in range(batch):
-            args = (pick(t, d, i) for t, d in zip((x1, x2, offset), in_dims))
+        for i in range(VMAP_BATCH):
+            args = (vmap_sample(t, d, i) for t, d in zip((x1, x2, offset), in_dims))
             self.assertEqual(actual[i], forward(*args))
 
         grad_dim = 0 if in_dims[0] is None else None
-        grad = batched(out_shape, grad_dim, 4, make_input)
+        grad = vmap_input(out_shape, grad_dim, 4)
         dims = (grad_dim, *in_dims)
         for mask in ([True, True, True], [False, False, True], [True, False, False]):
 
@@ -1571,8 +1464,10 @@ class TestCorrelationVmap(TestCase):
                 return tuple(g for g in grads if g is not None)
 
             actual = torch.vmap(backward, in_dims=dims)(grad, x1, x2, offset)
-            for i in range(batch):
-                args = (pick(t, d, i) for t, d in zip((grad, x1, x2, offset), dims))
+            for i in range(VMAP_BATCH):
+                args = (
+                    vmap_sample(t, d, i) for t, d in zip((grad, x1, x2, offset), dims)
+                )
                 expected = backward(*args)
                 self.assertEqual(len(actual), len(expected))
                 for got, want in zip(actual, expected):
@@ -1703,17 +1598,7 @@ class TestCorrelationModuleInfo(TestCase):
     """The ModuleInfo of nn.Correlation (patch/moduleinfo.py) runs and matches."""
 
     def test_module_inputs(self):
-        from torch.testing._internal.common_modules import module_db
-
-        # [preview only begin]
-        patch_dir = os.path.join(
-            os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "patch"
-        )
-        sys.path.insert(0, patch_dir)
-        from moduleinfo import module_db  # noqa: F811
-        # [preview only end]
-
-        (info,) = [m for m in module_db if m.module_cls is torch.nn.Correlation]
+        info = correlation_module_info()
         for dtype in (torch.float64, torch.float32):
             inputs = info.module_inputs_func(
                 info, device="cpu", dtype=dtype, requires_grad=True, training=True
