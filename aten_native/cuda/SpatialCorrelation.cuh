@@ -333,6 +333,38 @@ __device__ __forceinline__ bool inside(
   return y >= 0 && y < h && x >= 0 && x < w;
 }
 
+// The next digit of a mixed-radix number: returns value % radix and leaves
+// value / radix in `value`. The kernels decode their block or element index
+// this way, least significant digit first.
+template <typename T>
+__device__ __forceinline__ T next_digit(T& value, T radix) {
+  const T digit = value % radix;
+  value /= radix;
+  return digit;
+}
+
+// Channel c of image n of a 4D tensor: where its (y, x) offsets start.
+template <typename T, typename index_t>
+__device__ __forceinline__ T* channel_plane(
+    const TensorInfo<T, index_t>& t,
+    index_t n,
+    index_t c) {
+  return t.data + n * t.strides[0] + c * t.strides[1];
+}
+
+// Element (n, c, y, x) of a 4D tensor.
+template <typename T, typename index_t>
+__device__ __forceinline__ T& element(
+    const TensorInfo<T, index_t>& t,
+    index_t n,
+    index_t c,
+    index_t y,
+    index_t x) {
+  return t.data
+      [n * t.strides[0] + c * t.strides[1] + y * t.strides[2] +
+       x * t.strides[3]];
+}
+
 // Stages planes [0, planes) of `box`: plane c, row r, column x holds
 // channel c_first + c of image n of `in` at (y0 + r, x0 + x), in opmath_t,
 // and zero outside the image or when c >= channels.
@@ -402,14 +434,10 @@ __device__ __forceinline__ ForwardTile<index_t> forward_tile(
     const ForwardPlan& plan) {
   ForwardTile<index_t> t;
   int64_t block = blockIdx.x;
-  const index_t tile_x = block % plan.tiles_x;
-  block /= plan.tiles_x;
-  const index_t tile_y = block % plan.tiles_y;
-  block /= plan.tiles_y;
-  const index_t chunk_w = block % plan.chunks_w;
-  block /= plan.chunks_w;
-  const index_t chunk_h = block % plan.chunks_h;
-  block /= plan.chunks_h;
+  const index_t tile_x = next_digit(block, plan.tiles_x);
+  const index_t tile_y = next_digit(block, plan.tiles_y);
+  const index_t chunk_w = next_digit(block, plan.chunks_w);
+  const index_t chunk_h = next_digit(block, plan.chunks_h);
   t.group = block % geo.groups;
   t.n = block / geo.groups;
   t.oy0 = tile_y * plan.tile_h;
@@ -691,12 +719,9 @@ __device__ __forceinline__ BackwardTile<index_t> backward_tile(
     const BackwardPlan& plan) {
   BackwardTile<index_t> t;
   int64_t block = blockIdx.x;
-  const index_t tile_x = block % plan.tiles_x;
-  block /= plan.tiles_x;
-  const index_t tile_y = block % plan.tiles_y;
-  block /= plan.tiles_y;
-  const index_t channel_block = block % plan.channel_blocks;
-  block /= plan.channel_blocks;
+  const index_t tile_x = next_digit(block, plan.tiles_x);
+  const index_t tile_y = next_digit(block, plan.tiles_y);
+  const index_t channel_block = next_digit(block, plan.channel_blocks);
   t.group = block % geo.groups;
   t.n = block / geo.groups;
   t.y0 = tile_y * plan.tile_h;
@@ -1077,10 +1102,7 @@ __global__ void correlation_forward_generic_kernel(
         }
       }
     }
-    output.data
-        [n * output.strides[0] + channel * output.strides[1] +
-         oy * output.strides[2] + ox * output.strides[3]] =
-        static_cast<scalar_t>(acc * scale);
+    element(output, n, channel, oy, ox) = static_cast<scalar_t>(acc * scale);
   }
 }
 
@@ -1110,8 +1132,146 @@ __device__ __forceinline__ void for_each_window(
   }
 }
 
-// grad_input1[c, y, x] = sum over the windows (oy, ox) whose kernel covers
+// The windows (oy, ox) whose kernel covers input pixel (y, x): calls
+// f(oy, ox) for each, row by row.
+template <typename index_t, typename F>
+__device__ __forceinline__ void for_each_covering_window(
+    const CorrelationGeometry<index_t>& geo,
+    index_t y,
+    index_t x,
+    const F& f) {
+  for_each_window(
+      y,
+      geo.pad_h,
+      geo.kernel_h,
+      geo.dilation_h,
+      geo.stride_h,
+      geo.out_h,
+      [&](index_t oy) {
+        for_each_window(
+            x,
+            geo.pad_w,
+            geo.kernel_w,
+            geo.dilation_w,
+            geo.stride_w,
+            geo.out_w,
+            [&](index_t ox) { f(oy, ox); });
+      });
+}
+
+// The sums of the generic backward kernels for gradient element (n, c, y, x),
+// before the scale: `grad` is G of image n from the first channel of c's
+// group on, `in2` (`in1`) channel c of image n of input2 (input1).
+//
+// grad_input1[c, y, x]: the sum over the windows (oy, ox) whose kernel covers
 // (y, x) and over the displacements of G[d, oy, ox] * in2[c, y + dy, x + dx].
+template <typename scalar_t, typename index_t>
+__device__ __forceinline__ at::opmath_type<scalar_t> grad_input1_generic_sum(
+    const TensorInfo<const scalar_t, index_t>& grad_output,
+    const scalar_t* grad,
+    const TensorInfo<const scalar_t, index_t>& input2,
+    const scalar_t* in2,
+    const CorrelationGeometry<index_t>& geo,
+    index_t y,
+    index_t x) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const index_t sgc = grad_output.strides[1];
+  opmath_t acc = 0;
+  for_each_covering_window(geo, y, x, [&](index_t oy, index_t ox) {
+    const scalar_t* g =
+        grad + oy * grad_output.strides[2] + ox * grad_output.strides[3];
+    for (index_t a = 0; a < geo.disp_count_h; ++a) {
+      const index_t y2 = y + geo.disp_min_h + a * geo.disp_step_h;
+      if (y2 < 0 || y2 >= geo.height) {
+        continue;
+      }
+      for (index_t b = 0; b < geo.disp_count_w; ++b) {
+        const index_t x2 = x + geo.disp_min_w + b * geo.disp_step_w;
+        if (x2 < 0 || x2 >= geo.width) {
+          continue;
+        }
+        acc += static_cast<opmath_t>(g[displacement_channel(geo, a, b) * sgc]) *
+            static_cast<opmath_t>(
+                   in2[y2 * input2.strides[2] + x2 * input2.strides[3]]);
+      }
+    }
+  });
+  return acc;
+}
+
+// grad_input2[c, y, x]: the sum over the displacements, with (u, v) =
+// (y - dy, x - dx) in the image, of in1[c, u, v] times the sum of
+// G[d, oy, ox] over the windows (oy, ox) whose kernel covers (u, v).
+template <typename scalar_t, typename index_t>
+__device__ __forceinline__ at::opmath_type<scalar_t> grad_input2_generic_sum(
+    const TensorInfo<const scalar_t, index_t>& grad_output,
+    const scalar_t* grad,
+    const TensorInfo<const scalar_t, index_t>& input1,
+    const scalar_t* in1,
+    const CorrelationGeometry<index_t>& geo,
+    index_t y,
+    index_t x) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const index_t sgc = grad_output.strides[1];
+  opmath_t acc = 0;
+  for (index_t a = 0; a < geo.disp_count_h; ++a) {
+    const index_t u = y - geo.disp_min_h - a * geo.disp_step_h;
+    if (u < 0 || u >= geo.height) {
+      continue;
+    }
+    for (index_t b = 0; b < geo.disp_count_w; ++b) {
+      const index_t v = x - geo.disp_min_w - b * geo.disp_step_w;
+      if (v < 0 || v >= geo.width) {
+        continue;
+      }
+      const scalar_t* g = grad + displacement_channel(geo, a, b) * sgc;
+      opmath_t grad_sum = 0;
+      for_each_covering_window(geo, u, v, [&](index_t oy, index_t ox) {
+        grad_sum += static_cast<opmath_t>(
+            g[oy * grad_output.strides[2] + ox * grad_output.strides[3]]);
+      });
+      acc += grad_sum *
+          static_cast<opmath_t>(
+                 in1[u * input1.strides[2] + v * input1.strides[3]]);
+    }
+  }
+  return acc;
+}
+
+// The generic backward kernels: one thread per element (n, c, y, x) of the
+// gradient of one input, gathered from G and the other input (`displaced`,
+// as in the tiled kernel: input2 for grad_input1, input1 for grad_input2).
+template <BackwardTarget target, typename scalar_t, typename index_t>
+__device__ __forceinline__ void backward_generic(
+    const int64_t count,
+    const TensorInfo<scalar_t, index_t>& grad_input,
+    const TensorInfo<const scalar_t, index_t>& grad_output,
+    const TensorInfo<const scalar_t, index_t>& displaced,
+    const CorrelationGeometry<index_t>& geo,
+    const at::opmath_type<scalar_t> scale) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const index_t channels = geo.groups * geo.channels_per_group;
+  CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
+    const index_t x = index % geo.width;
+    const index_t y = (index / geo.width) % geo.height;
+    const index_t c = (index / (geo.width * geo.height)) % channels;
+    const index_t n = index / (geo.width * geo.height * channels);
+    const index_t group = c / geo.channels_per_group;
+    const scalar_t* other = channel_plane(displaced, n, c);
+    const scalar_t* grad =
+        channel_plane(grad_output, n, group * geo.displacements);
+    opmath_t acc;
+    if constexpr (target == BackwardTarget::kInput1) {
+      acc = grad_input1_generic_sum(
+          grad_output, grad, displaced, other, geo, y, x);
+    } else {
+      acc = grad_input2_generic_sum(
+          grad_output, grad, displaced, other, geo, y, x);
+    }
+    element(grad_input, n, c, y, x) = static_cast<scalar_t>(acc * scale);
+  }
+}
+
 template <typename scalar_t, typename index_t>
 C10_LAUNCH_BOUNDS_1(kGenericThreads)
 __global__ void correlation_backward_input1_generic_kernel(
@@ -1121,68 +1281,10 @@ __global__ void correlation_backward_input1_generic_kernel(
     TensorInfo<const scalar_t, index_t> input2,
     const CorrelationGeometry<index_t> geo,
     const at::opmath_type<scalar_t> scale) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const index_t channels = geo.groups * geo.channels_per_group;
-  const index_t sgc = grad_output.strides[1];
-  CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
-    const index_t x = index % geo.width;
-    const index_t y = (index / geo.width) % geo.height;
-    const index_t c = (index / (geo.width * geo.height)) % channels;
-    const index_t n = index / (geo.width * geo.height * channels);
-    const index_t group = c / geo.channels_per_group;
-    const scalar_t* in2 =
-        input2.data + n * input2.strides[0] + c * input2.strides[1];
-    const scalar_t* grad = grad_output.data + n * grad_output.strides[0] +
-        group * geo.displacements * sgc;
-
-    opmath_t acc = 0;
-    for_each_window(
-        y,
-        geo.pad_h,
-        geo.kernel_h,
-        geo.dilation_h,
-        geo.stride_h,
-        geo.out_h,
-        [&](index_t oy) {
-          for_each_window(
-              x,
-              geo.pad_w,
-              geo.kernel_w,
-              geo.dilation_w,
-              geo.stride_w,
-              geo.out_w,
-              [&](index_t ox) {
-                const scalar_t* g = grad + oy * grad_output.strides[2] +
-                    ox * grad_output.strides[3];
-                for (index_t a = 0; a < geo.disp_count_h; ++a) {
-                  const index_t y2 = y + geo.disp_min_h + a * geo.disp_step_h;
-                  if (y2 < 0 || y2 >= geo.height) {
-                    continue;
-                  }
-                  for (index_t b = 0; b < geo.disp_count_w; ++b) {
-                    const index_t x2 = x + geo.disp_min_w + b * geo.disp_step_w;
-                    if (x2 < 0 || x2 >= geo.width) {
-                      continue;
-                    }
-                    acc += static_cast<opmath_t>(
-                               g[displacement_channel(geo, a, b) * sgc]) *
-                        static_cast<opmath_t>(
-                               in2[y2 * input2.strides[2] +
-                                   x2 * input2.strides[3]]);
-                  }
-                }
-              });
-        });
-    grad_input1.data
-        [n * grad_input1.strides[0] + c * grad_input1.strides[1] +
-         y * grad_input1.strides[2] + x * grad_input1.strides[3]] =
-        static_cast<scalar_t>(acc * scale);
-  }
+  backward_generic<BackwardTarget::kInput1>(
+      count, grad_input1, grad_output, input2, geo, scale);
 }
 
-// grad_input2[c, y, x] = sum over the displacements, with (u, v) =
-// (y - dy, x - dx) in the image, of in1[c, u, v] times the sum of
-// G[d, oy, ox] over the windows (oy, ox) whose kernel covers (u, v).
 template <typename scalar_t, typename index_t>
 C10_LAUNCH_BOUNDS_1(kGenericThreads)
 __global__ void correlation_backward_input2_generic_kernel(
@@ -1192,64 +1294,8 @@ __global__ void correlation_backward_input2_generic_kernel(
     TensorInfo<const scalar_t, index_t> input1,
     const CorrelationGeometry<index_t> geo,
     const at::opmath_type<scalar_t> scale) {
-  using opmath_t = at::opmath_type<scalar_t>;
-  const index_t channels = geo.groups * geo.channels_per_group;
-  const index_t sgc = grad_output.strides[1];
-  CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
-    const index_t x = index % geo.width;
-    const index_t y = (index / geo.width) % geo.height;
-    const index_t c = (index / (geo.width * geo.height)) % channels;
-    const index_t n = index / (geo.width * geo.height * channels);
-    const index_t group = c / geo.channels_per_group;
-    const scalar_t* in1 =
-        input1.data + n * input1.strides[0] + c * input1.strides[1];
-    const scalar_t* grad = grad_output.data + n * grad_output.strides[0] +
-        group * geo.displacements * sgc;
-
-    opmath_t acc = 0;
-    for (index_t a = 0; a < geo.disp_count_h; ++a) {
-      const index_t u = y - geo.disp_min_h - a * geo.disp_step_h;
-      if (u < 0 || u >= geo.height) {
-        continue;
-      }
-      for (index_t b = 0; b < geo.disp_count_w; ++b) {
-        const index_t v = x - geo.disp_min_w - b * geo.disp_step_w;
-        if (v < 0 || v >= geo.width) {
-          continue;
-        }
-        const scalar_t* g = grad + displacement_channel(geo, a, b) * sgc;
-        opmath_t grad_sum = 0;
-        for_each_window(
-            u,
-            geo.pad_h,
-            geo.kernel_h,
-            geo.dilation_h,
-            geo.stride_h,
-            geo.out_h,
-            [&](index_t oy) {
-              for_each_window(
-                  v,
-                  geo.pad_w,
-                  geo.kernel_w,
-                  geo.dilation_w,
-                  geo.stride_w,
-                  geo.out_w,
-                  [&](index_t ox) {
-                    grad_sum += static_cast<opmath_t>(
-                        g[oy * grad_output.strides[2] +
-                          ox * grad_output.strides[3]]);
-                  });
-            });
-        acc += grad_sum *
-            static_cast<opmath_t>(
-                   in1[u * input1.strides[2] + v * input1.strides[3]]);
-      }
-    }
-    grad_input2.data
-        [n * grad_input2.strides[0] + c * grad_input2.strides[1] +
-         y * grad_input2.strides[2] + x * grad_input2.strides[3]] =
-        static_cast<scalar_t>(acc * scale);
-  }
+  backward_generic<BackwardTarget::kInput2>(
+      count, grad_input2, grad_output, input1, geo, scale);
 }
 
 // ---------------------------------------------------------------------------
@@ -1319,6 +1365,65 @@ void launch_correlation_forward(
       scale);
 }
 
+// Launches the kernel of one input's gradient (`target`), which reads G and
+// the other input, `displaced`: the tiled kernel when there is a `tiled` plan
+// (its halo box is set here, for the displaced input's layout), the generic
+// one otherwise.
+template <
+    BackwardTarget target,
+    typename scalar_t,
+    typename index_t,
+    typename Launch>
+void launch_input_gradient(
+    const Launch& launch,
+    const TensorBase& grad_input,
+    const TensorInfo<const scalar_t, index_t>& grad_info,
+    const TensorBase& displaced,
+    const CorrelationGeometry<index_t>& geo,
+    const BackwardPlan* tiled,
+    const at::opmath_type<scalar_t> scale) {
+  if (!grad_input.defined() || grad_input.numel() == 0) {
+    return;
+  }
+  auto grad_input_info = getTensorInfo<scalar_t, index_t>(grad_input);
+  auto displaced_info = getTensorInfo<const scalar_t, index_t>(displaced);
+  if (tiled != nullptr) {
+    BackwardPlan plan = *tiled;
+    plan.halo_box = make_box(
+        plan.channel_groups * kChannels,
+        plan.halo_rows,
+        plan.halo_cols,
+        plan.halo_stride,
+        planes_adjacent(displaced));
+    launch(
+        &correlation_backward_tiled_kernel<scalar_t, index_t, target>,
+        plan.blocks,
+        plan.threads,
+        plan.shared_bytes,
+        grad_input_info,
+        grad_info,
+        displaced_info,
+        geo,
+        plan,
+        scale);
+    return;
+  }
+  const int64_t count = grad_input.numel();
+  launch(
+      target == BackwardTarget::kInput1
+          ? &correlation_backward_input1_generic_kernel<scalar_t, index_t>
+          : &correlation_backward_input2_generic_kernel<scalar_t, index_t>,
+      generic_blocks(count),
+      kGenericThreads,
+      0,
+      count,
+      grad_input_info,
+      grad_info,
+      displaced_info,
+      geo,
+      scale);
+}
+
 template <typename scalar_t, typename index_t, typename Launch>
 void launch_correlation_backward(
     const Launch& launch,
@@ -1331,95 +1436,23 @@ void launch_correlation_backward(
   using opmath_t = at::opmath_type<scalar_t>;
   const CorrelationGeometry<index_t> geo(p);
   const auto scale = static_cast<opmath_t>(p.scale);
-  auto grad_info = getTensorInfo<const scalar_t, index_t>(grad_output);
+  const auto grad_info = getTensorInfo<const scalar_t, index_t>(grad_output);
 
   BackwardPlan plan;
-  const bool tiled = plan_backward(p, sizeof(opmath_t), plan);
-  // The halo box is the other input's: set per kernel below.
-  const auto halo_box = [&](const TensorBase& t) {
-    return make_box(
-        plan.channel_groups * kChannels,
-        plan.halo_rows,
-        plan.halo_cols,
-        plan.halo_stride,
-        planes_adjacent(t));
-  };
-  if (tiled) {
+  const BackwardPlan* tiled = nullptr;
+  if (plan_backward(p, sizeof(opmath_t), plan)) {
     plan.grad_box = make_box(
         plan.disp_rows * plan.disp_cols,
         plan.tile_h,
         kTileW,
         plan.grad_stride,
         planes_adjacent(grad_output));
+    tiled = &plan;
   }
-  if (grad_input1.defined() && grad_input1.numel() > 0) {
-    auto gi1_info = getTensorInfo<scalar_t, index_t>(grad_input1);
-    auto in2_info = getTensorInfo<const scalar_t, index_t>(input2);
-    if (tiled) {
-      plan.halo_box = halo_box(input2);
-      launch(
-          &correlation_backward_tiled_kernel<
-              scalar_t,
-              index_t,
-              BackwardTarget::kInput1>,
-          plan.blocks,
-          plan.threads,
-          plan.shared_bytes,
-          gi1_info,
-          grad_info,
-          in2_info,
-          geo,
-          plan,
-          scale);
-    } else {
-      const int64_t count = grad_input1.numel();
-      launch(
-          &correlation_backward_input1_generic_kernel<scalar_t, index_t>,
-          generic_blocks(count),
-          kGenericThreads,
-          0,
-          count,
-          gi1_info,
-          grad_info,
-          in2_info,
-          geo,
-          scale);
-    }
-  }
-  if (grad_input2.defined() && grad_input2.numel() > 0) {
-    auto gi2_info = getTensorInfo<scalar_t, index_t>(grad_input2);
-    auto in1_info = getTensorInfo<const scalar_t, index_t>(input1);
-    if (tiled) {
-      plan.halo_box = halo_box(input1);
-      launch(
-          &correlation_backward_tiled_kernel<
-              scalar_t,
-              index_t,
-              BackwardTarget::kInput2>,
-          plan.blocks,
-          plan.threads,
-          plan.shared_bytes,
-          gi2_info,
-          grad_info,
-          in1_info,
-          geo,
-          plan,
-          scale);
-    } else {
-      const int64_t count = grad_input2.numel();
-      launch(
-          &correlation_backward_input2_generic_kernel<scalar_t, index_t>,
-          generic_blocks(count),
-          kGenericThreads,
-          0,
-          count,
-          gi2_info,
-          grad_info,
-          in1_info,
-          geo,
-          scale);
-    }
-  }
+  launch_input_gradient<BackwardTarget::kInput1, scalar_t>(
+      launch, grad_input1, grad_info, input2, geo, tiled, scale);
+  launch_input_gradient<BackwardTarget::kInput2, scalar_t>(
+      launch, grad_input2, grad_info, input1, geo, tiled, scale);
 }
 
 // Whether the 32-bit kernels can serve a call: every defined tensor has at
@@ -1435,6 +1468,17 @@ inline bool use_32bit_indexing(
     }
   }
   return geometry_fits_int32(p);
+}
+
+// Calls f(index_t()) with the kernels' index type: int when use_32bit,
+// int64_t otherwise.
+template <typename F>
+void with_index_type(bool use_32bit, const F& f) {
+  if (use_32bit) {
+    f(int());
+  } else {
+    f(int64_t());
+  }
 }
 
 // The forward on batched 4D tensors, in 32- or 64-bit indexing.
@@ -1453,13 +1497,10 @@ void run_correlation_forward(
       use_32bit_indexing(params, {&output, &input1, &input2}, max_elem_32bit);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       kHalf, kBFloat16, input1.scalar_type(), "correlation_cuda", [&] {
-        if (use_32bit) {
-          launch_correlation_forward<scalar_t, int>(
+        with_index_type(use_32bit, [&](auto index) {
+          launch_correlation_forward<scalar_t, decltype(index)>(
               launch, output, input1, input2, params);
-        } else {
-          launch_correlation_forward<scalar_t, int64_t>(
-              launch, output, input1, input2, params);
-        }
+        });
       });
 }
 
@@ -1483,8 +1524,8 @@ void run_correlation_backward(
       max_elem_32bit);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       kHalf, kBFloat16, input1.scalar_type(), "correlation_backward_cuda", [&] {
-        if (use_32bit) {
-          launch_correlation_backward<scalar_t, int>(
+        with_index_type(use_32bit, [&](auto index) {
+          launch_correlation_backward<scalar_t, decltype(index)>(
               launch,
               grad_input1,
               grad_input2,
@@ -1492,16 +1533,7 @@ void run_correlation_backward(
               input1,
               input2,
               params);
-        } else {
-          launch_correlation_backward<scalar_t, int64_t>(
-              launch,
-              grad_input1,
-              grad_input2,
-              grad_output,
-              input1,
-              input2,
-              params);
-        }
+        });
       });
 }
 

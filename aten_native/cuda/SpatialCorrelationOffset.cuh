@@ -265,6 +265,14 @@ tap_dot(const opmath_t (&d)[kOffsetTapCols], int b, int tx, bool shared_taps) {
   return shared_taps ? d[b + tx] : d[2 * b + tx];
 }
 
+// A displacement row of one location: location (n, oy, ox), group and
+// displacement row a, whose dot products a forward or grad_offset partial
+// thread accumulates.
+template <typename index_t>
+struct OffsetRow {
+  index_t n, group, oy, ox, a;
+};
+
 // d[ty][k] = sum over the kernel window and the group's channels of input1
 // at (y1, x1) times input2 at tap row ty, tap column k of displacement row
 // a and columns [b0, b0 + nb) of location (n, oy, ox) (zero outside either
@@ -276,13 +284,11 @@ __device__ __forceinline__ void accumulate_offset_dots(
     const TensorInfo<const scalar_t, index_t>& input2,
     const OffsetGeometry<index_t>& geo,
     const OffsetSample<index_t, opmath_t>& sample,
-    index_t n,
-    index_t c_begin,
-    index_t oy,
-    index_t ox,
-    index_t a,
+    const OffsetRow<index_t>& row,
     index_t b0,
     int nb) {
+  const index_t n = row.n, oy = row.oy, ox = row.ox, a = row.a;
+  const index_t c_begin = row.group * geo.channels_per_group;
 #pragma unroll
   for (int ty = 0; ty < 2; ++ty) {
 #pragma unroll
@@ -365,14 +371,11 @@ __global__ void correlation_offset_forward_kernel(
   const index_t runs =
       (geo.disp_count_w + kOffsetDispCols - 1) / kOffsetDispCols;
   CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
-    const index_t ox = index % geo.out_w;
-    index_t rest = index / geo.out_w;
-    const index_t oy = rest % geo.out_h;
-    rest /= geo.out_h;
-    const index_t run = rest % runs;
-    rest /= runs;
-    const index_t a = rest % geo.disp_count_h;
-    rest /= geo.disp_count_h;
+    index_t rest = index;
+    const index_t ox = next_digit(rest, geo.out_w);
+    const index_t oy = next_digit(rest, geo.out_h);
+    const index_t run = next_digit(rest, runs);
+    const index_t a = next_digit(rest, geo.disp_count_h);
     const index_t group = rest % geo.groups;
     const index_t n = rest / geo.groups;
     const index_t b0 = run * kOffsetDispCols;
@@ -383,18 +386,7 @@ __global__ void correlation_offset_forward_kernel(
     opmath_t d[2][kOffsetTapCols];
     if (sample.finite) {
       accumulate_offset_dots(
-          d,
-          input1,
-          input2,
-          geo,
-          sample,
-          n,
-          group * geo.channels_per_group,
-          oy,
-          ox,
-          a,
-          b0,
-          nb);
+          d, input1, input2, geo, sample, {n, group, oy, ox, a}, b0, nb);
     }
     const bool shared_taps = geo.disp_step_w == 1;
     scalar_t* out = output.data + n * output.strides[0] +
@@ -439,12 +431,10 @@ __global__ void correlation_offset_grad_offset_partial_kernel(
   using opmath_t = at::opmath_type<scalar_t>;
   const int64_t locations = static_cast<int64_t>(geo.out_h) * geo.out_w;
   CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
-    const index_t ox = index % geo.out_w;
-    index_t rest = index / geo.out_w;
-    const index_t oy = rest % geo.out_h;
-    rest /= geo.out_h;
-    const index_t a = rest % geo.disp_count_h;
-    rest /= geo.disp_count_h;
+    index_t rest = index;
+    const index_t ox = next_digit(rest, geo.out_w);
+    const index_t oy = next_digit(rest, geo.out_h);
+    const index_t a = next_digit(rest, geo.disp_count_h);
     const index_t group = rest % geo.groups;
     const index_t n = rest / geo.groups;
 
@@ -460,18 +450,7 @@ __global__ void correlation_offset_grad_offset_partial_kernel(
             static_cast<index_t>(kOffsetDispCols), geo.disp_count_w - b0));
         opmath_t d[2][kOffsetTapCols];
         accumulate_offset_dots(
-            d,
-            input1,
-            input2,
-            geo,
-            sample,
-            n,
-            group * geo.channels_per_group,
-            oy,
-            ox,
-            a,
-            b0,
-            nb);
+            d, input1, input2, geo, sample, {n, group, oy, ox, a}, b0, nb);
 #pragma unroll
         for (int b = 0; b < kOffsetDispCols; ++b) {
           if (b >= nb) {
@@ -542,26 +521,82 @@ __global__ void correlation_offset_grad_offset_reduce_kernel(
   }
 }
 
-// The channels [c0, c0 + nc) of a thread of a gather: run `run` of
-// kGatherChannels channels within a group.
+// The input-gradient gathers run one thread per pixel (y, x) of image n and
+// run of kGatherChannels channels [c0, c0 + nc) within group `group`; the
+// thread's index runs over (n, group, run, y, x), x fastest.
 template <typename index_t>
-struct ChannelRun {
-  index_t group, c0;
+struct GatherRun {
+  index_t n, group, c0, y, x;
   int nc;
 };
 
 template <typename index_t>
-__device__ __forceinline__ ChannelRun<index_t> channel_run(
+__device__ __forceinline__ GatherRun<index_t> gather_run(
     const CorrelationGeometry<index_t>& geo,
-    index_t group,
-    index_t run) {
-  ChannelRun<index_t> r;
-  r.group = group;
-  const index_t first = run * kGatherChannels;
-  r.c0 = group * geo.channels_per_group + first;
+    index_t index,
+    index_t runs,
+    index_t height,
+    index_t width) {
+  GatherRun<index_t> r;
+  index_t rest = index;
+  r.x = next_digit(rest, width);
+  r.y = next_digit(rest, height);
+  const index_t first = next_digit(rest, runs) * kGatherChannels;
+  r.group = rest % geo.groups;
+  r.n = rest / geo.groups;
+  r.c0 = r.group * geo.channels_per_group + first;
   r.nc = static_cast<int>(std::min<index_t>(
       static_cast<index_t>(kGatherChannels), geo.channels_per_group - first));
   return r;
+}
+
+// acc[k] += coef * p[k * stride] for the run's channels k < nc.
+template <typename scalar_t, typename index_t, typename opmath_t>
+__device__ __forceinline__ void accumulate_channel_run(
+    opmath_t (&acc)[kGatherChannels],
+    opmath_t coef,
+    const scalar_t* p,
+    index_t stride,
+    int nc) {
+#pragma unroll
+  for (int k = 0; k < kGatherChannels; ++k) {
+    if (k < nc) {
+      acc[k] += coef * static_cast<opmath_t>(p[k * stride]);
+    }
+  }
+}
+
+// A gather into `grad`, whose images are height x width: for each run r of
+// the thread, accumulate(r, acc) adds the run's terms to acc (zeroed), then
+// grad[n, c0 + k, y, x] = scale * acc[k].
+template <typename scalar_t, typename index_t, typename Accumulate>
+__device__ __forceinline__ void gather_channel_runs(
+    const int64_t count,
+    const TensorInfo<scalar_t, index_t>& grad,
+    const CorrelationGeometry<index_t>& geo,
+    index_t height,
+    index_t width,
+    const at::opmath_type<scalar_t> scale,
+    const Accumulate& accumulate) {
+  using opmath_t = at::opmath_type<scalar_t>;
+  const index_t runs =
+      (geo.channels_per_group + kGatherChannels - 1) / kGatherChannels;
+  CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
+    const auto r = gather_run(geo, index, runs, height, width);
+    opmath_t acc[kGatherChannels];
+#pragma unroll
+    for (int k = 0; k < kGatherChannels; ++k) {
+      acc[k] = opmath_t(0);
+    }
+    accumulate(r, acc);
+    scalar_t* dst = &element(grad, r.n, r.c0, r.y, r.x);
+#pragma unroll
+    for (int k = 0; k < kGatherChannels; ++k) {
+      if (k < r.nc) {
+        dst[k * grad.strides[1]] = static_cast<scalar_t>(acc[k] * scale);
+      }
+    }
+  }
 }
 
 // grad_input1[n, c, y, x] = scale * sum over the locations (oy, ox) whose
@@ -578,92 +613,50 @@ __global__ void correlation_offset_grad_input1_kernel(
     const OffsetGeometry<index_t> geo,
     const at::opmath_type<scalar_t> scale) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const index_t runs =
-      (geo.channels_per_group + kGatherChannels - 1) / kGatherChannels;
   const index_t sgc = grad_output.strides[1];
   const index_t s2c = input2.strides[1], s2h = input2.strides[2],
                 s2w = input2.strides[3];
-  CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
-    const index_t x = index % geo.width;
-    index_t rest = index / geo.width;
-    const index_t y = rest % geo.height;
-    rest /= geo.height;
-    const index_t run = rest % runs;
-    rest /= runs;
-    const auto ch = channel_run<index_t>(geo, rest % geo.groups, run);
-    const index_t n = rest / geo.groups;
-    const scalar_t* in2 = input2.data + n * input2.strides[0] + ch.c0 * s2c;
-    const scalar_t* grad = grad_output.data + n * grad_output.strides[0] +
-        ch.group * geo.displacements * sgc;
-
-    opmath_t acc[kGatherChannels];
-#pragma unroll
-    for (int k = 0; k < kGatherChannels; ++k) {
-      acc[k] = opmath_t(0);
-    }
-    for_each_window(
-        y,
-        geo.pad_h,
-        geo.kernel_h,
-        geo.dilation_h,
-        geo.stride_h,
-        geo.out_h,
-        [&](index_t oy) {
-          for_each_window(
-              x,
-              geo.pad_w,
-              geo.kernel_w,
-              geo.dilation_w,
-              geo.stride_w,
-              geo.out_w,
-              [&](index_t ox) {
-                const auto sample = offset_sample(offset, geo, n, oy, ox);
-                if (!sample.finite) {
-                  return;
-                }
-                const scalar_t* g = grad + oy * grad_output.strides[2] +
-                    ox * grad_output.strides[3];
-                for (index_t a = 0; a < geo.disp_count_h; ++a) {
-                  const index_t y2 =
-                      y + geo.disp_min_h + a * geo.disp_step_h + sample.base_y;
-                  for (index_t b = 0; b < geo.disp_count_w; ++b) {
-                    const index_t x2 = x + geo.disp_min_w +
-                        b * geo.disp_step_w + sample.base_x;
-                    const opmath_t gk = static_cast<opmath_t>(
-                        g[displacement_channel<index_t>(geo, a, b) * sgc]);
-#pragma unroll
-                    for (int ty = 0; ty < 2; ++ty) {
-#pragma unroll
-                      for (int tx = 0; tx < 2; ++tx) {
-                        if (!inside<index_t>(
-                                y2 + ty, x2 + tx, geo.height2, geo.width2)) {
-                          continue;
-                        }
-                        const opmath_t coef = gk * sample.weight(ty, tx);
-                        const scalar_t* p =
-                            in2 + (y2 + ty) * s2h + (x2 + tx) * s2w;
-#pragma unroll
-                        for (int k = 0; k < kGatherChannels; ++k) {
-                          if (k < ch.nc) {
-                            acc[k] += coef * static_cast<opmath_t>(p[k * s2c]);
-                          }
-                        }
-                      }
-                    }
-                  }
-                }
-              });
-        });
-    scalar_t* dst = grad_input1.data + n * grad_input1.strides[0] +
-        ch.c0 * grad_input1.strides[1] + y * grad_input1.strides[2] +
-        x * grad_input1.strides[3];
-#pragma unroll
-    for (int k = 0; k < kGatherChannels; ++k) {
-      if (k < ch.nc) {
-        dst[k * grad_input1.strides[1]] = static_cast<scalar_t>(acc[k] * scale);
+  const auto accumulate = [&](const GatherRun<index_t>& r,
+                              opmath_t(&acc)[kGatherChannels]) {
+    const scalar_t* in2 = input2.data + r.n * input2.strides[0] + r.c0 * s2c;
+    const scalar_t* grad = grad_output.data + r.n * grad_output.strides[0] +
+        r.group * geo.displacements * sgc;
+    for_each_covering_window(geo, r.y, r.x, [&](index_t oy, index_t ox) {
+      const auto sample = offset_sample(offset, geo, r.n, oy, ox);
+      if (!sample.finite) {
+        return;
       }
-    }
-  }
+      const scalar_t* g =
+          grad + oy * grad_output.strides[2] + ox * grad_output.strides[3];
+      for (index_t a = 0; a < geo.disp_count_h; ++a) {
+        const index_t y2 =
+            r.y + geo.disp_min_h + a * geo.disp_step_h + sample.base_y;
+        for (index_t b = 0; b < geo.disp_count_w; ++b) {
+          const index_t x2 =
+              r.x + geo.disp_min_w + b * geo.disp_step_w + sample.base_x;
+          const opmath_t gk = static_cast<opmath_t>(
+              g[displacement_channel<index_t>(geo, a, b) * sgc]);
+#pragma unroll
+          for (int ty = 0; ty < 2; ++ty) {
+#pragma unroll
+            for (int tx = 0; tx < 2; ++tx) {
+              if (!inside<index_t>(y2 + ty, x2 + tx, geo.height2, geo.width2)) {
+                continue;
+              }
+              accumulate_channel_run(
+                  acc,
+                  gk * sample.weight(ty, tx),
+                  in2 + (y2 + ty) * s2h + (x2 + tx) * s2w,
+                  s2c,
+                  r.nc);
+            }
+          }
+        }
+      }
+    });
+  };
+  gather_channel_runs(
+      count, grad_input1, geo, geo.height, geo.width, scale, accumulate);
 }
 
 // keys[i] for i < locations: the location's bucket, that of its shifted
@@ -796,8 +789,6 @@ __global__ void correlation_offset_grad_input2_kernel(
     const OffsetGeometry<index_t> geo,
     const at::opmath_type<scalar_t> scale) {
   using opmath_t = at::opmath_type<scalar_t>;
-  const index_t runs =
-      (geo.channels_per_group + kGatherChannels - 1) / kGatherChannels;
   const index_t sgc = grad_output.strides[1];
   const index_t s1c = input1.strides[1], s1h = input1.strides[2],
                 s1w = input1.strides[3];
@@ -805,38 +796,28 @@ __global__ void correlation_offset_grad_input2_kernel(
       static_cast<int64_t>(geo.out_h) * geo.out_w;
   const index_t box_h = geo.box_bottom - geo.box_top + 1;
   const index_t box_w = geo.box_right - geo.box_left + 1;
-  CUDA_KERNEL_LOOP_TYPE(index, count, index_t) {
-    const index_t x = index % geo.width2;
-    index_t rest = index / geo.width2;
-    const index_t y = rest % geo.height2;
-    rest /= geo.height2;
-    const index_t run = rest % runs;
-    rest /= runs;
-    const auto ch = channel_run<index_t>(geo, rest % geo.groups, run);
-    const index_t n = rest / geo.groups;
-    const scalar_t* in1 = input1.data + n * input1.strides[0] + ch.c0 * s1c;
-    const scalar_t* grad = grad_output.data + n * grad_output.strides[0] +
-        ch.group * geo.displacements * sgc;
-
-    opmath_t acc[kGatherChannels];
-#pragma unroll
-    for (int k = 0; k < kGatherChannels; ++k) {
-      acc[k] = opmath_t(0);
-    }
+  const auto accumulate = [&](const GatherRun<index_t>& r,
+                              opmath_t(&acc)[kGatherChannels]) {
+    const scalar_t* in1 = input1.data + r.n * input1.strides[0] + r.c0 * s1c;
+    const scalar_t* grad = grad_output.data + r.n * grad_output.strides[0] +
+        r.group * geo.displacements * sgc;
     // Origin rows y - box_bottom .. y - box_top are bucket rows y .. y +
     // box_h - 1; origin columns likewise.
-    for (index_t r = 0; r < box_h; ++r) {
+    for (index_t row = 0; row < box_h; ++row) {
       const int64_t row_bucket =
-          (static_cast<int64_t>(n) * geo.bucket_rows + y + r) * geo.bucket_cols;
-      const int64_t end = begin[row_bucket + x + box_w];
-      for (int64_t e = begin[row_bucket + x]; e < end; ++e) {
+          (static_cast<int64_t>(r.n) * geo.bucket_rows + r.y + row) *
+          geo.bucket_cols;
+      const int64_t end = begin[row_bucket + r.x + box_w];
+      for (int64_t e = begin[row_bucket + r.x]; e < end; ++e) {
         const int64_t location = keys[e].location % locations_per_image;
         const index_t ox = static_cast<index_t>(location % geo.out_w);
         const index_t oy = static_cast<index_t>(location / geo.out_w);
-        const auto sample = offset_sample(offset, geo, n, oy, ox);
+        const auto sample = offset_sample(offset, geo, r.n, oy, ox);
         // (y, x) relative to the location's shifted origin.
-        const index_t ry = y - (oy * geo.stride_h - geo.pad_h + sample.base_y);
-        const index_t rx = x - (ox * geo.stride_w - geo.pad_w + sample.base_x);
+        const index_t ry =
+            r.y - (oy * geo.stride_h - geo.pad_h + sample.base_y);
+        const index_t rx =
+            r.x - (ox * geo.stride_w - geo.pad_w + sample.base_x);
         const scalar_t* g =
             grad + oy * grad_output.strides[2] + ox * grad_output.strides[3];
         for (index_t i = 0; i < geo.kernel_h; ++i) {
@@ -873,28 +854,16 @@ __global__ void correlation_offset_grad_input2_kernel(
                     sample.weight(ty, tx) *
                     static_cast<opmath_t>(
                         g[displacement_channel<index_t>(geo, a, b) * sgc]);
-#pragma unroll
-                for (int k = 0; k < kGatherChannels; ++k) {
-                  if (k < ch.nc) {
-                    acc[k] += coef * static_cast<opmath_t>(p[k * s1c]);
-                  }
-                }
+                accumulate_channel_run(acc, coef, p, s1c, r.nc);
               }
             }
           }
         }
       }
     }
-    scalar_t* dst = grad_input2.data + n * grad_input2.strides[0] +
-        ch.c0 * grad_input2.strides[1] + y * grad_input2.strides[2] +
-        x * grad_input2.strides[3];
-#pragma unroll
-    for (int k = 0; k < kGatherChannels; ++k) {
-      if (k < ch.nc) {
-        dst[k * grad_input2.strides[1]] = static_cast<scalar_t>(acc[k] * scale);
-      }
-    }
-  }
+  };
+  gather_channel_runs(
+      count, grad_input2, geo, geo.height2, geo.width2, scale, accumulate);
 }
 
 // ---------------------------------------------------------------------------
@@ -1129,13 +1098,10 @@ void run_correlation_offset_forward(
       params, {&output, &input1, &input2, &offset}, max_elem_32bit);
   AT_DISPATCH_FLOATING_TYPES_AND2(
       kHalf, kBFloat16, input1.scalar_type(), "correlation_offset_cuda", [&] {
-        if (use_32bit) {
-          launch_correlation_offset_forward<scalar_t, int>(
+        with_index_type(use_32bit, [&](auto index) {
+          launch_correlation_offset_forward<scalar_t, decltype(index)>(
               launch, output, input1, input2, offset, params);
-        } else {
-          launch_correlation_offset_forward<scalar_t, int64_t>(
-              launch, output, input1, input2, offset, params);
-        }
+        });
       });
 }
 
@@ -1174,8 +1140,8 @@ void run_correlation_offset_backward(
       input1.scalar_type(),
       "correlation_offset_backward_cuda",
       [&] {
-        if (use_32bit) {
-          launch_correlation_offset_backward<scalar_t, int>(
+        with_index_type(use_32bit, [&](auto index) {
+          launch_correlation_offset_backward<scalar_t, decltype(index)>(
               launch,
               workspace,
               grad_input1,
@@ -1186,19 +1152,7 @@ void run_correlation_offset_backward(
               input2,
               offset,
               params);
-        } else {
-          launch_correlation_offset_backward<scalar_t, int64_t>(
-              launch,
-              workspace,
-              grad_input1,
-              grad_input2,
-              grad_offset,
-              grad_output,
-              input1,
-              input2,
-              offset,
-              params);
-        }
+        });
       });
 }
 
